@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make book` and `make test` (each installs what it needs into .venv first).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= tiny
+# torch first, pinned: an unpinned torch on a CPU machine would pull a multi-GB CUDA build. Where the CPU wheel is not
+# already on local disk and there is no NVIDIA GPU, it comes from PyTorch's CPU wheel index.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= $(shell ls /opt/wheels/torch-2.13.0+cpu* >/dev/null 2>&1 || command -v nvidia-smi >/dev/null 2>&1 || echo https://download.pytorch.org/whl/cpu)
+
+.PHONY: install test book run build sync check-sync benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --progress-bar off $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
+	$(PY) -c "import shutil, torch, sys; gpu = shutil.which('nvidia-smi'); sys.exit(0 if gpu or torch.version.cuda is None else 'a CUDA build of torch was installed on a machine without a GPU: remove .venv and set TORCH_INDEX')"
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt -e .
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+book: install
+	$(VENV)/bin/psyco-book run --profile $(PROFILE)
+	$(VENV)/bin/psyco-book build
+
+run: install
+	$(VENV)/bin/psyco-book run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+
+build: install
+	$(VENV)/bin/psyco-book build
+
+sync: install
+	$(VENV)/bin/psyco-book sync
+
+check-sync: install
+	$(VENV)/bin/psyco-book sync --check
+
+benchmark: install
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build executed runs

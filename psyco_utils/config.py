@@ -1,0 +1,297 @@
+"""Profiles: YAML presets inside the package, parsed into typed, validated configs.
+
+Every notebook starts with ``cfg = load_profile(profile, overrides)``.  The presets live in
+``psyco_utils/presets/<name>.yaml`` (``tiny`` for CPU and CI, ``colab`` for one T4, ``paper`` for the paper's scale).
+Papermill checks neither names nor types of the parameters it injects, so this module does: an unknown key or a value
+of the wrong type is an error that names the key and the preset it came from.
+
+Training sections (``reward.training``, ``dpo.training``, ``dpo_iter.training``) hold keyword arguments of TRL's own
+config classes (``RewardConfig``, ``DPOConfig``); :func:`trl_config` validates them against those classes, so the
+presets use TRL's names rather than parallel ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .judge.config import JudgeConfig
+
+PRESET_DIR = Path(__file__).parent / "presets"
+PROFILES = ("tiny", "colab", "paper")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """One source of client statements (chapter 01).
+
+    ``kind`` is ``bundled`` (the corpus shipped with the package), a local file (``csv``, ``json``, ``jsonl``,
+    ``parquet``), or ``hub`` (a Hugging Face dataset id).  ``text_column`` and ``id_column`` map the source's own
+    column names; a source without an id column gets its row numbers as ids.
+    """
+
+    kind: Literal["bundled", "csv", "json", "jsonl", "parquet", "hub"]
+    name: str | None = None
+    path: str | None = None
+    hub_id: str | None = None
+    hub_split: str = "train"
+    text_column: str = "text"
+    id_column: str | None = None
+    title_column: str | None = None
+    max_rows: int | None = None
+
+
+class DataConfig(_Strict):
+    sources: list[SourceConfig]
+    min_chars: int = 100
+    max_chars: int = 1000
+    max_input_chars: int = 20_000
+    near_duplicate_threshold: float = Field(0.6, gt=0, le=1)
+    shingle_chars: int = 5
+    minhash_permutations: int = 128
+    minhash_bands: int = 32
+    theme_labeller: Literal["keyword", "llm"] = "keyword"
+    max_statements: int | None = None
+
+
+class PoolGeneratorConfig(_Strict):
+    """One member of the response pool: bundled responses, a local/hub HF model, or an OpenAI-compatible model."""
+
+    name: str
+    kind: Literal["bundled", "hf", "openai"]
+    model: str | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    base_url: str | None = None
+
+
+class PoolConfig(_Strict):
+    responses_per_statement: int = 4
+    generators: list[PoolGeneratorConfig]
+    generation_batch_size: int = 32
+
+
+class TinyModelConfig(_Strict):
+    """Size of the tiny Llama models and of their supervised warm start (tiny profile only)."""
+
+    vocab_size: int = 2000
+    hidden_size: int = 64
+    intermediate_size: int = 192
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 512
+    sft_epochs: int = 3
+    sft_learning_rate: float = 3e-3
+    sft_batch_size: int = 16
+    sft_max_length: int = 384
+
+
+class LoraSettings(_Strict):
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+
+
+class ModelsConfig(_Strict):
+    """``policy`` and ``reward_backbone`` are hub ids, local paths, or ``tiny`` (built by :mod:`psyco_utils.tiny`)."""
+
+    policy: str
+    reward_backbone: str
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    lora: LoraSettings | None = None
+    tiny: TinyModelConfig = TinyModelConfig()
+    generation_backend: Literal["hf", "vllm", "auto"] = "auto"
+
+
+class SplitConfig(_Strict):
+    source: Literal["constructed", "released"] = "constructed"
+    released_id: str = "Psychotherapy-LLM/PsychoCounsel-Preference"
+    released_path: str | None = None
+    dev_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    min_score_gap: float = 1.0
+
+
+class JudgingStageConfig(_Strict):
+    """Chapter 02's checks of the judge: position-swap consistency, and agreement with human labels when given.
+
+    ``human_labels_path``: a CSV with columns ID, prefID, shown_first (``chosen`` or ``rejected``: which response was
+    shown as A) and human_choice (``A`` or ``B``), e.g. from therapists labelling a sample of pairs.
+    """
+
+    swap_check_pairs: int = 50
+    human_labels_path: str | None = None
+
+
+class RewardStageConfig(_Strict):
+    training: dict[str, Any] = {}
+    off_the_shelf: list[str] = []
+    helpsteer2_mix: bool = False
+    helpsteer2_path: str | None = None
+    ece_bins: int = 10
+    bootstrap_samples: int = 1000
+
+
+class DPOStageConfig(_Strict):
+    training: dict[str, Any] = {}
+    eval_statements: int = 32
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+
+
+class DPOIterStageConfig(_Strict):
+    rounds: int = 3
+    statements_per_round: int = 6400
+    samples_per_statement: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    length_penalty: float = 0.0
+    training: dict[str, Any] = {}
+
+
+class EvalConfig(_Strict):
+    n_statements: int = 200
+    reference: Literal["base_policy", "openai"] = "openai"
+    reference_model: str = "gpt-4o"
+    word_limit: int = 150
+    constrained_max_new_tokens: int = 256
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    crisis_file: str | None = None
+    bootstrap_samples: int = 1000
+
+
+class ProfileConfig(_Strict):
+    name: str
+    description: str
+    seed: int = 1234
+    hub_offline: bool = False
+    data: DataConfig
+    pool: PoolConfig
+    models: ModelsConfig
+    judge: JudgeConfig
+    splits: SplitConfig = SplitConfig()
+    judging: JudgingStageConfig = JudgingStageConfig()
+    reward: RewardStageConfig = RewardStageConfig()
+    dpo: DPOStageConfig = DPOStageConfig()
+    dpo_iter: DPOIterStageConfig = DPOIterStageConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str) -> str:
+        if not value.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"profile name {value!r} must be letters, digits, '-' or '_'")
+        return value
+
+
+class ProfileError(ValueError):
+    """A preset or an override that does not fit the profile schema."""
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ProfileError(f"override {item!r} is not of the form key.path=value")
+    key, raw = item.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise ProfileError(f"override {item!r} has an empty key")
+    return path, yaml.safe_load(raw)
+
+
+def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any] | None, origin: str) -> dict:
+    """Return a copy of ``raw`` with dotted ``key.path=value`` overrides applied (values parsed as YAML)."""
+    result = copy.deepcopy(raw)
+    if not overrides:
+        return result
+    items = overrides.items() if isinstance(overrides, dict) else (_parse_override(o) for o in overrides)
+    for key, value in items:
+        path = key.split(".") if isinstance(key, str) else key
+        node = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                raise ProfileError(f"override {'.'.join(path)}: {'.'.join(path[: i + 1])} in {origin} is not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _format_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid profile {origin}:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key")
+        else:
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_profile(name_or_path: str = "tiny", overrides: list[str] | dict[str, Any] | None = None) -> ProfileConfig:
+    """Load a preset by name (``tiny``, ``colab``, ``paper``) or from a YAML path, apply overrides, validate.
+
+    Used by every chapter's first cell.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ProfileError(f"unknown profile {name_or_path!r}; presets: {', '.join(list_presets())}")
+    if not path.exists():
+        raise ProfileError(f"profile file {path} does not exist")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ProfileError(f"profile file {path} must hold a mapping at the top level")
+    merged = apply_overrides(raw, overrides, str(path))
+    try:
+        return ProfileConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ProfileError(_format_validation_error(exc, str(path))) from None
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def trl_config(kind: Literal["reward", "dpo"], training: dict[str, Any], output_dir: str | Path, **extra):
+    """Build TRL's own ``RewardConfig`` or ``DPOConfig`` from a preset's ``training`` section.
+
+    Unknown keys are errors that name the key and the TRL class, before TRL sees them.  ``extra`` holds values the
+    chapter derives (output directory, seed, logging), which the preset may not set.
+    """
+    from trl import DPOConfig, RewardConfig
+
+    cls = {"reward": RewardConfig, "dpo": DPOConfig}[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(training) - names)
+    if unknown:
+        raise ProfileError(f"{kind}.training: unknown {cls.__name__} key(s): {', '.join(unknown)}")
+    kwargs = {**training, **extra, "output_dir": str(output_dir)}
+    kwargs.setdefault("report_to", "none")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"{kind}.training: {cls.__name__} rejected the values: {exc}") from None
+
+
+def run_dir(cfg: ProfileConfig, root: str | Path | None = None) -> Path:
+    """``runs/<profile>/`` (or ``$PSYCO_RUNS_DIR/<profile>``): where every stage reads and writes its artifacts."""
+    base = Path(root or os.environ.get("PSYCO_RUNS_DIR", "runs"))
+    path = base / cfg.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,66 @@
+"""One seeded setup call per chapter: load the profile, seed everything, quiet the libraries, time the stage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ProfileConfig, load_profile, run_dir
+
+
+@dataclass
+class Chapter:
+    """What a chapter's first cell gets back: the validated profile, its run folder and a stage timer."""
+
+    cfg: ProfileConfig
+    run: Path
+    stage: str
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def finish(self, metrics: dict) -> dict:
+        """Record this stage's wall time and headline metrics in ``runs/<profile>/manifest.json``."""
+        from .manifest import record_stage
+
+        return record_stage(self.cfg, self.run, self.stage, self.seconds, metrics)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def start_chapter(profile: str, overrides: list[str] | None, stage: str) -> Chapter:
+    """Validate the profile, seed Python/NumPy/torch, keep library output quiet, and start the stage's timer."""
+    cfg = load_profile(profile, overrides)
+    if cfg.hub_offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+    for name in ("transformers", "datasets", "httpx", "openai"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    seed_everything(cfg.seed)
+    from .plots import use_book_style
+
+    use_book_style()
+    return Chapter(cfg=cfg, run=run_dir(cfg), stage=stage)
