@@ -1,0 +1,197 @@
+"""Load policy and reward backbones (hub id, local path, or the tiny world) and generate responses.
+
+One loading path for every profile: a hub id (``meta-llama/Llama-3.2-3B-Instruct``) and a local directory go through
+the same ``from_pretrained`` calls; ``tiny`` resolves to the models built by :mod:`psyco_utils.tiny`.  With
+``HF_HUB_OFFLINE=1`` (the tiny profile) a hub id fails at once instead of hanging.
+
+One generation interface (:func:`generate_responses`) serves chapters 01, 04, 05 and 06: batched, left-padded
+``model.generate`` by default, vLLM when it is installed and a GPU is present (or when the profile asks for it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ModelsConfig, ProfileConfig
+
+
+def resolve_model_path(name: str, cfg: ProfileConfig, run_root: Path | None = None) -> str:
+    """``tiny`` -> the tiny world's policy directory; any other name is passed on as a hub id or local path."""
+    if name == "tiny":
+        from .config import run_dir
+        from .tiny import build_tiny_world
+
+        root = (run_root or run_dir(cfg)) / "tiny_world"
+        world = build_tiny_world(root, cfg.models.tiny, cfg.seed)
+        return str(world.policy_dir)
+    return name
+
+
+def _torch_dtype(models: ModelsConfig):
+    import torch
+
+    if models.dtype == "auto":
+        return "auto"
+    return getattr(torch, models.dtype)
+
+
+def load_tokenizer(name_or_path: str):
+    """The tokenizer of a policy or backbone, with left padding for generation and a pad token."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(name_or_path: str, models: ModelsConfig, device: str | None = None):
+    """A causal LM and its tokenizer from a hub id or local directory (chapters 01, 04, 05, 06)."""
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=_torch_dtype(models))
+    model.to(device or default_device())
+    model.eval()
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def load_reward_backbone(name_or_path: str, models: ModelsConfig, device: str | None = None):
+    """A sequence classifier with one output (the reward head) and its tokenizer (chapter 03).
+
+    Loading a causal LM checkpoint this way keeps its body and adds a freshly initialised ``score`` head.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    tok = load_tokenizer(name_or_path)
+    tok.padding_side = "right"
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=1, dtype=_torch_dtype(models))
+    model.config.pad_token_id = tok.pad_token_id
+    model.to(device or default_device())
+    return model, tok
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def vllm_available() -> bool:
+    try:
+        import torch
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return torch.cuda.is_available()
+
+
+def chat_prompts(tokenizer, statements: list[str], system_prompt: str | None = None) -> list[str]:
+    """Each statement as the user turn of a chat, rendered with the model's own template and a generation prompt."""
+    prompts = []
+    for statement in statements:
+        messages = [{"role": "user", "content": statement}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        prompts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return prompts
+
+
+@dataclass
+class GenerationStats:
+    prompts: int = 0
+    samples: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+    backend: str = "hf"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+def generate_responses(
+    model,
+    tokenizer,
+    statements: list[str],
+    n: int = 1,
+    temperature: float = 0.7,
+    top_p: float = 0.95,
+    max_new_tokens: int = 256,
+    batch_size: int = 32,
+    seed: int = 0,
+    system_prompt: str | None = None,
+    backend: str = "hf",
+    progress: bool = False,
+    stats: GenerationStats | None = None,
+) -> list[list[str]]:
+    """``n`` responses to each statement: a list (one per statement) of lists of ``n`` strings.
+
+    ``backend="hf"``: prompts are left-padded and sent in batches of ``batch_size`` prompts, each batch one
+    ``model.generate`` call with ``num_return_sequences=n``.  ``temperature=0`` means greedy decoding.
+    ``backend="vllm"``: ``model`` is a ``vllm.LLM``; same prompts, same sampling parameters.
+    """
+    import torch
+
+    stats = stats if stats is not None else GenerationStats()
+    stats.backend = backend
+    prompts = chat_prompts(tokenizer, statements, system_prompt)
+    start = time.perf_counter()
+    outputs: list[list[str]] = []
+    if backend == "vllm":
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                                max_tokens=max_new_tokens, seed=seed)
+        for result in model.generate(prompts, params, use_tqdm=progress):
+            outputs.append([o.text.strip() for o in result.outputs])
+            stats.new_tokens += sum(len(o.token_ids) for o in result.outputs)
+    else:
+        from tqdm.auto import tqdm
+
+        torch.manual_seed(seed)
+        device = next(model.parameters()).device
+        tokenizer.padding_side = "left"
+        batches = range(0, len(prompts), batch_size)
+        for start_idx in tqdm(batches, desc="generating", disable=not progress):
+            chunk = prompts[start_idx : start_idx + batch_size]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            sampling = temperature > 0
+            kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                          pad_token_id=tokenizer.pad_token_id)
+            if sampling:
+                kwargs.update(temperature=temperature, top_p=top_p)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            with torch.no_grad():
+                out = model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1] :]
+            stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            for i in range(len(chunk)):
+                outputs.append([t.strip() for t in texts[i * n : (i + 1) * n]])
+    stats.prompts += len(prompts)
+    stats.samples += len(prompts) * n
+    stats.seconds += time.perf_counter() - start
+    return outputs
+
+
+def load_generator(name_or_path: str, models: ModelsConfig):
+    """``(model, tokenizer, backend)`` for generation: vLLM when the profile allows it and it can run, else HF."""
+    wants_vllm = models.generation_backend == "vllm" or (models.generation_backend == "auto" and vllm_available())
+    if wants_vllm:
+        from vllm import LLM
+
+        llm = LLM(model=name_or_path, dtype=models.dtype if models.dtype != "float32" else "auto",
+                  gpu_memory_utilization=float(os.environ.get("PSYCO_VLLM_GPU_MEMORY", "0.45")))
+        return llm, load_tokenizer(name_or_path), "vllm"
+    model, tok = load_policy(name_or_path, models)
+    return model, tok, "hf"

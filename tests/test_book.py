@@ -1,0 +1,67 @@
+"""The runner: the pairing check, failure reporting with the notebook and cell, parameters injected."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from psyco_utils import book
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_committed_notebooks_are_in_sync_and_without_outputs():
+    assert book.sync(check=True) == 0
+
+
+def test_sync_check_catches_outputs_and_drift(tmp_path, monkeypatch):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_demo.py").write_text("# %%\nprint('hi')\n")
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    assert book.sync(check=True) == 1  # the .ipynb is missing
+    assert book.sync(check=False) == 0
+    assert book.sync(check=True) == 0
+    nb = nbformat.read(nbdir / "01_demo.ipynb", as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="hi\n")]
+    nbformat.write(nb, nbdir / "01_demo.ipynb")
+    assert book.sync(check=True) == 1
+    (nbdir / "01_demo.py").write_text("# %%\nprint('changed')\n")
+    book.sync(check=False)
+    assert book.sync(check=True) == 0
+
+
+def test_run_stops_at_failing_cell_and_keeps_partial_notebook(tmp_path, monkeypatch, capsys):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_ok.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nimport json, pathlib\n'
+        'pathlib.Path("seen.json").write_text(json.dumps([profile, overrides]))\n')
+    (nbdir / "02_boom.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nx = 1\n\n# %%\nraise ValueError("bad cell")\n')
+    (nbdir / "03_never.py").write_text('# %%\nopen("never", "w")\n')
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path / "runs"))
+    rc = book.run("tiny", None, ["seed=3"], tmp_path / "executed")
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "FAILED notebooks/02_boom.py at code cell 3" in err and "ValueError: bad cell" in err
+    assert (tmp_path / "executed" / "02_boom.ipynb").exists()
+    assert not (tmp_path / "never").exists()
+    assert json.loads((tmp_path / "seen.json").read_text()) == ["tiny", ["seed=3"]]
+
+
+def test_run_rejects_bad_override_before_starting_a_kernel(tmp_path):
+    with pytest.raises(Exception, match="unknown key"):
+        book.run("tiny", None, ["nope=1"], tmp_path)
+
+
+def test_cli_help():
+    out = subprocess.run([sys.executable, "-m", "psyco_utils.book", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "run" in out.stdout and "build" in out.stdout
