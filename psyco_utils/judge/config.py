@@ -1,0 +1,39 @@
+"""The judge's settings, one section of a profile (``judge:``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JudgeConfig(BaseModel):
+    """Which judge scores and compares responses, and how it is called.
+
+    ``backend``: ``rubric`` (offline, deterministic; the tiny profile) or ``openai`` (any OpenAI-compatible chat
+    endpoint: GPT-4o, gpt-4o-mini, vLLM, Ollama).  ``base_url`` None lets the ``openai`` client read
+    ``OPENAI_BASE_URL``; the API key is read only from the environment variable named by ``api_key_env``.
+    Prices are US dollars per million tokens, for the cost estimate and the usage report.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["rubric", "openai"] = "rubric"
+    model: str = "gpt-4o"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    max_invalid_retries: int = Field(2, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    temperature: float = 0.0
+    max_output_tokens: int = Field(600, ge=16)
+    use_batch_api: bool = False
+    batch_poll_s: float = Field(30.0, gt=0)
+    estimate_above: int = Field(200, ge=0)
+    price_input_per_mtok: float = 2.50
+    price_output_per_mtok: float = 10.00
+    price_cached_input_per_mtok: float = 1.25
+    tie_margin: float = Field(0.25, ge=0)
