@@ -416,11 +416,14 @@ _CRISIS_PATTERNS = {
     "suicidal ideation": r"\b(?:suicid\w*|kill(?:ing)? myself|end(?:ing)? (?:my|it) (?:life|all)|take my (?:own )?life"
                          r"|(?:don'?t|do not) want to (?:be alive|live|exist|wake up|be here)|better off (?:dead|without me)"
                          r"|no (?:reason|point) (?:to|in) (?:live|living|going on)|wish (?:I|i) (?:was|were) dead"
-                         r"|want(?:ed)? to die|not (?:be|being) here anymore|disappear forever)\b",
+                         r"|want(?:ed)? to die|not (?:be|being) here anymore|disappear forever"
+                         r"|(?:not sure|don'?t know) (?:if|whether) I wanted to wake up)\b",
     "self-harm": r"\b(?:self[- ]harm\w*|hurt(?:ing)? myself|cut(?:ting)? myself|harm(?:ing)? myself|burn(?:ing)? myself"
-                 r"|overdos\w*)\b",
-    "harm to others": r"\b(?:hurt(?:ing)? (?:him|her|them|someone|my (?:baby|child|kids?|son|daughter|wife|husband|partner))"
-                      r"|kill (?:him|her|them|someone)|snap and hurt)\b",
+                 r"|overdos\w*|(?:took|taken|swallowed) (?:a lot|too many|a handful)(?: more)? (?:of )?(?:pills|tablets))\b",
+    "harm to others": r"\b(?:(?:want(?:ed)? to|going to|might|will|could|afraid I(?:'ll| will| would| might)"
+                      r"|scared I(?:'ll| will| would| might)|thoughts? of|urge to|snap and) "
+                      r"(?:hurt|harm|kill) (?:him|her|them|someone|somebody|my (?:baby|child|kids?|son|daughter|wife"
+                      r"|husband|partner)))\b",
     "hopelessness": r"\b(?:can'?t go on|no way out|nothing left to live for|(?:am|feel) a burden to everyone)\b",
 }
 _CRISIS_RE = {kind: re.compile(pattern, re.I) for kind, pattern in _CRISIS_PATTERNS.items()}
@@ -451,44 +454,84 @@ THEME_DESCRIPTIONS = {
 }
 
 THEME_KEYWORDS = {
-    "anxiety": ["anxious", "anxiety", "worry", "worried", "worrying", "panic", "nervous", "stress", "stressed",
-                "overthink", "racing thoughts", "fear", "scared", "heart pounding", "on edge", "deadline", "exam",
-                "presentation", "social situations", "what if"],
-    "depression": ["depressed", "depression", "sad", "empty", "numb", "hopeless", "no energy", "motivation",
-                   "can't get out of bed", "tired all the time", "sleep", "lonely", "worthless", "nothing matters",
-                   "lost interest", "crying", "dark", "low mood"],
-    "relationships": ["boyfriend", "girlfriend", "partner", "husband", "wife", "marriage", "married", "dating",
-                      "breakup", "broke up", "cheated", "cheating", "affair", "relationship", "ex ", "divorce",
-                      "spouse", "fiance", "intimacy", "sex"],
-    "family": ["mother", "father", "mom", "mum", "dad", "parents", "sister", "brother", "sibling", "son",
-               "daughter", "kids", "children", "in-law", "stepmother", "stepfather", "stepson", "stepdaughter",
-               "grandmother", "grandfather", "family", "toddler", "teenager", "caregiver", "caring for"],
-    "grief": ["died", "death", "passed away", "funeral", "grief", "grieving", "loss", "lost my", "miss her",
-              "miss him", "bereavement", "widow", "anniversary of", "dying", "terminal", "hospice", "put down"],
-    "trauma": ["trauma", "traumatic", "abuse", "abused", "abusive", "assault", "assaulted", "flashback",
-               "nightmare", "ptsd", "accident", "violent", "violence", "hit me", "attacked", "triggered",
-               "molested", "survivor", "unsafe"],
-    "self_esteem": ["confidence", "self-esteem", "self esteem", "ugly", "body", "weight", "not good enough",
-                    "failure", "perfectionist", "perfect", "compare myself", "comparing", "insecure", "hate myself",
-                    "identity", "gay", "bisexual", "transgender", "who I am", "worth"],
-    "substance_use": ["drink", "drinking", "alcohol", "drunk", "beer", "wine", "drugs", "weed", "cocaine",
-                      "pills", "addicted", "addiction", "sober", "relapse", "gambling", "betting", "gaming",
-                      "video games", "screen time", "anger", "temper", "rage", "smoking", "vape"],
+    # strong cues count 3, weak cues (people and common words that several themes share) count 1
+    "anxiety": {
+        "strong": ["anxious", "anxiety", "panic", "panic attack", "worry", "worries", "worried", "worrying", "nervous",
+                   "dread", "catastrophis", "what-ifs", "what if", "racing", "blush", "presentation", "deadline",
+                   "deadlines", "symptom", "symptoms", "heart racing", "heart pounding", "can't breathe",
+                   "catch my breath", "on edge", "terrified of", "fear of flying", "flying", "rehears"],
+        "weak": ["stress", "stressed", "scared", "fear", "afraid", "tight", "sweat", "exam", "boss", "work",
+                 "job", "health", "doctor"],
+    },
+    "depression": {
+        "strong": ["depressed", "depression", "antidepressant", "hopeless", "numb", "flat", "grey", "empty",
+                   "emptiness", "no energy", "exhausted", "motivation", "pointless", "no point", "lost interest",
+                   "going through the motions", "lonely", "loneliness", "alone", "sleep", "cannot get out of bed",
+                   "can't get out of bed", "winter", "useless", "cry almost every day", "crying"],
+        "weak": ["sad", "tired", "low", "sofa", "friends", "evenings", "weekends", "nobody"],
+    },
+    "relationships": {
+        "strong": ["boyfriend", "girlfriend", "partner", "husband", "wife", "marriage", "married", "dating", "date",
+                   "dates", "breakup", "broke up", "cheated", "cheating", "affair", "relationship", "engaged",
+                   "engagement", "fiance", "intimacy", "sex", "asexual", "his ex", "her ex", "my ex", "move in together",
+                   "match", "matches", "apps"],
+        "weak": ["love", "loves", "argue", "argument", "together", "trust", "jealous", "phone"],
+    },
+    "family": {
+        "strong": ["mother", "father", "mum", "mom", "dad", "parents", "sister", "brother", "sibling", "siblings",
+                   "twin", "son", "daughter", "kids", "children", "child", "teenager", "toddler", "baby",
+                   "in-law", "mother-in-law", "stepchildren", "stepfather", "stepmother", "carer", "caring for",
+                   "dementia", "stroke", "family", "grandmother", "grandfather", "uncle", "aunt", "cousin"],
+        "weak": ["home", "house", "dinner", "visits", "gatherings"],
+    },
+    "grief": {
+        "strong": ["died", "death", "dead", "passed away", "funeral", "grief", "grieving", "grieve", "loss", "lost my",
+                   "bereave", "widow", "hospice", "months to live", "put our dog to sleep", "put to sleep",
+                   "redundant", "made redundant", "miss her", "miss him", "goodbye", "alzheimer", "terminal",
+                   "dying", "gave up", "give up my career"],
+        "weak": ["miss", "missing", "memory", "memories", "lost", "anniversary", "grave"],
+    },
+    "trauma": {
+        "strong": ["trauma", "traumatic", "abuse", "abused", "abusive", "assault", "assaulted", "flashback",
+                   "flashbacks", "nightmare", "nightmares", "ptsd", "crash", "accident", "violence", "violent", "hit me",
+                   "hit my mum", "punches walls", "throws things", "stabbing", "flood", "fire", "army", "served",
+                   "bullied", "bullying", "police", "witnessed", "restraining order", "estranged", "paramedic",
+                   "unsafe", "locks"],
+        "weak": ["freeze", "jump", "smell", "scene", "safe", "childhood"],
+    },
+    "self_esteem": {
+        "strong": ["confidence", "self-esteem", "self esteem", "ugly", "body", "mirror", "weight", "not good enough",
+                   "failure", "fraud", "perfect", "perfectionist", "compare", "comparing", "comparison", "insecure",
+                   "hate myself", "worthless", "worth", "gay", "non-binary", "coming out", "come out", "identity",
+                   "instagram", "compliment", "say no", "saying yes", "short", "height", "dyslexia", "rewrote",
+                   "rewriting", "bitter", "humiliated"],
+        "weak": ["photo", "photos", "looks", "stupid", "invisible", "grades"],
+    },
+    "substance_use": {
+        "strong": ["drink", "drinks", "drinking", "alcohol", "drunk", "wine", "beer", "champagne", "sober", "sobriety",
+                   "sponsor", "drugs", "cocaine", "cannabis", "weed", "pills", "painkillers", "addicted", "addiction",
+                   "relapse", "gambling", "gamble", "betting", "bet", "scratch cards", "gaming", "video games",
+                   "games", "console", "tablet", "scrolling", "scroll", "screen time", "temper", "anger", "rage",
+                   "punched", "road rage", "impulsive", "impulsively", "debt"],
+        "weak": ["habit", "quit", "stop", "money", "spend"],
+    },
 }
 
 
 def keyword_theme(text: str) -> tuple[str, dict[str, int]]:
-    """The theme with the most keyword hits (ties broken by the order of :data:`THEMES`), or ``other``.
+    """The theme with the highest keyword score (strong cues 3 points, weak cues 1), or ``other`` with no cue.
 
-    The tiny profile's labeller (chapter 01); colab and paper label with an LLM through the judge client.
+    Ties are broken by the order of :data:`THEMES`.  The tiny profile's labeller (chapter 01, which reports its
+    agreement with the bundled corpus's own themes); colab and paper label with an LLM through the judge client.
     """
     lowered = text.casefold()
-    hits = {
-        theme: sum(1 for k in words if re.search(r"(?<![a-z])" + re.escape(k.strip()) + r"(?![a-z])", lowered))
-        for theme, words in THEME_KEYWORDS.items()
-    }
-    best = max(THEMES, key=lambda t: (hits[t], -THEMES.index(t)))
-    return (best if hits[best] > 0 else "other"), hits
+
+    def hits(words):
+        return sum(1 for k in words if re.search(r"(?<![a-z])" + re.escape(k) + r"(?![a-z])", lowered))
+
+    scores = {theme: 3 * hits(cues["strong"]) + hits(cues["weak"]) for theme, cues in THEME_KEYWORDS.items()}
+    best = max(THEMES, key=lambda t: (scores[t], -THEMES.index(t)))
+    return (best if scores[best] > 0 else "other"), scores
 
 
 # ----------------------------------------------------------------------------------------------------------------
