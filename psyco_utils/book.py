@@ -47,7 +47,7 @@ def chapter_sources(only: list[str] | None = None) -> list[Path]:
 
 
 def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
-    """Index and first source line of the cell that raised, read from papermill's partial output notebook."""
+    """Index (among the source's code cells) and first line of the cell that raised, from papermill's partial output."""
     import nbformat
 
     try:
@@ -56,13 +56,49 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
         return None, ""
     code_index = 0
     for cell in nb.cells:
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             continue
         code_index += 1
         if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
             first = next((line for line in cell.source.splitlines() if line.strip()), "")
             return code_index, first
     return None, ""
+
+
+class PeakMemory:
+    """Samples the resident memory of this process's children (the notebook kernel) in a background thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = None
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self._stop = threading.Event()
+        me = psutil.Process()
+
+        def sample():
+            while not self._stop.is_set():
+                total = 0
+                for child in me.children(recursive=True):
+                    try:
+                        total += child.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak_bytes = max(self.peak_bytes, total)
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir: Path) -> int:
@@ -91,20 +127,24 @@ def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir
         out_path = executed_dir / f"{source.stem}.ipynb"
         print(f"[{i}/{len(sources)}] {source.relative_to(REPO_ROOT)} ...", flush=True)
         nb = jupytext.read(source)
+        nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+        nb.metadata.setdefault("language_info", {"name": "python"})
         with tempfile.TemporaryDirectory() as tmp:
             tmp_nb = Path(tmp) / f"{source.stem}.ipynb"
             jupytext.write(nb, tmp_nb)
             start = time.perf_counter()
+            memory = PeakMemory()
             try:
-                papermill.execute_notebook(
-                    str(tmp_nb),
-                    str(out_path),
-                    parameters={"profile": profile, "overrides": list(overrides)},
-                    cwd=str(REPO_ROOT),
-                    kernel_name="python3",
-                    progress_bar=False,
-                    request_save_on_cell_execute=True,
-                )
+                with memory:
+                    papermill.execute_notebook(
+                        str(tmp_nb),
+                        str(out_path),
+                        parameters={"profile": profile, "overrides": list(overrides)},
+                        cwd=str(REPO_ROOT),
+                        kernel_name="python3",
+                        progress_bar=False,
+                        request_save_on_cell_execute=True,
+                    )
             except PapermillExecutionError as exc:
                 index, first_line = _failed_cell(out_path)
                 where = f"code cell {index} ({first_line!r})" if index else f"cell {exc.cell_index}"
@@ -118,8 +158,10 @@ def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir
                 print(f"psyco-book: FAILED {source.relative_to(REPO_ROOT)}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 return 1
         elapsed = time.perf_counter() - start
-        timings[source.stem] = round(elapsed, 1)
-        print(f"[{i}/{len(sources)}] {source.stem} done in {elapsed:.1f} s", flush=True)
+        peak_gib = memory.peak_bytes / 2**30
+        timings[source.stem] = {"seconds": round(elapsed, 1), "peak_memory_gib": round(peak_gib, 2)}
+        print(f"[{i}/{len(sources)}] {source.stem} done in {elapsed:.1f} s, kernel peak memory {peak_gib:.2f} GiB",
+              flush=True)
     total = time.perf_counter() - total_start
     timing_file = executed_dir / f"timings_{cfg.name}.json"
     previous = json.loads(timing_file.read_text()) if timing_file.exists() else {}
