@@ -157,11 +157,15 @@ def win_rate_table(frame: pd.DataFrame, group_cols: list[str], outcome_col: str 
         outcomes = [o if isinstance(o, str) else None for o in group[outcome_col].tolist()]
         scores = _scores(outcomes)
         point, low, high = bootstrap_ci(scores, np.mean, n_boot, seed) if len(scores) else (np.nan, np.nan, np.nan)
+        key = key[0] if isinstance(key, tuple) and len(group_cols) == 1 else key
         rows[key] = {"n": len(scores), "wins": outcomes.count("win"), "ties": outcomes.count("tie"),
                      "losses": outcomes.count("loss"), "excluded": sum(o is None for o in outcomes),
                      "win_rate": point, "ci_low": low, "ci_high": high}
-    table = pd.DataFrame(rows).T
-    table.index.names = group_cols
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if len(group_cols) > 1:
+        table.index = pd.MultiIndex.from_tuples(table.index, names=group_cols)
+    else:
+        table.index.name = group_cols[0]
     return table
 
 
