@@ -270,7 +270,7 @@ report.dropped.to_parquet(run / "statements" / "dropped.parquet", index=False)
 counts.to_csv(run / "statements" / "filter_counts.csv", index=False)
 response_pool.to_parquet(run / "pool" / "pool.parquet", index=False)
 generator_stats.to_csv(run / "pool" / "generators.csv", index=False)
-manifest = chapter.finish({
+_ = chapter.finish({
     "statements": len(statements),
     "dropped": len(report.dropped),
     "crisis_flagged": int(statements["crisis"].sum()),

@@ -241,7 +241,7 @@ dataset.save_to_disk(str(run / "psycopref"))
 judge_desc = f"{cfg.judge.backend} backend, model {cfg.judge.model}"
 (run / "psycopref" / "README.md").write_text(pairs.dataset_card(frames, cfg.name, judge_desc, drops))
 scored.drop(columns=["rationale"]).to_parquet(run / "pool" / "scored.parquet", index=False)
-chapter.finish({"train_pairs": len(frames["train"]), "dev_pairs": len(frames["dev"]), "test_pairs": len(frames["test"]),
+_ = chapter.finish({"train_pairs": len(frames["train"]), "dev_pairs": len(frames["dev"]), "test_pairs": len(frames["test"]),
                 "failed_judgments": int((scored["judge_status"] != "ok").sum()),
                 "swap_consistency": round(swap["consistency"], 3),
                 "judge_cost_usd": usage.get("cost_usd_total", 0.0)})

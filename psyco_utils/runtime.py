@@ -57,6 +57,15 @@ def start_chapter(profile: str, overrides: list[str] | None, stage: str) -> Chap
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+    warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
     for name in ("transformers", "datasets", "httpx", "openai"):
         logging.getLogger(name).setLevel(logging.ERROR)
     seed_everything(cfg.seed)
