@@ -20,7 +20,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .reward import REQUIRED_COLUMNS, to_conversational, validate_pairs
+REQUIRED_COLUMNS = ("ID", "prefID", "question", "chosen", "rejected")
+
+
+def validate_pairs(dataset, where: str) -> None:
+    """Name a missing column before TRL fails on it with a bare KeyError."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; DPO needs {list(REQUIRED_COLUMNS)}")
+    if len(dataset) == 0:
+        raise ValueError(f"{where}: no pairs")
+
+
+def to_conversational(dataset):
+    """``prompt`` = [the statement as the user turn]; ``chosen`` / ``rejected`` = [the response as the assistant turn]."""
+
+    def convert(row):
+        return {"prompt": [{"role": "user", "content": row["question"]}],
+                "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+
+    return dataset.map(convert, remove_columns=dataset.column_names)
 
 
 def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, seed: int, eval_dataset=None,
