@@ -151,6 +151,10 @@ class DPOStageConfig(_Strict):
 
 
 class DPOIterStageConfig(_Strict):
+    """DPO-Iter (chapter 05). ``start_from``: the policy round 1 starts from (and is referenced to), ``base`` (the
+    paper's "+DPO-Iter" beside "+DPO", both from the instruct model) or ``dpo`` (the chapter-04 policy)."""
+
+    start_from: Literal["base", "dpo"] = "base"
     rounds: int = 3
     statements_per_round: int = 6400
     samples_per_statement: int = 8
