@@ -238,7 +238,7 @@ class OpenAIBackend:
         response = getattr(exc, "response", None)
         value = response.headers.get("retry-after") if response is not None else None
         try:
-            return min(self.config.backoff_max_s, float(value)) if value is not None else None
+            return min(300.0, float(value)) if value is not None else None  # the server's word, within reason
         except ValueError:
             return None
 
