@@ -213,6 +213,8 @@ def sync(check: bool) -> int:
             if _cells_signature(committed) != _cells_signature(nb):
                 problems.append(f"{paired.relative_to(REPO_ROOT)} is out of sync with {source.name}")
         else:
+            if paired.exists() and _cells_signature(nbformat.read(paired, as_version=4)) == _cells_signature(nb):
+                continue  # already in sync: leave the file (and its cell ids) alone
             jupytext.write(nb, paired)
             print(f"psyco-book: wrote {paired.relative_to(REPO_ROOT)}")
     for problem in problems:
