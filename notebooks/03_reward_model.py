@@ -43,9 +43,7 @@ profile = "tiny"
 overrides = []
 
 # %%
-import numpy as np
 import pandas as pd
-from IPython.display import display
 
 from psyco_utils import data, plots, reward, runtime
 from psyco_utils.pairs import load_preference_data
@@ -73,7 +71,7 @@ record = reward.to_conversational(prefs["train"].select([0]))[0]
 tokenizer = reward.load_backbone_tokenizer(cfg, run)
 rendered = tokenizer.apply_chat_template(reward.conversation(example["question"], example["chosen"]), tokenize=False)
 print("TRL record:", {k: [{**m, "content": data.preview(m["content"], 60)} for m in v] for k, v in record.items()})
-print("\nthe chosen chat as the model sees it:\n" + data.preview(rendered, 700))
+print(f"\nthe chosen chat as the model sees it ({len(rendered):,} characters, first 600):\n{rendered[:600]}")
 
 # %% [markdown]
 # ### Pairs TRL would drop for length
@@ -92,7 +90,8 @@ length_table
 #
 # The training pairs are the PsyCoPref train split; with `reward.helpsteer2_mix` set (the paper's ablation, an option
 # of the paper profile), HelpSteer2 pairs {cite:p}`wang2024helpsteer2` are added: every two responses to the same
-# prompt whose helpfulness differs by at least 1 point. That conversion is this book's; the paper does not state its own.
+# prompt whose helpfulness differs by at least 1 point. That conversion is this book's; the paper does not state
+# its own.
 
 # %%
 train_pairs = reward.training_pairs(cfg, prefs)
@@ -118,8 +117,9 @@ print(f"RewardTrainer dropped {result.dropped_by_trl} train pairs for length; "
 print(f"kept: {result.selected_by} -> {result.best_checkpoint or 'final weights'}; saved to {result.model_dir}")
 
 # %%
-fig = plots.reward_training_curve(result.steps(), result.epochs_table(),
-                                  title=f"Reward-model training ({cfg.name} profile, {cfg.models.reward_backbone})")
+fig = plots.reward_training_curve(
+    result.steps(), result.epochs_table(),
+    title=f"Reward-model training ({cfg.name} profile, backbone: {cfg.models.reward_backbone})")
 result.epochs_table()
 
 # %% [markdown]
@@ -240,9 +240,11 @@ errors = test.assign(margin=rc - rr, gap=gaps)
 errors = errors[errors["margin"] <= 0].sort_values("margin")
 if len(errors):
     for _, row in errors.head(2).iterrows():
-        print(f"[{row['ID']}, margin {row['margin']:.2f}, judge gap {row['gap']:.2f}] {data.preview(row['question'], 250)}")
-        print(f"  CHOSEN ({row['chosen_model']}, {len(row['chosen'])} chars): {data.preview(row['chosen'], 250)}")
-        print(f"  REJECTED ({row['rejected_model']}, {len(row['rejected'])} chars): {data.preview(row['rejected'], 250)}\n")
+        print(f"[{row['ID']}, margin {row['margin']:.2f}, judge gap {row['gap']:.2f}] "
+              f"{data.preview(row['question'], 250)}")
+        for side in ("chosen", "rejected"):
+            print(f"  {side.upper()} ({row[f'{side}_model']}, {len(row[side])} chars): {data.preview(row[side], 250)}")
+        print()
 else:
     print("the reward model ranks every test pair correctly")
 
@@ -291,7 +293,8 @@ paper_3b = reward.PAPER_TABLE.loc["PsyCo-Llama3-3B-Reward"]
 pd.DataFrame({
     f"this run ({cfg.name})": {"test pairs": f"{len(test):,}",
                                "accuracy (%)": f"{ours['accuracy (%)']:.1f} {ours['accuracy 95% CI']}",
-                               "AUC": f"{ours['AUC']:.3f}", "ECE": f"{ours['ECE']:.3f}", "Brier": f"{ours['Brier']:.3f}",
+                               "AUC": f"{ours['AUC']:.3f}", "ECE": f"{ours['ECE']:.3f}",
+                               "Brier": f"{ours['Brier']:.3f}",
                                "longer-wins baseline accuracy (%)": f"{length_acc:.1f}",
                                "train pairs dropped for length": f"{result.dropped_by_trl}"},
     "paper (PsyCo-Llama3-3B-Reward)": {"test pairs": "2,324", "accuracy (%)": f"{paper_3b['accuracy (%)']:.1f}",

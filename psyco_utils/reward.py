@@ -184,8 +184,9 @@ def helpsteer2_pairs(frame: pd.DataFrame, score: str = "helpfulness", min_gap: f
             if abs(gap) < min_gap - 1e-9:
                 continue
             hi, lo = (a, b) if gap > 0 else (b, a)
-            rows.append({"ID": f"helpsteer2:{prompt_id}", "prefID": len(rows), "question": prompt, "chosen": hi["response"],
-                         "rejected": lo["response"], "score_gap": abs(gap), "source": "helpsteer2"})
+            rows.append({"ID": f"helpsteer2:{prompt_id}", "prefID": len(rows), "question": prompt,
+                         "chosen": hi["response"], "rejected": lo["response"], "score_gap": abs(gap),
+                         "source": "helpsteer2"})
     return pd.DataFrame(rows, columns=["ID", "prefID", "question", "chosen", "rejected", "score_gap", "source"])
 
 
@@ -355,7 +356,7 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
     every epoch and the best checkpoint is loaded at the end.  With ``models.lora`` set, LoRA adapters plus a fully
     trained ``score`` head are trained, then merged into the saved model.
     """
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, set_seed
     from trl import RewardTrainer
 
     out_dir = Path(out_dir)
@@ -367,6 +368,7 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
     if args is None:
         args = reward_config(cfg, out_dir, has_dev=has_dev, **extra)
 
+    set_seed(args.seed)  # the new score head is drawn from the global RNG: same seed, same initial model
     model, tok = load_backbone(cfg, run_root, dtype=_training_dtype(cfg))
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=to_conversational(train_frame),
@@ -453,7 +455,8 @@ class RewardScorer:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
         if model.config.num_labels != 1:
-            raise ValueError(f"{path}: a reward model has one output; this one has num_labels={model.config.num_labels}")
+            raise ValueError(f"{path}: a reward model has one output; this one has "
+                             f"num_labels={model.config.num_labels}")
         model.to(device or default_device())
         return cls(model, tok, max_length=max_length, name=name or Path(str(path)).name)
 
@@ -608,7 +611,8 @@ def comparison_table(rewards: dict[str, tuple[np.ndarray, np.ndarray]], seed: in
     for name, (rc, rr) in rewards.items():
         m = metrics_with_ci(rc, rr, seed=seed, n_bins=n_bins, n_boot=n_boot)
         rows[name] = {"pairs": m["n"],
-                      "accuracy (%)": 100 * m["accuracy"], "accuracy 95% CI": _ci(100 * m["accuracy_low"], 100 * m["accuracy_high"], 1),
+                      "accuracy (%)": 100 * m["accuracy"],
+                      "accuracy 95% CI": _ci(100 * m["accuracy_low"], 100 * m["accuracy_high"], 1),
                       "AUC": m["auc"], "AUC 95% CI": _ci(m["auc_low"], m["auc_high"]),
                       "ECE": m["ece"], "ECE 95% CI": _ci(m["ece_low"], m["ece_high"]),
                       "Brier": m["brier"], "Brier 95% CI": _ci(m["brier_low"], m["brier_high"])}
@@ -643,9 +647,10 @@ def accuracy_by(groups, reward_chosen, reward_rejected, seed: int, n_boot: int =
 
     rc, rr = np.asarray(reward_chosen, float), np.asarray(reward_rejected, float)
     correct = (rc > rr) + 0.5 * (rc == rr)
-    groups = pd.Series(np.asarray(groups, dtype=object))
+    groups = pd.Series(groups).reset_index(drop=True)
+    keys = groups.cat.categories if isinstance(groups.dtype, pd.CategoricalDtype) else sorted(groups.unique(), key=str)
     rows = {}
-    for key in (groups.cat.categories if isinstance(groups.dtype, pd.CategoricalDtype) else sorted(groups.unique(), key=str)):
+    for key in keys:
         hits = correct[(groups == key).to_numpy()]
         if not len(hits):
             continue

@@ -1,0 +1,273 @@
+"""Chapter 03: reward-model training with TRL, the length-drop counter, the scorer, HelpSteer2, input validation."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from psyco_utils import reward
+from psyco_utils.config import load_profile
+from psyco_utils.principles import PRINCIPLE_KEYS
+
+REPO = Path(__file__).resolve().parents[1]
+QUALITY = {"empathic": 5, "directive": 3, "generic": 3, "rambling": 2, "dismissive": 1}
+
+
+def _handmade_frame(n_statements: int = 40) -> pd.DataFrame:
+    """Hand-made pairs from the bundled corpus: the empathic response against a dismissive or generic one."""
+    from psyco_utils import data
+
+    statements, responses = data.load_bundled_corpus()
+    statements = statements[statements["edge_case"].isna()].head(n_statements)
+    by_style = responses.pivot_table(index="statement_id", columns="style", values="text", aggfunc="first")
+    rows = []
+    for i, row in enumerate(statements.itertuples()):
+        good, bad = ("empathic", "dismissive") if i % 2 == 0 else ("empathic", "generic")
+        pair = {"ID": row.id, "prefID": i, "question": row.text, "chosen": by_style.at[row.id, good],
+                "rejected": by_style.at[row.id, bad], "chosen_model": good, "rejected_model": bad, "theme": row.theme}
+        for key in PRINCIPLE_KEYS:
+            pair[f"chosen_{key}_rating"] = QUALITY[good]
+            pair[f"rejected_{key}_rating"] = QUALITY[bad]
+        rows.append(pair)
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def prefs():
+    from psyco_utils.pairs import to_dataset_dict
+
+    frame = _handmade_frame()
+    return to_dataset_dict({"train": frame.iloc[:24].reset_index(drop=True),
+                            "dev": frame.iloc[24:32].reset_index(drop=True),
+                            "test": frame.iloc[32:].reset_index(drop=True)})
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_world):
+    return load_profile("tiny", [f"models.reward_backbone={tiny_world.policy_dir}",
+                                 "reward.training.num_train_epochs=3",
+                                 "reward.training.per_device_train_batch_size=8",
+                                 "reward.training.learning_rate=0.003",
+                                 "reward.training.logging_steps=1"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(cfg):
+    return reward.load_backbone_tokenizer(cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(cfg, prefs, tokenizer, tmp_path_factory):
+    """One training run for the module; max_length set so that TRL drops some train pairs."""
+    train = prefs["train"]
+    chosen = [len(x) for x in reward.chat_token_ids(tokenizer, train["question"], train["chosen"])]
+    rejected = [len(x) for x in reward.chat_token_ids(tokenizer, train["question"], train["rejected"])]
+    # drop the three longest pairs (longest of their two chats)
+    max_length = sorted(max(c, r) for c, r in zip(chosen, rejected))[-4]
+    out = tmp_path_factory.mktemp("reward_run")
+    result = reward.train_reward_model(cfg, prefs["train"], prefs["dev"], out, max_length=max_length)
+    return result, out, max_length
+
+
+def test_training_writes_model_and_artifacts(trained, prefs, cfg):
+    result, out, _ = trained
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (result.model_dir / name).exists(), name
+    assert not (out / "checkpoints").exists()  # only the selected model is kept
+    epochs = result.epochs_table()
+    assert len(epochs) == 3 and (epochs["kept"] == "yes").sum() == 1  # dev evaluated each epoch, one kept
+    assert result.selected_by == "dev loss" and result.best_metric == pytest.approx(epochs["dev loss"].min())
+    assert len(result.steps()) > 0 and result.pairs_per_second > 0 and result.peak_memory_mb > 0
+
+    scorer = reward.RewardScorer.load(result.model_dir)
+    predictions = reward.test_predictions(scorer, prefs["test"])
+    assert list(predictions.columns) == reward.PREDICTION_COLUMNS
+    # the hand-made preference (empathic over dismissive/generic) is learnable by the tiny model
+    assert (predictions["reward_chosen"] > predictions["reward_rejected"]).mean() >= 0.75
+    paths = reward.write_artifacts(out, predictions, {"accuracy": np.float64(0.9), "n": np.int64(8)})
+    saved = pd.read_parquet(paths[0])
+    assert list(saved.columns) == ["ID", "prefID", "reward_chosen", "reward_rejected"]
+    assert saved["prefID"].dtype == "int64" and len(saved) == len(prefs["test"])
+    assert json.loads(paths[1].read_text()) == {"accuracy": 0.9, "n": 8}
+
+
+def test_length_drop_counter_matches_what_trl_drops(trained, prefs, tokenizer):
+    result, _, max_length = trained
+    counted = reward.count_length_drops(prefs["train"], tokenizer, max_length)
+    assert counted["dropped"] > 0  # the fixture chose max_length so that some pairs go
+    assert max(counted["chosen over"], counted["rejected over"]) <= counted["dropped"] <= 3
+    assert result.dropped_by_trl == counted["dropped"]  # what RewardTrainer really filtered
+    assert result.train_pairs == len(prefs["train"]) - counted["dropped"]
+    none = reward.count_length_drops(prefs["train"], tokenizer, None)
+    assert none["dropped"] == 0 and none["pairs"] == len(prefs["train"])
+    table = reward.length_drop_table({"train": prefs["train"], "dev": prefs["dev"]}, tokenizer, max_length)
+    assert list(table.index) == ["train", "dev"] and table.loc["train", "dropped"] == counted["dropped"]
+
+
+def test_token_count_is_trls_own_tokenisation(prefs, tokenizer, cfg, tmp_path):
+    from trl import RewardTrainer
+
+    args = reward.reward_config(cfg, tmp_path, max_length=None)
+    processed = RewardTrainer._prepare_dataset(None, reward.to_conversational(prefs["dev"]), tokenizer, args, "dev")
+    ours = reward.chat_token_ids(tokenizer, prefs["dev"]["question"], prefs["dev"]["chosen"])
+    assert [list(x) for x in processed["chosen_ids"]] == ours
+    # the template is applied once: the user turn appears once, no doubled special tokens
+    text = tokenizer.decode(ours[0])
+    assert text.count("<|user|>") == 1 and text.count("<|assistant|>") == 1 and text.endswith("<|end|>")
+
+
+def test_scorer_shape_determinism_and_batching(trained, cfg, tmp_path):
+    result, _, _ = trained
+    run_root = tmp_path / "run"
+    shutil.copytree(result.model_dir, reward.reward_model_dir(run_root))
+    scorer = reward.load_trained_reward_model(cfg, run_root)
+    statements = ["I feel anxious before every exam.", "My sister stopped talking to me.", "I cannot sleep.",
+                  "Work is too much lately and I snap at my kids.", "I miss my father."]
+    responses = ["That sounds hard. What goes through your mind?", "Just get over it.", "Sleep more.",
+                 "It sounds like you are stretched thin. What would help most right now?", "Time heals."]
+    first = scorer.score(statements, responses, batch_size=2)
+    assert first.shape == (5,) and first.dtype == np.float64 and np.isfinite(first).all()
+    assert np.array_equal(first, scorer.score(statements, responses, batch_size=2))  # deterministic
+    np.testing.assert_allclose(first, scorer.score(statements, responses, batch_size=1), atol=1e-5)  # padding-free
+    np.testing.assert_allclose(first[::-1], scorer.score(statements[::-1], responses[::-1], batch_size=5), atol=1e-5)
+    assert scorer.stats.sequences == 20 and scorer.stats.sequences_per_second > 0
+    assert scorer.score([], []).shape == (0,)
+    with pytest.raises(ValueError, match="2 statements but 1 responses"):
+        scorer.score(statements[:2], responses[:1])
+    # truncation to max_length is counted
+    short = reward.RewardScorer(scorer.model, scorer.tokenizer, max_length=8)
+    assert short.score(statements[:2], responses[:2]).shape == (2,) and short.stats.truncated == 2
+
+
+def test_lora_trains_the_score_head_and_saves_a_merged_model(cfg, prefs, tmp_path):
+    """The colab path: LoRA adapters plus a fully trained score head, merged into a plain classifier on save."""
+    from safetensors.torch import load_file
+
+    lora_cfg = cfg.model_copy(update={"models": cfg.models.model_copy(update={"lora": load_profile(
+        "tiny", ["models.lora={r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: all-linear}"]).models.lora})})
+    peft_config = reward.lora_config(lora_cfg)
+    assert peft_config.task_type == "SEQ_CLS" and "score" in peft_config.modules_to_save
+    result = reward.train_reward_model(lora_cfg, prefs["train"], prefs["dev"], tmp_path, num_train_epochs=1)
+    assert not (result.model_dir / "adapter_config.json").exists()  # merged, loadable as a plain classifier
+    weights = load_file(result.model_dir / "model.safetensors")
+    assert "score.weight" in weights and not any("lora" in k for k in weights)
+    assert reward.RewardScorer.load(result.model_dir).score(["I feel low."], ["Tell me more."]).shape == (1,)
+
+
+def test_load_trained_reward_model_names_the_missing_chapter(cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run chapter 03"):
+        reward.load_trained_reward_model(cfg, tmp_path)
+
+
+def _helpsteer2_frame() -> pd.DataFrame:
+    return pd.DataFrame([
+        {"prompt": "How do I calm down before a talk?", "response": "Breathe slowly and picture the room.",
+         "helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 1},
+        {"prompt": "How do I calm down before a talk?", "response": "Do not worry.",
+         "helpfulness": 1, "correctness": 2, "coherence": 3, "complexity": 0, "verbosity": 0},
+        {"prompt": "How do I calm down before a talk?", "response": "Practise twice, then rest.",
+         "helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 1},
+        {"prompt": "Name a fruit.", "response": "Apple.", "helpfulness": 3, "correctness": 4, "coherence": 4,
+         "complexity": 0, "verbosity": 0},
+        {"prompt": "Name a fruit.", "response": "Apples are red.", "helpfulness": 3, "correctness": 4,
+         "coherence": 4, "complexity": 0, "verbosity": 1},
+    ])
+
+
+def test_helpsteer2_conversion_from_a_local_file(tmp_path, prefs):
+    path = tmp_path / "helpsteer2.parquet"
+    _helpsteer2_frame().to_parquet(path, index=False)
+    frame = reward.load_helpsteer2(str(path))
+    pairs = reward.helpsteer2_pairs(frame)
+    # prompt 1: 4 vs 1 twice (the 4-4 tie is dropped); prompt 2: a 3-3 tie only
+    assert len(pairs) == 2 and set(pairs["rejected"]) == {"Do not worry."}
+    assert set(pairs["chosen"]) == {"Breathe slowly and picture the room.", "Practise twice, then rest."}
+    assert (pairs["score_gap"] >= 1).all() and (pairs["source"] == "helpsteer2").all()
+    reward.validate_pairs(pairs, "helpsteer2 pairs")  # usable as training pairs
+
+    jsonl = tmp_path / "helpsteer2.jsonl"
+    _helpsteer2_frame().to_json(jsonl, orient="records", lines=True)
+    assert len(reward.helpsteer2_pairs(reward.load_helpsteer2(str(jsonl)))) == 2
+
+    mixed_cfg = load_profile("tiny", ["reward.helpsteer2_mix=true", f"reward.helpsteer2_path={path}"])
+    mixed = reward.training_pairs(mixed_cfg, prefs)
+    assert mixed["source"].value_counts().to_dict() == {"psycopref": len(prefs["train"]), "helpsteer2": 2}
+    plain = reward.training_pairs(load_profile("tiny"), prefs)
+    assert len(plain) == len(prefs["train"])
+
+    bad = tmp_path / "bad.parquet"
+    _helpsteer2_frame().drop(columns=["helpfulness"]).to_parquet(bad, index=False)
+    with pytest.raises(reward.RewardDataError, match="helpfulness"):
+        reward.load_helpsteer2(str(bad))
+
+
+def test_missing_column_is_named_before_trl_sees_it(prefs, cfg, tmp_path):
+    without = prefs["train"].remove_columns(["rejected"])
+    with pytest.raises(reward.RewardDataError, match=r"missing column\(s\) \['rejected'\]"):
+        reward.validate_pairs(without, "psycopref [train]")
+    with pytest.raises(reward.RewardDataError, match="train split.*'rejected'"):
+        reward.train_reward_model(cfg, without, prefs["dev"], tmp_path)
+    with pytest.raises(reward.RewardDataError, match="dev split.*'question'"):
+        reward.train_reward_model(cfg, prefs["train"], prefs["dev"].remove_columns(["question"]), tmp_path)
+    empty_text = prefs["train"].to_pandas()
+    empty_text.loc[3, "chosen"] = "  "
+    with pytest.raises(reward.RewardDataError, match="row 3, column 'chosen'"):
+        reward.validate_pairs(empty_text)
+
+
+def test_evaluation_tables_on_known_rewards(prefs):
+    test = prefs["test"].to_pandas()
+    n = len(test)
+    perfect = (np.linspace(1, 2, n), np.zeros(n))
+    table = reward.comparison_table({"perfect": perfect, **reward.baseline_rewards(test, seed=0)}, seed=0, n_boot=50)
+    assert list(table.index) == ["perfect", "random", "longer response wins"]
+    assert table.loc["perfect", "accuracy (%)"] == 100 and table.loc["perfect", "AUC"] == 1
+    # hand-made pairs: the empathic response is the longer one, so length wins every pair
+    assert table.loc["longer response wins", "accuracy (%)"] == 100
+    stacked = reward.with_paper(table, "tiny")
+    assert ("paper (Zhang et al. 2025)", "PsyCo-Llama3-3B-Reward") in stacked.index
+    assert stacked.loc[("paper (Zhang et al. 2025)", "PsyCo-Llama3-3B-Reward"), "accuracy (%)"] == 98.1
+
+    gaps = reward.rating_gap(test)
+    assert np.allclose(gaps[0], 4) and np.allclose(gaps[1], 2)  # empathic 5 vs dismissive 1 / generic 3
+    by_gap = reward.accuracy_by(reward.gap_bins(gaps), *perfect, seed=0, n_boot=20)
+    assert list(by_gap.index) == ["2 to 3", "3 and over"] and by_gap["pairs"].sum() == n  # bin order kept
+    calib = reward.calibration(*perfect, seed=0, n_bins=5)
+    assert len(calib) == 5 and calib["count"].sum() == n
+
+
+def test_plots_have_titles_and_labels(prefs):
+    from psyco_utils import plots
+
+    rng = np.random.default_rng(0)
+    rc, rr = rng.normal(1, 1, 40), rng.normal(0, 1, 40)
+    fig = plots.reliability_diagram({"model": reward.calibration(rc, rr, seed=0)}, title="Reliability")
+    assert "10 equal-width bins" in fig.axes[0].get_title() and fig.axes[1].get_xlabel()
+    fig = plots.margin_histogram({"model": rc - rr})
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() and fig.axes[0].get_title()
+    table = reward.accuracy_by(["a"] * 20 + ["b"] * 20, rc, rr, seed=0, n_boot=20)
+    fig = plots.accuracy_by_group(table, title="By group")
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_title() == "By group"
+
+
+@pytest.mark.skipif(not (REPO / "runs" / "tiny" / "psycopref").exists(),
+                    reason="runs/tiny/psycopref does not exist: run chapters 01-02 of the tiny profile first "
+                           "(psyco-book run --profile tiny --only 01 02)")
+def test_tiny_profile_reward_model_beats_chance_and_length(tmp_path):
+    """Integration: the tiny profile's preset trains a reward model that beats random and the length baseline."""
+    from psyco_utils import metrics
+    from psyco_utils.pairs import load_preference_data
+
+    cfg = load_profile("tiny")
+    run_root = REPO / "runs" / "tiny"
+    prefs = load_preference_data(cfg, run_root)
+    result = reward.train_reward_model(cfg, reward.training_pairs(cfg, prefs), prefs["dev"], tmp_path,
+                                       run_root=run_root)
+    test = prefs["test"].to_pandas()
+    rc, rr = reward.RewardScorer(result.model, result.tokenizer).score_pairs(test)
+    ours = metrics.preference_metrics(rc, rr, seed=cfg.seed)["accuracy"]
+    length = metrics.preference_metrics(*reward.baseline_rewards(test, cfg.seed)["longer response wins"])["accuracy"]
+    assert ours > 0.5 and ours > length, (ours, length)
