@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,7 +212,10 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ProfileError(f"override {item!r} has an empty key")
-    return path, yaml.safe_load(raw)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        value = float(value)  # YAML 1.1 reads 2e-3 (no dot) as a string
+    return path, value
 
 
 def apply_overrides(raw: dict, overrides: list[str] | dict[str, Any] | None, origin: str) -> dict:

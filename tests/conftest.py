@@ -4,6 +4,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))  # tests/fake_openai_server.py
 
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see psyco_utils/book.py
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -69,3 +69,7 @@ def test_profile_from_yaml_file(tmp_path):
     path.write_text((__import__("psyco_utils.config", fromlist=["x"]).PRESET_DIR / "tiny.yaml").read_text()
                     .replace("name: tiny", "name: mine"))
     assert load_profile(str(path)).name == "mine"
+
+
+def test_override_scientific_notation_without_dot_is_a_number():
+    assert load_profile("tiny", ["reward.training.learning_rate=2e-3"]).reward.training["learning_rate"] == 0.002
