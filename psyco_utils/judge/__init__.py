@@ -21,8 +21,8 @@ from .config import JudgeConfig
 from .rubric import RUBRIC_VERSION, rubric_compare, rubric_score
 from .schemas import CompareItem, CompareResult, ScoreItem, ScoreResult
 
-__all__ = ["CompareItem", "CompareResult", "Judge", "JudgeConfig", "ScoreItem", "ScoreResult", "make_chat_client",
-           "make_judge"]
+__all__ = ["CompareItem", "CompareResult", "Judge", "JudgeConfig", "ScoreItem", "ScoreResult", "estimate_judge_cost",
+           "make_chat_client", "make_judge"]
 
 
 class Judge:
@@ -148,21 +148,28 @@ class Judge:
 
     def estimate_cost(self, n_score: int = 0, n_compare: int = 0, avg_statement_chars: int = 500,
                       avg_response_chars: int = 900) -> dict:
-        """Token and dollar estimate for a run, from the fixed rubric's length and typical item lengths (4 chars/token)."""
-        from ..principles import rubric_text
+        """Token and dollar estimate for a run of this judge (see :func:`estimate_judge_cost`)."""
+        return estimate_judge_cost(self.config, n_score, n_compare, avg_statement_chars, avg_response_chars)
 
-        rubric_tokens = len(rubric_text()) // 4 + 120
-        score_prompt = rubric_tokens + (avg_statement_chars + avg_response_chars) // 4
-        compare_prompt = rubric_tokens + (avg_statement_chars + 2 * avg_response_chars) // 4
-        prompt = n_score * score_prompt + n_compare * compare_prompt
-        completion = n_score * 160 + n_compare * 190
-        cached = (n_score + n_compare) * rubric_tokens if self.config.backend == "openai" else 0
-        c = self.config
-        cost = 0.0 if c.backend == "rubric" else (
-            (prompt - cached) * c.price_input_per_mtok + cached * c.price_cached_input_per_mtok
-            + completion * c.price_output_per_mtok) / 1e6
-        return {"requests": n_score + n_compare, "prompt_tokens": prompt, "completion_tokens": completion,
-                "cached_prompt_tokens": cached, "cost_usd": round(cost, 2)}
+
+def estimate_judge_cost(config: JudgeConfig, n_score: int = 0, n_compare: int = 0, avg_statement_chars: int = 500,
+                        avg_response_chars: int = 900) -> dict:
+    """Token and dollar estimate, from the fixed rubric's length and typical item lengths (4 characters per token);
+    the rubric prefix is counted as cached after the first request (chapter 02, and the reproducibility appendix)."""
+    from ..principles import rubric_text
+
+    rubric_tokens = len(rubric_text()) // 4 + 120
+    score_prompt = rubric_tokens + (avg_statement_chars + avg_response_chars) // 4
+    compare_prompt = rubric_tokens + (avg_statement_chars + 2 * avg_response_chars) // 4
+    prompt = n_score * score_prompt + n_compare * compare_prompt
+    completion = n_score * 160 + n_compare * 190
+    cached = (n_score + n_compare) * rubric_tokens if config.backend == "openai" else 0
+    c = config
+    cost = 0.0 if c.backend == "rubric" else (
+        (prompt - cached) * c.price_input_per_mtok + cached * c.price_cached_input_per_mtok
+        + completion * c.price_output_per_mtok) / 1e6
+    return {"requests": n_score + n_compare, "prompt_tokens": prompt, "completion_tokens": completion,
+            "cached_prompt_tokens": cached, "cost_usd": round(cost, 2)}
 
 
 def make_judge(config: JudgeConfig, cache_path: str | Path) -> Judge:
