@@ -1,0 +1,230 @@
+"""Benchmarks of the tiny book: where the time goes, how it scales, how close each stage is to its limit.
+
+    .venv/bin/python benchmarks/run.py            # everything, writes benchmarks/RESULTS.md (about 15 minutes)
+    .venv/bin/python benchmarks/run.py --no-book  # skip the two whole-book runs (about 3 minutes)
+
+Figures go to benchmarks/RESULTS.md, never into timed tests.  The book runs use a scratch runs folder
+(benchmarks/_work/), so they do not touch runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row.get(c, "")
+            cells.append(f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def book_runs() -> tuple[str, dict]:
+    """The whole tiny book cold (empty runs folder) and warm (tiny world and judge cache reused)."""
+    runs = WORK / "runs"
+    executed = WORK / "executed"
+    shutil.rmtree(WORK, ignore_errors=True)
+    env = {**os.environ, "PSYCO_RUNS_DIR": str(runs)}
+    results = {}
+    for label in ("cold", "warm"):
+        start = time.perf_counter()
+        subprocess.run([str(ROOT / ".venv" / "bin" / "psyco-book"), "run", "--profile", "tiny", "--executed-dir",
+                        str(executed)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        results[label] = {"total": time.perf_counter() - start,
+                          "chapters": json.loads((executed / "timings_tiny.json").read_text())}
+        (executed / "timings_tiny.json").unlink()
+    rows = []
+    for chapter in results["cold"]["chapters"]:
+        cold, warm = results["cold"]["chapters"][chapter], results["warm"]["chapters"][chapter]
+        rows.append({"chapter": chapter, "cold s": cold["seconds"], "warm s": warm["seconds"],
+                     "peak memory GiB": max(cold["peak_memory_gib"], warm["peak_memory_gib"])})
+    rows.append({"chapter": "whole book (wall, with kernel starts)", "cold s": results["cold"]["total"],
+                 "warm s": results["warm"]["total"],
+                 "peak memory GiB": max(r["peak memory GiB"] for r in rows)})
+    text = ("## The tiny book\n\nCold: an empty runs folder (the tiny world is built). Warm: the same folder again "
+            "(tiny world and judge cache reused; training runs again).\n\n"
+            + table(rows, ["chapter", "cold s", "warm s", "peak memory GiB"]))
+    return text, results
+
+
+def judge_throughput() -> str:
+    from fake_openai_server import FakeOpenAI
+
+    from psyco_utils.judge import JudgeConfig, ScoreItem, make_judge
+
+    os.environ.setdefault("OPENAI_API_KEY", "benchmark-key")
+    statement = "I have felt anxious every morning before work for months and I cannot sleep properly anymore."
+    rows = []
+    latency = 0.1
+    for concurrency in (1, 8, 32, 64):
+        n = max(50, concurrency * 16)  # long enough for a steady state past client start-up
+        server = FakeOpenAI(latency=latency)
+        try:
+            cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=server.base_url, concurrency=concurrency,
+                              estimate_above=10**9)
+            path = WORK / f"judge_c{concurrency}.sqlite"
+            path.unlink(missing_ok=True)
+            judge = make_judge(cfg, path)
+            items = [ScoreItem(f"{statement} ({i})", "It sounds like you feel worn out. What helps?") for i in range(n)]
+            start = time.perf_counter()
+            judge.score_many(items, progress=False)
+            seconds = time.perf_counter() - start
+            ideal = concurrency / latency
+            warm_start = time.perf_counter()
+            judge.score_many(items, progress=False)
+            warm = n / (time.perf_counter() - warm_start)
+            rows.append({"concurrency": concurrency, "judgments": n, "judgments/s": n / seconds,
+                         "ideal/s": ideal, "ratio to ideal": n / seconds / ideal, "warm cache judgments/s": warm})
+        finally:
+            server.close()
+    rubric = make_judge(JudgeConfig(backend="rubric"), WORK / "rubric.sqlite")
+    items = [ScoreItem(f"{statement} ({i})", "It sounds like you feel worn out. What helps?") for i in range(2000)]
+    start = time.perf_counter()
+    rubric.score_many(items, progress=False)
+    rubric_rate = len(items) / (time.perf_counter() - start)
+    return ("## Judge throughput\n\nOpenAI-compatible backend against the loopback server with 100 ms latency per "
+            "request; ideal = concurrency / latency.\n\n"
+            + table(rows, ["concurrency", "judgments", "judgments/s", "ideal/s", "ratio to ideal",
+                           "warm cache judgments/s"])
+            + f"\n\nRubric judge (offline), cold cache: {rubric_rate:,.0f} judgments/s.")
+
+
+def generation_and_training() -> str:
+    import torch
+
+    from psyco_utils.config import TinyModelConfig, load_profile
+    from psyco_utils.models import GenerationStats, generate_responses, load_policy
+    from psyco_utils.tiny import build_tiny_world
+
+    cfg = load_profile("tiny")
+    world = build_tiny_world(WORK / "tiny_world", cfg.models.tiny, cfg.seed)
+    model, tok = load_policy(str(world.policy_dir), cfg.models)
+    statements = [f"I keep worrying about my exams and my family, number {i}." for i in range(32)]
+    rows = []
+    for label, batch, n in (("batched, 32 prompts per call", 32, 1), ("one prompt per call", 1, 1),
+                            ("batched, 8 samples per prompt", 4, 8), ("batched, 4 samples per prompt", 8, 4),
+                            ("batched, 2 samples per prompt", 16, 2)):
+        prompts = statements if n == 1 else statements[: 32 // n * 2]
+        stats = GenerationStats()
+        generate_responses(model, tok, prompts, n=n, temperature=1.0, max_new_tokens=64, batch_size=batch, stats=stats)
+        rows.append({"setting": label, "prompts": len(prompts), "samples": stats.samples,
+                     "new tokens": stats.new_tokens, "seconds": stats.seconds, "tokens/s": stats.tokens_per_second})
+    text = ("## Generation (tiny policy, 64 new tokens, temperature 1.0)\n\n"
+            + table(rows, ["setting", "prompts", "samples", "new tokens", "seconds", "tokens/s"]))
+    # reward model and DPO throughput on the tiny models, at two data sizes each
+    import datasets
+
+    from psyco_utils import policy, reward
+
+    frame_rows = []
+    corpus_statements = [f"Statement {i}: I feel lonely since I moved and I cannot sleep." for i in range(256)]
+    good = "It sounds like you feel lonely. What would help you feel more at home?"
+    bad = "Just get over it."
+    for n in (64, 256):
+        ds = datasets.Dataset.from_dict({"ID": [str(i) for i in range(n)], "prefID": list(range(n)),
+                                         "question": corpus_statements[:n], "chosen": [good] * n, "rejected": [bad] * n})
+        start = time.perf_counter()
+        out = policy.train_dpo({**cfg.dpo.training, "num_train_epochs": 1}, str(world.policy_dir), ds,
+                               WORK / f"dpo_{n}", seed=0)
+        frame_rows.append({"stage": "DPO", "pairs": n, "steps": out["steps"], "seconds": out["seconds"],
+                           "steps/s": out["steps_per_second"], "pairs/s": n / out["seconds"]})
+        args = reward.reward_config(cfg, WORK / f"rm_{n}", has_dev=False)
+        args.num_train_epochs = 1
+        start = time.perf_counter()
+        result = reward.train_reward_model(cfg, ds, None, WORK / f"rm_{n}", WORK, args=args)
+        seconds = time.perf_counter() - start
+        steps = -(-n // args.per_device_train_batch_size)
+        frame_rows.append({"stage": "reward model", "pairs": n, "steps": steps, "seconds": seconds,
+                           "steps/s": steps / seconds, "pairs/s": n / seconds})
+    text += ("\n\n## Training throughput (tiny models, one epoch)\n\n"
+             + table(frame_rows, ["stage", "pairs", "steps", "seconds", "steps/s", "pairs/s"]))
+    del torch
+    return text
+
+
+def scaling() -> str:
+    """How the cleaning pipeline and the rubric judge grow with the number of statements."""
+    import pandas as pd
+
+    from psyco_utils import data
+    from psyco_utils.config import DataConfig, SourceConfig
+    from psyco_utils.judge import JudgeConfig, ScoreItem, make_judge
+
+    statements, responses = data.load_bundled_corpus()
+    base = statements["text"].tolist()
+    rows = []
+    for copies in (1, 4, 16):
+        texts = [f"{t} (variant {k} of the same worry, told again with new words number {k * 7919 % 1000})"
+                 for k in range(copies) for t in base]
+        path = WORK / f"scale_{copies}.jsonl"
+        pd.DataFrame({"text": texts}).to_json(path, orient="records", lines=True)
+        cfg = DataConfig(sources=[SourceConfig(kind="jsonl", name="scale", path=str(path))])
+        start = time.perf_counter()
+        kept, _ = data.prepare_statements(cfg)
+        clean_s = time.perf_counter() - start
+        judge = make_judge(JudgeConfig(backend="rubric"), WORK / f"scale_{copies}.sqlite")
+        items = [ScoreItem(t, r) for t in texts[: len(texts)] for r in responses["text"].iloc[:4]]
+        start = time.perf_counter()
+        judge.score_many(items, progress=False)
+        judge_s = time.perf_counter() - start
+        rows.append({"statements in": len(texts), "kept": len(kept), "cleaning s": clean_s,
+                     "rubric judgments": len(items), "judging s": judge_s})
+    return ("## Scaling with the number of statements\n\nThe bundled statements repeated with variations (many "
+            "become near duplicates, which is the point: MinHash keeps near de-duplication close to linear).\n\n"
+            + table(rows, ["statements in", "kept", "cleaning s", "rubric judgments", "judging s"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-book", action="store_true", help="skip the cold and warm whole-book runs")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    sections = []
+    import torch
+
+    versions = {}
+    from importlib import metadata
+
+    for name in ("torch", "transformers", "trl", "openai", "papermill", "jupyter-book"):
+        versions[name] = metadata.version(name)
+    header = (f"# Benchmarks\n\nWritten by `benchmarks/run.py` on {time.strftime('%Y-%m-%d %H:%M %Z')}.\n\n"
+              f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+              f"Python {platform.python_version()}\n- versions: "
+              + ", ".join(f"{k} {v}" for k, v in versions.items()) + "\n"
+              "- targets (issue): whole tiny book under 5 minutes, warm re-run under 90 s, peak memory under 3 GiB, "
+              "judge at concurrency 32 at least 0.8 of ideal\n")
+    if not args.no_book:
+        text, _ = book_runs()
+        sections.append(text)
+    sections.append(judge_throughput())
+    sections.append(generation_and_training())
+    sections.append(scaling())
+    sections.append("## GPU\n\nNo GPU machine was lent to the session that wrote this file, so HF generate against "
+                    "vLLM and GPU training throughput are not measured here.")
+    out = ROOT / "benchmarks" / "RESULTS.md"
+    out.write_text(header + "\n" + "\n\n".join(sections) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
