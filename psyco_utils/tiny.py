@@ -160,7 +160,7 @@ def supervised_warm_start(model, tokenizer, conversations: list[list[dict]], tin
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            losses.append(float(loss))
+            losses.append(loss.item())
     model.eval()
     return losses
 
