@@ -1,235 +1,444 @@
-"""Metrics: pairwise reward-model evaluation (chapter 03) and win rates against a reference (chapter 06).
+"""Metrics for the book: pairwise reward-model evaluation and win rates against a reference.
 
-Pure functions of arrays; scikit-learn computes what it already computes (AUC, Brier, logistic regression).
+Two groups of pure functions of arrays (numpy, pandas and scikit-learn only; nothing here imports torch or another
+``psyco_utils`` module):
+
+* chapter 03, "Reward model": accuracy, AUC, ECE and Brier score of a reward model on the test pairs, with
+  p = sigmoid(r_first - r_second) on randomly oriented pairs; reliability tables; percentile bootstrap intervals;
+  the "longer response wins" and random baselines.
+* chapter 06, "Win rate": pairwise judging against a reference in both orders (MT-Bench practice: inconsistent
+  verdicts count as a tie, win rate = (wins + 0.5 * ties) / n), per-group tables with bootstrap intervals, and a
+  length-controlled win rate in the manner of AlpacaEval 2.
+
+scikit-learn computes what it already computes (ROC AUC, Brier score, logistic regression); the tests check the rest
+against hand computations and brute-force implementations.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
-# ------------------------------------------------------------------------------------------------------ chapter 03
+__all__ = [
+    # chapter 03
+    "sigmoid", "pair_probabilities", "orient_pairs", "preference_metrics", "expected_calibration_error",
+    "reliability_table", "bootstrap_ci", "preference_metrics_with_ci", "length_baseline_rewards",
+    "random_baseline_rewards",
+    # chapter 06
+    "combine_two_orders", "win_rate", "win_rate_table", "length_controlled_win_rate",
+]
+
+PREFERENCE_METRICS = ("accuracy", "auc", "ece", "brier")
 
 
-def sigmoid(x):
+# ================================================================================ chapter 03 "Reward model"
+
+
+def sigmoid(x) -> np.ndarray:
+    """Numerically stable logistic function 1 / (1 + exp(-x)), elementwise (chapter 03 "Reward model").
+
+    Written so that no ``exp`` of a large positive number is ever taken: for x >= 0 it is 1 / (1 + e^-x), for x < 0
+    it is e^x / (1 + e^x).  Returns an array (a 0-d array for a scalar input).
+    """
     x = np.asarray(x, dtype=float)
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def pair_probabilities(margin) -> np.ndarray:
+    """p = sigmoid(margin): the Bradley-Terry probability that the first response of a pair is preferred, given the
+    reward margin r_first - r_second (chapter 03 "Reward model").  Numerically stable for any finite margin."""
+    return sigmoid(margin)
+
+
+def _rewards(reward_chosen, reward_rejected) -> tuple[np.ndarray, np.ndarray]:
+    rc = np.asarray(reward_chosen, dtype=float).reshape(-1)
+    rr = np.asarray(reward_rejected, dtype=float).reshape(-1)
+    if rc.shape != rr.shape:
+        raise ValueError(f"reward_chosen and reward_rejected differ in length: {len(rc)} != {len(rr)}")
+    if not (np.isfinite(rc).all() and np.isfinite(rr).all()):
+        raise ValueError("rewards must be finite (found NaN or inf)")
+    return rc, rr
 
 
 def orient_pairs(reward_chosen, reward_rejected, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Draw each pair's orientation at random (fixed seed): ``label`` 1 when the first response is the chosen one,
-    ``margin`` = reward(first) - reward(second).
+    """Give each test pair a random orientation, drawn with ``numpy.random.default_rng(seed)`` (chapter 03
+    "Reward model").
 
-    The test pairs always list the chosen response first, so without this every label would be 1: AUC would be
-    undefined and ECE and Brier would only see one side of the calibration curve.  Accuracy does not depend on it.
+    Returns ``(margin, label)``: ``label`` is 1 when the first response of the oriented pair is the chosen one and 0
+    when it is the rejected one; ``margin`` = r_first - r_second, i.e. r_chosen - r_rejected for label 1 and
+    r_rejected - r_chosen for label 0.
+
+    Why: the released test pairs always list the chosen response first, so with the natural orientation every label
+    would be 1.  ROC AUC would then be undefined (one class only), and ECE and Brier would only ever see one side of
+    the calibration curve.  A fair coin per pair puts both labels in the data (for more than a handful of pairs), so
+    AUC, ECE and Brier measure how well p = sigmoid(margin) separates and calibrates "first preferred" against
+    "second preferred".  Accuracy is unaffected by the orientation (see :func:`preference_metrics`).
     """
-    rc, rr = np.asarray(reward_chosen, float), np.asarray(reward_rejected, float)
+    rc, rr = _rewards(reward_chosen, reward_rejected)
     label = np.random.default_rng(seed).integers(0, 2, size=len(rc))
     margin = np.where(label == 1, rc - rr, rr - rc)
     return margin, label
 
 
+def _probabilities_and_labels(p, y) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float).reshape(-1)
+    y = np.asarray(y, dtype=float).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"p and y differ in length: {len(p)} != {len(y)}")
+    if len(p) and (not np.isfinite(p).all() or p.min() < 0 or p.max() > 1):
+        raise ValueError("probabilities must lie in [0, 1]")
+    if len(y) and not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    return p, y
+
+
+def _bin_index(p: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-width bins on [0, 1]: bin 0 is [0, 1/n_bins], bin b > 0 is (b/n_bins, (b+1)/n_bins]."""
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    return np.clip(np.searchsorted(edges[1:-1], p, side="left"), 0, int(n_bins) - 1)
+
+
 def expected_calibration_error(p, y, n_bins: int = 10) -> float:
-    """ECE with ``n_bins`` equal-width bins on [0, 1]: sum over bins of |bin|/n * |mean(y) - mean(p)|."""
-    table = reliability_table(p, y, n_bins)
-    n = table["count"].sum()
-    if n == 0:
+    """Expected calibration error with ``n_bins`` equal-width bins on [0, 1] (chapter 03 "Reward model").
+
+    ECE = sum over non-empty bins B of |B| / n * |mean(y in B) - mean(p in B)|.  Bins are right-closed,
+    (b/n_bins, (b+1)/n_bins], except the first, which also holds p = 0.  ``y`` holds 0/1 labels.  NaN for no data.
+    """
+    p, y = _probabilities_and_labels(p, y)
+    if len(p) == 0:
         return float("nan")
-    filled = table[table["count"] > 0]
-    return float((filled["count"] / n * (filled["observed"] - filled["mean_predicted"]).abs()).sum())
+    index = _bin_index(p, n_bins)
+    count = np.bincount(index, minlength=int(n_bins))
+    sum_p = np.bincount(index, weights=p, minlength=int(n_bins))
+    sum_y = np.bincount(index, weights=y, minlength=int(n_bins))
+    # sum_B |B|/n * |sum_y/|B| - sum_p/|B||  ==  sum_B |sum_y - sum_p| / n   (empty bins contribute 0)
+    return float(np.abs(sum_y - sum_p).sum() / len(p))
 
 
 def reliability_table(p, y, n_bins: int = 10) -> pd.DataFrame:
-    """Per equal-width bin: edges, count, mean predicted probability, observed frequency (a reliability diagram)."""
-    p, y = np.asarray(p, float), np.asarray(y, float)
-    edges = np.linspace(0, 1, n_bins + 1)
-    index = np.clip(np.digitize(p, edges[1:-1], right=True), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        mask = index == b
-        rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "count": int(mask.sum()),
-                     "mean_predicted": float(p[mask].mean()) if mask.any() else np.nan,
-                     "observed": float(y[mask].mean()) if mask.any() else np.nan})
-    return pd.DataFrame(rows)
+    """The data of a reliability diagram (chapter 03 "Reward model"): one row per equal-width bin, with columns
+    ``bin_low``, ``bin_high`` (edges), ``count``, ``mean_predicted`` (mean p in the bin) and ``observed`` (share of
+    label 1 in the bin); the two means are NaN in empty bins.  Same bins as :func:`expected_calibration_error`,
+    so ``sum(count / n * |observed - mean_predicted|)`` over non-empty rows is the ECE."""
+    p, y = _probabilities_and_labels(p, y)
+    index = _bin_index(p, n_bins)
+    count = np.bincount(index, minlength=int(n_bins))
+    sum_p = np.bincount(index, weights=p, minlength=int(n_bins))
+    sum_y = np.bincount(index, weights=y, minlength=int(n_bins))
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.where(count > 0, sum_p / np.maximum(count, 1), np.nan)
+        observed = np.where(count > 0, sum_y / np.maximum(count, 1), np.nan)
+    return pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count.astype(int),
+                         "mean_predicted": mean_p, "observed": observed})
 
 
-def auc_from_ranks(score, label) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) identity, ties given average ranks; equal to scikit-learn's
-    ``roc_auc_score`` (tested) and much cheaper inside a bootstrap loop."""
-    from scipy.stats import rankdata
+def _pair_accuracy(rc: np.ndarray, rr: np.ndarray) -> float:
+    return float(np.mean((rc > rr) + 0.5 * (rc == rr))) if len(rc) else float("nan")
 
-    score, label = np.asarray(score, float), np.asarray(label)
-    n_pos = int(label.sum())
-    n_neg = len(label) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[label == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+def _oriented_metrics(rc, rr, margin, label, n_bins) -> dict:
+    """The four metrics from pairs that are already oriented; AUC is NaN when only one label is present."""
+    n = len(rc)
+    if n == 0:
+        return {"accuracy": float("nan"), "auc": float("nan"), "ece": float("nan"), "brier": float("nan"), "n": 0}
+    p = pair_probabilities(margin)
+    both = 0 < label.sum() < n
+    return {"accuracy": _pair_accuracy(rc, rr),
+            "auc": float(roc_auc_score(label, margin)) if both else float("nan"),
+            "ece": expected_calibration_error(p, label, n_bins),
+            "brier": float(brier_score_loss(label, p, labels=[0, 1])),
+            "n": int(n)}
 
 
 def preference_metrics(reward_chosen, reward_rejected, seed: int = 0, n_bins: int = 10) -> dict:
-    """Accuracy, AUC, ECE and Brier of a reward model on test pairs, with p = sigmoid(r_first - r_second).
+    """Accuracy, AUC, ECE and Brier score of a reward model on test pairs (chapter 03 "Reward model").
 
-    Accuracy is the share of pairs with r_chosen > r_rejected (a tie counts half).  AUC, ECE and Brier are computed on
-    randomly oriented pairs (:func:`orient_pairs`).
+    Returns ``{"accuracy", "auc", "ece", "brier", "n"}``:
+
+    * accuracy: share of pairs with r_chosen > r_rejected, a tie counting 0.5.  It compares the two rewards of the
+      same pair, so it does not depend on which response is listed first and needs no orientation.
+    * auc: ``sklearn.metrics.roc_auc_score(label, margin)`` on the randomly oriented pairs of
+      :func:`orient_pairs` (``seed``); NaN if the orientation left only one label (possible only for tiny n).
+    * ece: :func:`expected_calibration_error` of p = sigmoid(margin) against the labels, ``n_bins`` equal-width bins.
+    * brier: ``sklearn.metrics.brier_score_loss(label, p)``.
+
+    AUC, ECE and Brier need orientation because they score a probability against a binary outcome: with the chosen
+    response always first, every outcome would be 1 (see :func:`orient_pairs`).  The random orientation is fixed by
+    ``seed``; AUC and Brier do not depend on it in expectation (flipping a pair maps (margin, label) to
+    (-margin, 1 - label), and sigmoid(-m) = 1 - sigmoid(m)), but ECE's bin assignment and AUC's pair count do, a
+    little, in any one draw.
     """
-    rc, rr = np.asarray(reward_chosen, float), np.asarray(reward_rejected, float)
+    rc, rr = _rewards(reward_chosen, reward_rejected)
     margin, label = orient_pairs(rc, rr, seed)
-    return _metrics_oriented(rc, rr, margin, label, n_bins)
+    return _oriented_metrics(rc, rr, margin, label, n_bins)
 
 
-def _metrics_oriented(rc, rr, margin, label, n_bins) -> dict:
-    n = len(rc)
-    if n == 0:
-        return {"n": 0, "accuracy": float("nan"), "auc": float("nan"), "ece": float("nan"), "brier": float("nan")}
-    p = sigmoid(margin)
-    return {"n": int(n), "accuracy": float(np.mean((rc > rr) + 0.5 * (rc == rr))),
-            "auc": auc_from_ranks(margin, label), "ece": expected_calibration_error(p, label, n_bins),
-            "brier": float(np.mean((p - label) ** 2))}
+def _as_arrays(values_or_arrays) -> tuple[list[np.ndarray], bool]:
+    """One array, or several (a list/tuple whose items are all arrays) to be resampled jointly by row."""
+    if isinstance(values_or_arrays, (list, tuple)) and len(values_or_arrays) > 0 \
+            and all(np.ndim(a) >= 1 for a in values_or_arrays):
+        arrays = [np.asarray(a) for a in values_or_arrays]
+        lengths = {len(a) for a in arrays}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays to resample jointly differ in length: {sorted(lengths)}")
+        return arrays, True
+    return [np.asarray(values_or_arrays)], False
 
 
-def bootstrap_ci(arrays: np.ndarray | Sequence[np.ndarray], statistic: Callable, n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05) -> tuple[float, float, float]:
-    """Percentile bootstrap over items: ``(point, low, high)``.  Several arrays are resampled jointly by row."""
-    many = isinstance(arrays, (list, tuple))
-    arrays = [np.asarray(a) for a in arrays] if many else [np.asarray(arrays)]
-    n = len(arrays[0])
-    point = float(statistic(*arrays))
-    if n == 0:
-        return point, float("nan"), float("nan")
+def _bootstrap_indices(n: int, n_boot: int, seed: int):
+    """The resampling plan shared by every bootstrap in this module: ``n_boot`` draws of n row indices with
+    replacement from ``numpy.random.default_rng(seed)``."""
+    if int(n_boot) != n_boot or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
-        value = statistic(*(a[idx] for a in arrays))
-        if np.isfinite(value):
-            stats.append(value)
-    if not stats:
-        return point, float("nan"), float("nan")
-    low, high = np.percentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return point, float(low), float(high)
+    for _ in range(int(n_boot)):
+        yield rng.integers(0, n, size=n)
+
+
+def _percentile_interval(samples, alpha: float) -> tuple[float, float]:
+    samples = np.asarray([s for s in samples if np.isfinite(s)], dtype=float)
+    if len(samples) == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(low), float(high)
+
+
+def bootstrap_ci(values_or_arrays, statistic: Callable, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float, float]:
+    """Percentile bootstrap interval over items (chapter 03 "Reward model"; chapter 06 "Win rate" uses it too).
+
+    ``values_or_arrays`` is either one array (items along the first axis; ``statistic(array)``) or a list/tuple of
+    equally long arrays that are resampled jointly by row (``statistic(*arrays)``), e.g. (reward_chosen,
+    reward_rejected).  A plain list of numbers counts as one array.  Returns ``(point, low, high)``: the statistic on
+    the full data and the alpha/2 and 1 - alpha/2 percentiles of ``n_boot`` resampled statistics (resamples whose
+    statistic is not finite are skipped).  Empty input gives NaNs.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+    arrays, _ = _as_arrays(values_or_arrays)
+    n = len(arrays[0]) if arrays[0].ndim else 0
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    point = float(statistic(*arrays))
+    stats = [float(statistic(*(a[idx] for a in arrays))) for idx in _bootstrap_indices(n, n_boot, seed)]
+    low, high = _percentile_interval(stats, alpha)
+    return point, low, high
 
 
 def preference_metrics_with_ci(reward_chosen, reward_rejected, n_boot: int = 1000, seed: int = 0,
                                n_bins: int = 10) -> pd.DataFrame:
-    """One row per metric: value and 95% bootstrap interval over test pairs (chapter 03's table).
+    """Accuracy, AUC, ECE and Brier with 95% percentile bootstrap intervals over test pairs (chapter 03
+    "Reward model").
 
-    The pairs are oriented once and every resample computes all four metrics, so the intervals share resamples.
+    Returns a DataFrame indexed by metric (accuracy, auc, ece, brier) with columns ``value``, ``ci_low``,
+    ``ci_high``; ``frame.attrs["n"]`` is the number of pairs.  The values equal :func:`preference_metrics` with the
+    same ``seed`` and ``n_bins``.  The pairs are oriented once (``seed``); each resample draws oriented pairs with
+    replacement and computes all four metrics, so the intervals share resamples, and they use the same resampling
+    plan as :func:`bootstrap_ci` with the same ``seed`` and ``n_boot``.
     """
-    rc, rr = np.asarray(reward_chosen, float), np.asarray(reward_rejected, float)
+    rc, rr = _rewards(reward_chosen, reward_rejected)
     margin, label = orient_pairs(rc, rr, seed)
-    point = _metrics_oriented(rc, rr, margin, label, n_bins)
-    rng = np.random.default_rng(seed)
-    names = ("accuracy", "auc", "ece", "brier")
-    samples = {name: [] for name in names}
-    for _ in range(n_boot if len(rc) else 0):
-        idx = rng.integers(0, len(rc), size=len(rc))
-        m = _metrics_oriented(rc[idx], rr[idx], margin[idx], label[idx], n_bins)
-        for name in names:
-            if np.isfinite(m[name]):
+    point = _oriented_metrics(rc, rr, margin, label, n_bins)
+    samples = {name: [] for name in PREFERENCE_METRICS}
+    if len(rc):
+        for idx in _bootstrap_indices(len(rc), n_boot, seed):
+            m = _oriented_metrics(rc[idx], rr[idx], margin[idx], label[idx], n_bins)
+            for name in PREFERENCE_METRICS:
                 samples[name].append(m[name])
-    rows = {}
-    for name in names:
-        low, high = np.percentile(samples[name], [2.5, 97.5]) if samples[name] else (np.nan, np.nan)
-        rows[name] = {"value": point[name], "ci_low": float(low), "ci_high": float(high)}
-    return pd.DataFrame(rows).T
+    rows = []
+    for name in PREFERENCE_METRICS:
+        low, high = _percentile_interval(samples[name], 0.05)
+        rows.append({"metric": name, "value": point[name], "ci_low": low, "ci_high": high})
+    frame = pd.DataFrame(rows).set_index("metric")
+    frame.attrs["n"] = point["n"]
+    return frame
 
 
-def length_baseline_rewards(chosen_texts: Sequence[str], rejected_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """"The longer response wins": each response's reward is its length in characters."""
-    return (np.array([len(t) for t in chosen_texts], float), np.array([len(t) for t in rejected_texts], float))
+def length_baseline_rewards(chosen_texts: Sequence[str], rejected_texts: Sequence[str]) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """The "longer response wins" baseline (chapter 03 "Reward model"): each response's reward is its length in
+    characters, returned as float arrays ``(reward_chosen, reward_rejected)``.  Equal lengths tie (accuracy 0.5)."""
+    chosen, rejected = list(chosen_texts), list(rejected_texts)
+    if len(chosen) != len(rejected):
+        raise ValueError(f"chosen_texts and rejected_texts differ in length: {len(chosen)} != {len(rejected)}")
+    return (np.array([len(t) for t in chosen], dtype=float), np.array([len(t) for t in rejected], dtype=float))
 
 
 def random_baseline_rewards(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A reward model that knows nothing: independent standard normal rewards."""
+    """A reward model that knows nothing (chapter 03 "Reward model"): independent standard normal rewards
+    ``(reward_chosen, reward_rejected)`` for n pairs from ``numpy.random.default_rng(seed)``; accuracy and AUC
+    near 0.5."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal(n), rng.standard_normal(n)
+    return rng.standard_normal(int(n)), rng.standard_normal(int(n))
 
 
-# ------------------------------------------------------------------------------------------------------ chapter 06
+# ================================================================================ chapter 06 "Win rate"
 
-_FLIP = {"A": "B", "B": "A", "tie": "tie"}
+_AS_A = {"A": "win", "B": "loss", "TIE": "tie"}  # the policy was shown as A
+_AS_B = {"B": "win", "A": "loss", "TIE": "tie"}  # the policy was shown as B
+_SCORE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 
 
-def combine_two_orders(verdict_policy_first: str | None, verdict_policy_second: str | None) -> str | None:
-    """The policy's outcome from two judgments: policy shown as A, then as B.
+def _missing(value) -> bool:
+    """None, or a float NaN (how pandas stores a missing value in an object column)."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
-    Consistent verdicts give a win or a loss; a tie in either order, or verdicts that disagree, give a tie; a failed
-    judgment (None) gives None, which the win rate excludes and counts.
+
+def _verdict(value, table: dict, which: str) -> str:
+    key = value.strip().upper() if isinstance(value, str) else value
+    if key not in table:
+        raise ValueError(f"{which} must be 'A', 'B', 'tie' or None, got {value!r}")
+    return table[key]
+
+
+def combine_two_orders(verdict_ab, verdict_ba) -> str | None:
+    """The policy's outcome against the reference from two judgments, one per presentation order (chapter 06
+    "Win rate"; MT-Bench practice).
+
+    ``verdict_ab`` is the judge's verdict ("A", "B" or "tie") with the policy shown as A and the reference as B;
+    ``verdict_ba`` the verdict with the reference as A and the policy as B.  Both orders favouring the policy give
+    "win", both favouring the reference give "loss"; verdicts that disagree (position bias) or a tie in either order
+    give "tie".  A failed judgment (None, or NaN) in either order gives None: the caller excludes the item from the
+    win rate and counts it (``excluded`` in :func:`win_rate_table`).  Verdict letters are case-insensitive; any
+    other value raises ValueError.
     """
-    if verdict_policy_first is None or verdict_policy_second is None:
+    if _missing(verdict_ab) or _missing(verdict_ba):
         return None
-    first = {"A": "win", "B": "loss", "tie": "tie"}[verdict_policy_first]
-    second = {"B": "win", "A": "loss", "tie": "tie"}[verdict_policy_second]
+    first = _verdict(verdict_ab, _AS_A, "verdict_ab")
+    second = _verdict(verdict_ba, _AS_B, "verdict_ba")
     return first if first == second else "tie"
 
 
+def _outcome_scores(outcomes) -> tuple[np.ndarray, int]:
+    """Scores (win 1, tie 0.5, loss 0) of the usable outcomes, and the number excluded (None or NaN)."""
+    scores, excluded = [], 0
+    for o in outcomes:
+        if _missing(o):
+            excluded += 1
+        elif o in _SCORE:
+            scores.append(_SCORE[o])
+        else:
+            raise ValueError(f"an outcome must be 'win', 'loss', 'tie' or None, got {o!r}")
+    return np.asarray(scores, dtype=float), excluded
+
+
 def win_rate(outcomes: Sequence[str | None]) -> float:
-    """(wins + 0.5 ties) / n over the outcomes that are not None."""
-    usable = [o for o in outcomes if o is not None]
-    if not usable:
-        return float("nan")
-    return (sum(o == "win" for o in usable) + 0.5 * sum(o == "tie" for o in usable)) / len(usable)
+    """(wins + 0.5 * ties) / n, with n the number of outcomes that are not None (chapter 06 "Win rate").
 
-
-def _scores(outcomes) -> np.ndarray:
-    return np.array([{"win": 1.0, "tie": 0.5, "loss": 0.0}[o] for o in outcomes if o is not None])
-
-
-def win_rate_table(frame: pd.DataFrame, group_cols: list[str], outcome_col: str = "outcome", n_boot: int = 1000,
-                   seed: int = 0) -> pd.DataFrame:
-    """Per group: n, wins, ties, losses, excluded (failed judgments), win rate and 95% bootstrap interval."""
-    rows = {}
-    for key, group in frame.groupby(group_cols, sort=False):
-        outcomes = [o if isinstance(o, str) else None for o in group[outcome_col].tolist()]
-        scores = _scores(outcomes)
-        point, low, high = bootstrap_ci(scores, np.mean, n_boot, seed) if len(scores) else (np.nan, np.nan, np.nan)
-        key = key[0] if isinstance(key, tuple) and len(group_cols) == 1 else key
-        rows[key] = {"n": len(scores), "wins": outcomes.count("win"), "ties": outcomes.count("tie"),
-                     "losses": outcomes.count("loss"), "excluded": sum(o is None for o in outcomes),
-                     "win_rate": point, "ci_low": low, "ci_high": high}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    if len(group_cols) > 1:
-        table.index = pd.MultiIndex.from_tuples(table.index, names=group_cols)
-    else:
-        table.index.name = group_cols[0]
-    return table
-
-
-def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, reference_lengths, seed: int = 0) -> dict:
-    """A length-controlled win rate in the manner of AlpacaEval 2.
-
-    A logistic regression of the judge's preference for the policy on one feature, the standardised length
-    difference ``tanh((len_policy - len_reference) / s)`` with ``s`` the standard deviation of the differences; ties
-    enter as half a win and half a loss (sample weights).  The length-controlled win rate is the model's prediction at
-    zero length difference, ``sigmoid(intercept)``.  Degenerate inputs (no usable outcome, one outcome only, or no
-    length variation) return the raw win rate with ``note`` saying why no model was fitted.
+    Failed judgments (None, or NaN) are excluded from numerator and denominator; NaN when none is usable.
     """
-    from sklearn.linear_model import LogisticRegression
+    scores, _ = _outcome_scores(outcomes)
+    return float(scores.mean()) if len(scores) else float("nan")
 
-    outcomes = [o if isinstance(o, str) else None for o in outcomes]
-    keep = [i for i, o in enumerate(outcomes) if o is not None]
-    raw = win_rate(outcomes)
-    result = {"n": len(keep), "win_rate": raw, "lc_win_rate": raw, "length_coefficient": 0.0, "note": ""}
-    if not keep:
-        result["note"] = "no usable outcomes"
+
+def win_rate_table(df: pd.DataFrame, group_cols: str | Sequence[str], outcome_col: str = "outcome",
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Win rate per group with a 95% percentile bootstrap interval over items (chapter 06 "Win rate").
+
+    One row per group of ``group_cols`` (a column name or a list; the index, a MultiIndex for several), in order of
+    first appearance, with columns ``n`` (usable outcomes), ``wins``, ``ties``, ``losses``, ``excluded`` (None/NaN
+    outcomes: failed judgments), ``win_rate`` = (wins + 0.5 * ties) / n, ``ci_low`` and ``ci_high``
+    (:func:`bootstrap_ci` of the per-item scores 1 / 0.5 / 0, ``n_boot`` resamples, ``seed``).  A group with no usable
+    outcome has NaN rate and interval.
+    """
+    cols = [group_cols] if isinstance(group_cols, str) else list(group_cols)
+    columns = ["n", "wins", "ties", "losses", "excluded", "win_rate", "ci_low", "ci_high"]
+    keys, rows = [], []
+    for key, group in df.groupby(cols, sort=False, dropna=False):
+        outcomes = group[outcome_col].tolist()
+        scores, excluded = _outcome_scores(outcomes)
+        point, low, high = bootstrap_ci(scores, np.mean, n_boot, seed)
+        keys.append(key[0] if isinstance(key, tuple) and len(cols) == 1 else key)
+        rows.append({"n": len(scores), "wins": int((scores == 1.0).sum()), "ties": int((scores == 0.5).sum()),
+                     "losses": int((scores == 0.0).sum()), "excluded": excluded,
+                     "win_rate": point, "ci_low": low, "ci_high": high})
+    if len(cols) > 1:
+        index = pd.MultiIndex.from_tuples(keys, names=cols) if keys else \
+            pd.MultiIndex.from_arrays([[]] * len(cols), names=cols)
+    else:
+        index = pd.Index(keys, name=cols[0])
+    table = pd.DataFrame(rows, index=index, columns=columns)
+    return table.astype({c: int for c in ("n", "wins", "ties", "losses", "excluded")})
+
+
+def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, reference_lengths,
+                               seed: int = 0) -> dict:
+    """A length-controlled win rate in the manner of AlpacaEval 2 (chapter 06 "Win rate").
+
+    Model: P(judge prefers the policy) = sigmoid(intercept + length_coefficient * x), with one feature per item,
+    x = tanh((len_policy - len_reference) / s), where s is the standard deviation (ddof 0) of the length differences
+    over the usable items.  We chose this (AlpacaEval 2's own standardised, tanh-bounded length term) over a log
+    length ratio because it is defined for zero lengths and the tanh keeps a few very long responses from dominating
+    the fit.  Fitted by ``sklearn.linear_model.LogisticRegression`` (lbfgs, C = 1e4: practically unpenalised, the
+    intercept never penalised); each win enters as label 1 with weight 1, each loss as label 0 with weight 1, and each
+    tie twice, as label 1 and as label 0 with weight 0.5 each.  The length-controlled win rate is the prediction with
+    the length term set to zero, sigmoid(intercept): the judge's preference between responses of equal length.
+
+    Returns a dict: ``n`` (usable outcomes), ``excluded`` (None/NaN outcomes), ``win_rate`` (raw, as
+    :func:`win_rate`), ``lc_win_rate``, ``intercept``, ``length_coefficient``, ``length_scale`` (s),
+    ``mean_length_difference``, ``fitted`` (whether the model was fitted) and ``note`` ("" when fitted normally).
+
+    Degenerate inputs return without fitting, with ``fitted`` False and a ``note``:
+
+    * no usable outcome: every rate NaN;
+    * all wins, or all losses (no weight on the other label: the fit would diverge): ``lc_win_rate`` = the raw rate
+      (1 or 0), ``intercept`` and ``length_coefficient`` NaN (not identifiable);
+    * no variation in the length differences (s = 0, including a single item): the length effect cannot be separated
+      from the intercept, so ``lc_win_rate`` = the raw rate and ``length_coefficient`` NaN.
+
+    ``seed`` is passed to scikit-learn as ``random_state`` (lbfgs is deterministic; kept for a stable signature).
+    """
+    outcomes = list(outcomes)
+    pol = np.asarray(policy_lengths, dtype=float).reshape(-1)
+    ref = np.asarray(reference_lengths, dtype=float).reshape(-1)
+    if not len(outcomes) == len(pol) == len(ref):
+        raise ValueError(f"outcomes, policy_lengths and reference_lengths differ in length: "
+                         f"{len(outcomes)}, {len(pol)}, {len(ref)}")
+    keep = np.array([not _missing(o) for o in outcomes], dtype=bool)
+    scores, excluded = _outcome_scores(outcomes)
+    diff = pol[keep] - ref[keep]
+    if not np.isfinite(diff).all():
+        raise ValueError("lengths of the usable items must be finite")
+    nan = float("nan")
+    raw = float(scores.mean()) if len(scores) else nan
+    result = {"n": int(len(scores)), "excluded": int(excluded), "win_rate": raw, "lc_win_rate": raw,
+              "intercept": nan, "length_coefficient": nan, "length_scale": nan,
+              "mean_length_difference": float(diff.mean()) if len(diff) else nan, "fitted": False, "note": ""}
+    if len(scores) == 0:
+        result["note"] = "no usable outcomes: nothing to fit"
         return result
-    diff = np.asarray(policy_lengths, float)[keep] - np.asarray(reference_lengths, float)[keep]
-    scores = _scores([outcomes[i] for i in keep])
-    scale = diff.std()
-    if scale == 0:
-        result["note"] = "no length variation: the length-controlled rate equals the raw rate"
+    scale = float(diff.std())
+    result["length_scale"] = scale
+    if (scores == 1.0).all():
+        result["note"] = "all wins: the model cannot be fitted; the length-controlled rate is the raw rate"
+        return result
+    if (scores == 0.0).all():
+        result["note"] = "all losses: the model cannot be fitted; the length-controlled rate is the raw rate"
+        return result
+    if scale == 0.0:
+        result["note"] = ("no length variation: the length effect cannot be separated from the intercept; "
+                          "the length-controlled rate is the raw rate")
         return result
     x = np.tanh(diff / scale)
     X = np.concatenate([x, x])[:, None]
-    y = np.concatenate([np.ones_like(scores), np.zeros_like(scores)])
-    w = np.concatenate([scores, 1 - scores])
-    if w[y == 1].sum() == 0 or w[y == 0].sum() == 0:
-        result["note"] = "all losses" if w[y == 1].sum() == 0 else "all wins"
-        return result
-    model = LogisticRegression(C=1e4, random_state=seed).fit(X, y, sample_weight=w)
-    result.update(lc_win_rate=float(sigmoid(model.intercept_[0])), length_coefficient=float(model.coef_[0, 0]),
-                  mean_length_difference=float(diff.mean()))
+    y = np.concatenate([np.ones(len(x), dtype=int), np.zeros(len(x), dtype=int)])
+    w = np.concatenate([scores, 1.0 - scores])
+    use = w > 0  # a win adds no loss row, a loss no win row
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = LogisticRegression(C=1e4, max_iter=1000, random_state=seed).fit(X[use], y[use], sample_weight=w[use])
+    intercept, coef = float(model.intercept_[0]), float(model.coef_[0, 0])
+    result.update(lc_win_rate=float(sigmoid(intercept)), intercept=intercept, length_coefficient=coef, fitted=True)
+    if any(issubclass(c.category, ConvergenceWarning) for c in caught):
+        result["note"] = "the logistic regression did not converge (nearly separable by length); read with care"
     return result
