@@ -76,6 +76,19 @@ def judge_throughput() -> str:
     statement = "I have felt anxious every morning before work for months and I cannot sleep properly anymore."
     rows = []
     latency = 0.1
+    # the CPU ceiling: the same client and loopback server with no latency at all (both share this machine's cores)
+    ceiling_server = FakeOpenAI(latency=0.0)
+    try:
+        cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=ceiling_server.base_url, concurrency=32,
+                          estimate_above=10**9)
+        path = WORK / "judge_ceiling.sqlite"
+        path.unlink(missing_ok=True)
+        items = [ScoreItem(f"{statement} ({i})", "It sounds like you feel worn out. What helps?") for i in range(512)]
+        start = time.perf_counter()
+        make_judge(cfg, path).score_many(items, progress=False)
+        ceiling = len(items) / (time.perf_counter() - start)
+    finally:
+        ceiling_server.close()
     for concurrency in (1, 8, 32, 64):
         n = max(50, concurrency * 16)  # long enough for a steady state past client start-up
         server = FakeOpenAI(latency=latency)
@@ -94,7 +107,9 @@ def judge_throughput() -> str:
             judge.score_many(items, progress=False)
             warm = n / (time.perf_counter() - warm_start)
             rows.append({"concurrency": concurrency, "judgments": n, "judgments/s": n / seconds,
-                         "ideal/s": ideal, "ratio to ideal": n / seconds / ideal, "warm cache judgments/s": warm})
+                         "ideal/s": ideal, "ratio to ideal": n / seconds / ideal,
+                         "ratio to min(ideal, CPU ceiling)": n / seconds / min(ideal, ceiling),
+                         "warm cache judgments/s": warm})
         finally:
             server.close()
     rubric = make_judge(JudgeConfig(backend="rubric"), WORK / "rubric.sqlite")
@@ -104,8 +119,12 @@ def judge_throughput() -> str:
     rubric_rate = len(items) / (time.perf_counter() - start)
     return ("## Judge throughput\n\nOpenAI-compatible backend against the loopback server with 100 ms latency per "
             "request; ideal = concurrency / latency.\n\n"
+            + f"CPU ceiling: with no latency at all, client and server together manage {ceiling:,.0f} judgments/s at "
+              "concurrency 32 on this machine's cores (the server answers each request by running the rubric judge); "
+              "above that rate no concurrency setting can help, so the last ratio compares with what is achievable "
+              "here.\n\n"
             + table(rows, ["concurrency", "judgments", "judgments/s", "ideal/s", "ratio to ideal",
-                           "warm cache judgments/s"])
+                           "ratio to min(ideal, CPU ceiling)", "warm cache judgments/s"])
             + f"\n\nRubric judge (offline), cold cache: {rubric_rate:,.0f} judgments/s.")
 
 
@@ -213,9 +232,13 @@ def main() -> None:
               + ", ".join(f"{k} {v}" for k, v in versions.items()) + "\n"
               "- targets (issue): whole tiny book under 5 minutes, warm re-run under 90 s, peak memory under 3 GiB, "
               "judge at concurrency 32 at least 0.8 of ideal\n")
+    saved = WORK / "book_section.md"
     if not args.no_book:
         text, _ = book_runs()
+        saved.write_text(text)
         sections.append(text)
+    elif saved.exists():
+        sections.append(saved.read_text() + f"\n\n(Book runs measured {time.ctime(saved.stat().st_mtime)}.)")
     sections.append(judge_throughput())
     sections.append(generation_and_training())
     sections.append(scaling())
