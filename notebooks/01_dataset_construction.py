@@ -129,7 +129,8 @@ fig = plots.filter_funnel(counts, title=f"Statements left after each cleaning st
 
 # %%
 summary = report.dropped.groupby(["step", "reason"]).size().rename("statements").reset_index()
-summary["reason"] = summary["reason"].str.replace(r" of \S+:\S+", " of an earlier statement", regex=True)
+summary["reason"] = summary["reason"].str.replace(r" of \S+:\S+( \(Jaccard [\d.]+\))?", " of an earlier statement",
+                                                  regex=True)
 summary.groupby(["step", "reason"])["statements"].sum().to_frame()
 
 # %%
@@ -249,8 +250,9 @@ fig = plots.grouped_boxplot(response_pool, value="chars", group="generator",
 # One statement and its pool, to see the spread of quality the judge will score in chapter 2:
 
 # %%
-example_id = (response_pool.groupby("statement_id")["generator"].apply(lambda g: g.str.startswith("bundled").sum())
-              .sort_values().index[-1])
+not_crisis = set(statements.loc[~statements["crisis"], "statement_id"])
+example_id = (response_pool[response_pool["statement_id"].isin(not_crisis)].groupby("statement_id")["generator"]
+              .apply(lambda g: g.str.startswith("tiny").sum()).sort_values(kind="stable").index[-1])
 print(data.preview(statements.set_index("statement_id").at[example_id, "text"], 1000))
 with pd.option_context("display.max_colwidth", 400):
     display(response_pool[response_pool["statement_id"] == example_id][["generator", "chars", "response"]]

@@ -63,6 +63,7 @@ class Judge:
         self.session["requested"] += len(items)
         self.session["from_cache"] += len(items) - sum(1 for k in keys if k in set(todo))
         if todo:
+            self.session["sent"] += len(todo)
             if self._backend is None:
                 for key in tqdm(todo, desc=f"rubric {kind}", disable=not progress or len(todo) < 500):
                     result = compute_offline(items[index[key]])
@@ -73,7 +74,6 @@ class Judge:
                     print(f"judge: {len(todo):,} uncached {kind} requests to {self.config.model}; "
                           f"estimated cost ${estimate['cost_usd']:.2f} ({estimate['prompt_tokens']:,} prompt + "
                           f"{estimate['completion_tokens']:,} completion tokens)")
-                self.session["sent"] += len(todo)
                 self._backend.run(kind, [(k, requests[index[k]][0]) for k in todo], self.cache, progress)
             cached = self.cache.get_many(list(dict.fromkeys(keys)))
         fresh = set(todo)
@@ -141,7 +141,8 @@ class Judge:
         summary = self.cache.summary()
         total_cost = sum(m["cost_usd"] for m in summary["per_model"].values())
         return {"backend": self.config.backend, "model": self.model, "requested this run": self.session["requested"],
-                "answered from cache": self.session["from_cache"], "sent to the backend": self.session["sent"],
+                "answered from cache": self.session["from_cache"],
+                "judged now (rubric computed or API requests)": self.session["sent"],
                 "cached judgments": summary["rows"], "failed judgments in cache": summary["failed"],
                 "cost_usd_total": round(total_cost, 4), "failures_by_reason": summary["failures_by_reason"],
                 "per_model": summary["per_model"]}
