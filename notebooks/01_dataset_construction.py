@@ -187,7 +187,7 @@ with pd.option_context("display.max_colwidth", 200):
 # %% [markdown]
 # ### Themes and lengths
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.category_bars(statements["theme"].value_counts(), title=f"Statements per theme ({cfg.data.theme_labeller} labeller)",
                           xlabel="statements (count)")
 
@@ -242,7 +242,7 @@ response_pool, generator_stats = pool.build_pool(statements, cfg, run, chat_clie
 print(f"{len(response_pool)} responses to {response_pool['statement_id'].nunique()} statements")
 generator_stats
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.grouped_boxplot(response_pool, value="chars", group="generator",
                             title="Response length per pool generator", ylabel="length (characters)")
 

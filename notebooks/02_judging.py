@@ -125,7 +125,7 @@ failures.rename("failed judgments").to_frame() if len(failures) else print("no f
 # %% [markdown]
 # ### Score distributions
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 7, figsize=(12, 2.8), sharey=True)
 for ax, p in zip(axes, PRINCIPLES):
     counts = scored[p.key].value_counts().reindex(range(1, 6), fill_value=0)
@@ -174,7 +174,7 @@ sizes = pd.DataFrame({s: {"statements": sum(v == s for v in split_of.values()), 
 display(sizes)
 drops
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots()
 for split, frame in frames.items():
     ax.hist(frame["score_gap"], bins=np.arange(0, 4.01, 1 / 7), alpha=0.6, label=f"{split} (n={len(frame):,})")

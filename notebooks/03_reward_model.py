@@ -116,7 +116,7 @@ print(f"RewardTrainer dropped {result.dropped_by_trl} train pairs for length; "
       f"our count above said {int(length_table.loc['train', 'dropped'])}")
 print(f"kept: {result.selected_by} -> {result.best_checkpoint or 'final weights'}; saved to {result.model_dir}")
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.reward_training_curve(
     result.steps(), result.epochs_table(),
     title=f"Reward-model training ({cfg.name} profile, backbone: {cfg.models.reward_backbone})")
@@ -209,7 +209,7 @@ tables = {name: reward.calibration(c, r, seed=cfg.seed, n_bins=n_bins) for name,
 fig = plots.reliability_diagram(tables, title="Reliability of p = sigmoid(r_first - r_second) on the test pairs")
 tables["PsyCoPref reward model (this run)"].round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.margin_histogram({"PsyCoPref reward model (this run)": rc - rr},
                              title=f"Reward margin on the {len(test):,} test pairs ({cfg.name} profile)")
 

@@ -83,7 +83,7 @@ rounds = pd.DataFrame(policy.run_dpo_iter(cfg, start_path, scorer, train_questio
 rounds[["round", "statements", "pairs", "degenerate_statements", "mean_reward", "best_reward", "worst_reward",
         "mean_pair_margin", "mean_length_tokens", "round_seconds"]].round(3).set_index("round")
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 axes[0].plot(rounds["round"], rounds["mean_reward"], marker="o", label="mean of 8 samples")
 axes[0].plot(rounds["round"], rounds["best_reward"], marker="^", label="best of 8")
@@ -128,7 +128,7 @@ comparison = pd.DataFrame({
     for name, (r, _, lengths) in held_out.items()}).T
 comparison
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots()
 ax.errorbar(range(3), comparison["mean reward"],
             yerr=[comparison["mean reward"] - comparison["ci_low"], comparison["ci_high"] - comparison["mean reward"]],

@@ -169,7 +169,7 @@ for (setting, name), group in overall.groupby(["setting", "policy"], sort=False)
 lc = pd.DataFrame(lc_rows).T
 lc
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots()
 for name in policies:
     sub = overall[(overall["policy"] == name) & (overall["setting"] == "no constraint")]

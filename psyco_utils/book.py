@@ -189,7 +189,7 @@ def build(executed_dir: Path) -> int:
 
 
 def _cells_signature(nb) -> list[tuple[str, str]]:
-    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+    return [(c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
 
 
 def sync(check: bool) -> int:
