@@ -1,6 +1,8 @@
 """Compose the bundled corpus (``<theme>.jsonl``) from the hand-written notes in ``notes/<theme>.yaml``.
 
-Everything here was written for this book; it is fictional.  Each note holds a client statement written by hand and
+Everything in the corpus was written for this book; it is fictional.  Two themes, ``self_esteem`` and
+``substance_use``, are written out in full by hand, every response included, and have no notes file; the other six
+are composed here.  Each note holds a client statement written by hand and
 a few hand-written facts about it: what the client seems to feel (``feel``), what it is about (``about``), what an
 open question would explore (``ask``), the instruction an advice-dumping responder would give (``step``), and whether
 the client sounds ready to act or still unsure (``stage``).  The five response styles are then composed from those
