@@ -244,7 +244,7 @@ scored.drop(columns=["rationale"]).to_parquet(run / "pool" / "scored.parquet", i
 _ = chapter.finish({"train_pairs": len(frames["train"]), "dev_pairs": len(frames["dev"]), "test_pairs": len(frames["test"]),
                 "failed_judgments": int((scored["judge_status"] != "ok").sum()),
                 "swap_consistency": round(swap["consistency"], 3),
-                "judge_cost_usd": usage.get("cost_usd_total", 0.0)})
+                "judge_cost_usd": usage["cost_usd"]})
 dataset
 
 # %% [markdown]

@@ -67,7 +67,8 @@ print(f"total: {stages['seconds'].sum():.0f} s of chapter time")
 # chapter 2's swap check compares its pairs twice; chapter 6 compares three policies against the reference, in both
 # orders and both settings. Tokens are estimated from the rubric's length and the mean length of the bundled
 # statements and responses (4 characters per token); prices are each profile's judge prices per million tokens.
-# The paper profile's scoring goes through the Batch API, at half the online price. Statement counts: colab's
+# The paper profile's scoring goes through the Batch API, at the batch price; online calls assume the provider
+# caches the fixed rubric prefix. Statement counts: colab's
 # `data.max_statements`, and the paper's 26,483.
 
 # %%
@@ -84,11 +85,11 @@ for name, n_statements in (("colab", None), ("paper", 26_483)):
                                 avg_response_chars=avg_response)
     compare = estimate_judge_cost(other.judge, n_compare=n_compare, avg_statement_chars=avg_statement,
                                   avg_response_chars=avg_response)
-    batch_discount = 0.5 if other.judge.use_batch_api else 1.0
     rows[name] = {"judge": other.judge.model, "statements": n, "score calls": n_score, "compare calls": n_compare,
                   "prompt tokens (M)": (score["prompt_tokens"] + compare["prompt_tokens"]) / 1e6,
                   "completion tokens (M)": (score["completion_tokens"] + compare["completion_tokens"]) / 1e6,
-                  "estimated cost (USD)": score["cost_usd"] * batch_discount + compare["cost_usd"]}
+                  "estimated cost (USD)": (score["cost_usd_batch"] if other.judge.use_batch_api else score["cost_usd"])
+                  + compare["cost_usd"]}
 pd.DataFrame(rows).T.round(2)
 
 # %% [markdown]

@@ -1,15 +1,27 @@
 """A loopback server that speaks enough of the OpenAI API for the judge's tests and benchmarks.
 
-POST /v1/chat/completions answers structured-output requests with valid JSON computed deterministically from the
-prompt (scores from the rubric judge, so answers are meaningful), plain chat requests with a short text; it reports
-usage including cached prompt tokens.  Files upload, batches create/retrieve and file content download implement the
-Batch API.  Faults (429 with Retry-After, 500, a delay past the client's timeout, malformed JSON, a refusal, truncated
-output) are injected at a configurable rate with a seeded RNG.  It counts requests and records the headers it saw.
-It binds to 127.0.0.1 only and stops on ``close()``.
+* ``POST /v1/chat/completions``: a structured-output request (``response_format`` with a JSON schema) is answered
+  with valid JSON for that schema, computed deterministically from the prompt text (the scores of the offline rubric
+  judge, so the answers mean something); a plain chat request gets a short deterministic text (``n`` choices).
+  Usage is reported with cached prompt tokens as OpenAI reports them (the system prompt, in 128-token steps from
+  1,024 tokens, once the same system prompt has been seen before).
+* ``POST /v1/files`` (multipart upload), ``POST /v1/batches``, ``GET /v1/batches/{id}`` and
+  ``GET /v1/files/{id}/content``: the Batch API, with the output and error files built when a batch completes.
+* Faults at ``fault_rate`` with a seeded RNG, drawn from ``faults``: ``429`` (with Retry-After), ``500``, ``timeout``
+  (the answer comes after ``hang_seconds``), ``malformed`` (half the JSON), ``refusal``, ``truncated`` (a third of
+  the JSON with finish_reason "length"), ``missing_field``, ``out_of_range``, and ``auth_echo`` (a 401 that quotes
+  the API key back, as real providers do; ``reject_key`` does that on every route).  Batch lines get faults at
+  ``batch_fault_rate``; ``batch_end_status="expired"`` ends a batch with only half of its lines answered.
+* It counts requests, records each request's headers, path and body, and the largest number of chat requests in
+  flight at once.
+
+It binds to 127.0.0.1 on a free port and stops on :meth:`FakeOpenAI.close` (or leaving a ``with`` block), and by
+itself after ``max_lifetime_s`` at the latest, so a test that forgets it leaves nothing running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -18,35 +30,59 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "timeout", "malformed", "refusal", "truncated")
+FAULTS = ("429", "500", "timeout", "malformed", "refusal", "truncated", "missing_field", "out_of_range")
+BATCH_FAULTS = ("500", "malformed", "refusal", "truncated")
 
 
-def _answer(body: dict) -> str:
-    """A deterministic structured answer for the request's JSON schema, or plain text."""
-    from psyco_utils.judge.rubric import rubric_compare, rubric_score
+def _scores_for(user: str) -> tuple[dict, str]:
+    from psyco_utils.judge.rubric import rubric_score
+
+    match = re.match(r"CLIENT STATEMENT:\n(.*?)\n\nRESPONSE:\n(.*)", user, re.S)
+    if match:
+        return rubric_score(*match.groups())
+    digest = hashlib.sha256(user.encode()).digest()  # an unknown prompt shape: still deterministic
+    keys = ("empathy", "relevance", "clarity", "safety", "exploration", "autonomy", "staging")
+    return {k: 1 + digest[i] % 5 for i, k in enumerate(keys)}, "scores from a hash of the prompt"
+
+
+def answer_content(body: dict) -> str:
+    """The deterministic answer to a chat-completions request body."""
+    from psyco_utils.judge.rubric import rubric_compare
 
     fmt = body.get("response_format") or {}
-    user = next((m["content"] for m in body["messages"] if m["role"] == "user"), "")
+    messages = body.get("messages") or []
+    user = next((m["content"] for m in messages if m.get("role") == "user"), "")
     name = (fmt.get("json_schema") or {}).get("name")
     if name == "principle_scores":
-        statement, response = re.match(r"CLIENT STATEMENT:\n(.*)\n\nRESPONSE:\n(.*)", user, re.S).groups()
-        scores, rationale = rubric_score(statement, response)
+        scores, rationale = _scores_for(user)
         return json.dumps({"rationale": rationale[:200], **scores})
     if name == "principle_verdicts":
-        statement, a, b = re.match(r"CLIENT STATEMENT:\n(.*)\n\nRESPONSE A:\n(.*)\n\nRESPONSE B:\n(.*)", user, re.S).groups()
-        per, overall, rationale = rubric_compare(statement, a, b, 0.25)
+        match = re.match(r"CLIENT STATEMENT:\n(.*?)\n\nRESPONSE A:\n(.*?)\n\nRESPONSE B:\n(.*)", user, re.S)
+        if match:
+            per, overall, rationale = rubric_compare(*match.groups(), 0.25)
+        else:
+            per, overall, rationale = ({k: "tie" for k in ("empathy", "relevance", "clarity", "safety", "exploration",
+                                                           "autonomy", "staging")}, "tie", "unknown prompt shape")
         return json.dumps({"rationale": rationale, **per, "overall": overall})
     if name == "label":
         labels = fmt["json_schema"]["schema"]["properties"]["label"]["enum"]
-        return json.dumps({"label": labels[len(user) % len(labels)]})
+        digest = hashlib.sha256(user.encode()).digest()
+        return json.dumps({"label": labels[digest[0] % len(labels)]})
     return f"A reply to: {user[:40]}"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops connections when a client opens many at once
+
+
 class FakeOpenAI:
-    """Start with ``FakeOpenAI(fault_rate=0.2, seed=0)``; ``base_url`` for the client; ``close()`` when done."""
+    """``with FakeOpenAI(fault_rate=0.2, seed=0) as server:`` then point the client at ``server.base_url``."""
 
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, faults=FAULTS, retry_after: float = 0.01,
-                 hang_seconds: float = 1.5, latency: float = 0.0, batch_polls_before_done: int = 1):
+                 hang_seconds: float = 1.5, latency: float = 0.0, batch_polls_before_done: int = 1,
+                 batch_fault_rate: float = 0.0, batch_end_status: str = "completed", reject_key: bool = False,
+                 max_lifetime_s: float = 600):
         self.fault_rate = fault_rate
         self.rng = random.Random(seed)
         self.faults = tuple(faults)
@@ -54,28 +90,160 @@ class FakeOpenAI:
         self.hang_seconds = hang_seconds
         self.latency = latency
         self.batch_polls_before_done = batch_polls_before_done
-        self.lock = threading.Lock()
+        self.batch_fault_rate = batch_fault_rate
+        self.batch_end_status = batch_end_status
+        self.reject_key = reject_key
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
         self.requests = 0
         self.chat_requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.faults_injected: dict[str, int] = {}
         self.headers_seen: list[dict] = []
+        self.paths_seen: list[str] = []
         self.bodies_seen: list[str] = []
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
+        self._systems_seen: set[str] = set()
+        answer_content({"messages": [{"role": "user", "content": "CLIENT STATEMENT:\nwarm\n\nRESPONSE:\nup"}],
+                        "response_format": {"json_schema": {"name": "principle_scores"}}})  # imports done up front
+        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="fake-openai", daemon=True)
+        self.thread.start()
+        self._watchdog = threading.Timer(max_lifetime_s, self.close)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        self._closed = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        """Stop serving (idempotent); handlers still sleeping in a ``timeout`` fault wake up and end."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.stopping.set()
+        self._watchdog.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- what a response looks like
+
+    def _draw_fault(self, rate: float, faults) -> str | None:
+        with self.lock:
+            if rate and self.rng.random() < rate:
+                fault = self.rng.choice(tuple(faults))
+                self.faults_injected[fault] = self.faults_injected.get(fault, 0) + 1
+                return fault
+        return None
+
+    def completion(self, body: dict, fault: str | None = None) -> dict:
+        """A chat.completion object for ``body``, spoiled as ``fault`` says (malformed, refusal, truncated...)."""
+        content = answer_content(body)
+        finish, refusal = "stop", None
+        if fault == "malformed":
+            content = content[: len(content) // 2]
+        elif fault == "truncated":
+            content, finish = content[: len(content) // 3], "length"
+        elif fault == "refusal":
+            content, refusal = None, "I can't help with that."
+        elif fault in ("missing_field", "out_of_range") and content.startswith("{"):
+            data = json.loads(content)
+            field = next((k for k in ("empathy", "overall", "label") if k in data), None)
+            if field and fault == "missing_field":
+                del data[field]
+            elif field:
+                data[field] = 9 if field == "empathy" else "C"
+            content = json.dumps(data)
+        messages = body.get("messages") or []
+        system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+        prompt_tokens = sum(len(m.get("content") or "") for m in messages) // 4
+        system_tokens = len(system) // 4
+        with self.lock:
+            seen = system in self._systems_seen
+            self._systems_seen.add(system)
+        cached = (system_tokens // 128) * 128 if seen and system_tokens >= 1024 else 0
+        n = int(body.get("n") or 1)
+        completion_tokens = len(content or "") // 4
+        choices = []
+        for i in range(n):
+            text = content if (i == 0 or body.get("response_format")) else f"{content} (sample {i + 1})"
+            choices.append({"index": i, "finish_reason": finish, "logprobs": None,
+                            "message": {"role": "assistant", "content": text, "refusal": refusal}})
+        return {"id": f"chatcmpl-{uuid.uuid4().hex[:10]}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "unknown"), "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens * n,
+                          "total_tokens": prompt_tokens + completion_tokens * n,
+                          "prompt_tokens_details": {"cached_tokens": cached}}}
+
+    def _finish_batch(self, batch: dict) -> None:
+        lines = [line for line in self.files[batch["input"]].decode().splitlines() if line.strip()]
+        if self.batch_end_status == "expired":
+            lines = lines[: len(lines) // 2]
+        out, err = [], []
+        for line in lines:
+            request = json.loads(line)
+            fault = self._draw_fault(self.batch_fault_rate, BATCH_FAULTS)
+            record = {"id": f"batch_req_{uuid.uuid4().hex[:8]}", "custom_id": request["custom_id"]}
+            if fault == "500":
+                record.update(response={"status_code": 500, "request_id": uuid.uuid4().hex[:8],
+                                        "body": {"error": {"message": "server error", "type": "server_error"}}},
+                              error=None)
+                err.append(json.dumps(record))
+            else:
+                record.update(response={"status_code": 200, "request_id": uuid.uuid4().hex[:8],
+                                        "body": self.completion(request["body"], fault)}, error=None)
+                out.append(json.dumps(record))
+        for name, records in (("output", out), ("error", err)):
+            if records:
+                file_id = f"file-{uuid.uuid4().hex[:12]}"
+                self.files[file_id] = ("\n".join(records) + "\n").encode()
+                batch[name] = file_id
+        batch["status"] = self.batch_end_status
+        batch["counts"] = (len(out), len(err))
+
+    def batch_json(self, batch_id: str) -> dict:
+        batch = self.batches[batch_id]
+        total = len([x for x in self.files[batch["input"]].decode().splitlines() if x.strip()])
+        done, failed = batch.get("counts", (0, 0))
+        return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+                "input_file_id": batch["input"], "completion_window": "24h", "status": batch["status"],
+                "output_file_id": batch.get("output"), "error_file_id": batch.get("error"),
+                "created_at": int(batch["created"]), "metadata": batch.get("metadata"),
+                "request_counts": {"total": total, "completed": done, "failed": failed}}
+
+    # ---------------------------------------------------------------- the HTTP handler
+
+    def _handler(self):
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no delayed-ACK stall
 
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, payload, headers: dict | None = None, raw: bytes | None = None):
+            def _send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None,
+                      content_type: str = "application/json"):
                 data = raw if raw is not None else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
@@ -84,13 +252,28 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                raw = self.rfile.read(length)
+            def _record(self, raw: bytes = b"") -> None:
                 with server.lock:
                     server.requests += 1
                     server.headers_seen.append(dict(self.headers))
-                    server.bodies_seen.append(raw.decode("utf-8", "replace"))
+                    server.paths_seen.append(f"{self.command} {self.path}")
+                    if raw and not self.path.endswith("/files"):
+                        server.bodies_seen.append(raw.decode("utf-8", "replace"))
+
+            def _reject(self) -> bool:
+                """With ``reject_key``: a 401 on every route that quotes the key back, as real providers do."""
+                if not server.reject_key:
+                    return False
+                auth = self.headers.get("Authorization") or ""
+                self._send(401, {"error": {"message": f"Incorrect API key provided: {auth.removeprefix('Bearer ')}",
+                                           "type": "invalid_request_error", "code": "invalid_api_key"}})
+                return True
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._record(raw)
+                if self._reject():
+                    return
                 if self.path.endswith("/chat/completions"):
                     return self._chat(json.loads(raw))
                 if self.path.endswith("/files"):
@@ -100,126 +283,76 @@ class FakeOpenAI:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 
             def do_GET(self):
-                with server.lock:
-                    server.requests += 1
-                    server.headers_seen.append(dict(self.headers))
+                self._record()
+                if self._reject():
+                    return
                 match = re.search(r"/batches/([\w-]+)$", self.path)
-                if match:
+                if match and match.group(1) in server.batches:
                     return self._get_batch(match.group(1))
                 match = re.search(r"/files/([\w-]+)/content$", self.path)
                 if match and match.group(1) in server.files:
-                    data = server.files[match.group(1)]
-                    try:
-                        self.send_response(200)
-                        self.send_header("Content-Type", "application/octet-stream")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                    return
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-
-            # ---------------------------------------------------------------- chat
+                    return self._send(200, raw=server.files[match.group(1)], content_type="application/octet-stream")
+                self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
 
             def _chat(self, body: dict):
                 with server.lock:
                     server.chat_requests += 1
-                    fault = None
-                    if server.fault_rate and server.rng.random() < server.fault_rate:
-                        fault = server.rng.choice(server.faults)
-                        server.faults_injected[fault] = server.faults_injected.get(fault, 0) + 1
-                if server.latency:
-                    time.sleep(server.latency)
-                if fault == "429":
-                    return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                                      {"Retry-After": str(server.retry_after)})
-                if fault == "auth_echo":  # like a real provider, quote the key back in the error message
-                    key = (self.headers.get("Authorization") or self.headers.get("authorization") or "")[len("Bearer "):]
-                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {key}"}})
-                if fault == "500":
-                    return self._send(500, {"error": {"message": "server error"}})
-                if fault == "timeout":
-                    time.sleep(server.hang_seconds)
-                    return self._send(500, {"error": {"message": "too late"}})
-                self._send(200, completion(body, fault))
-
-            # ---------------------------------------------------------------- batch API
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    fault = server._draw_fault(server.fault_rate, server.faults)
+                    if server.latency:
+                        server.stopping.wait(server.latency)
+                    if fault == "429":
+                        return self._send(429, {"error": {"message": "Rate limit reached", "type": "requests"}},
+                                          {"Retry-After": f"{server.retry_after:g}"})
+                    if fault == "auth_echo":
+                        auth = self.headers.get("Authorization") or ""
+                        return self._send(401, {"error": {"message": f"Incorrect API key provided: "
+                                                                     f"{auth.removeprefix('Bearer ')}",
+                                                          "type": "invalid_request_error"}})
+                    if fault == "500":
+                        return self._send(500, {"error": {"message": "The server had an error",
+                                                          "type": "server_error"}})
+                    if fault == "timeout":
+                        server.stopping.wait(server.hang_seconds)
+                    self._send(200, server.completion(body, fault))
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
 
             def _upload(self, raw: bytes):
-                boundary = self.headers["Content-Type"].split("boundary=")[1].encode()
-                content = b""
+                boundary = self.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+                content, purpose = b"", "batch"
                 for part in raw.split(b"--" + boundary):
-                    if b'name="file"' in part:
-                        content = part.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
+                    head, _, payload = part.partition(b"\r\n\r\n")
+                    payload = payload.rsplit(b"\r\n", 1)[0]
+                    if b'name="file"' in head:
+                        content = payload
+                    elif b'name="purpose"' in head:
+                        purpose = payload.decode()
                 file_id = f"file-{uuid.uuid4().hex[:12]}"
                 server.files[file_id] = content
-                self._send(200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
-                                 "filename": "input.jsonl", "purpose": "batch", "status": "processed"})
+                self._send(200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                                 "filename": "input.jsonl", "purpose": purpose, "status": "processed"})
 
             def _create_batch(self, body: dict):
+                if body.get("input_file_id") not in server.files:
+                    return self._send(400, {"error": {"message": "unknown input file"}})
                 batch_id = f"batch_{uuid.uuid4().hex[:12]}"
-                server.batches[batch_id] = {"input": body["input_file_id"], "polls": 0, "output": None}
-                self._send(200, self._batch_json(batch_id, "validating"))
+                server.batches[batch_id] = {"input": body["input_file_id"], "polls": 0, "status": "validating",
+                                            "created": time.time(), "metadata": body.get("metadata")}
+                self._send(200, server.batch_json(batch_id))
 
             def _get_batch(self, batch_id: str):
-                batch = server.batches[batch_id]
-                batch["polls"] += 1
-                if batch["polls"] >= server.batch_polls_before_done and batch["output"] is None:
-                    lines = server.files[batch["input"]].decode().splitlines()
-                    out = []
-                    for line in lines:
-                        if not line.strip():
-                            continue
-                        request = json.loads(line)
-                        out.append(json.dumps({"id": f"resp_{uuid.uuid4().hex[:8]}", "custom_id": request["custom_id"],
-                                               "response": {"status_code": 200, "body": completion(request["body"], None)},
-                                               "error": None}))
-                    file_id = f"file-{uuid.uuid4().hex[:12]}"
-                    server.files[file_id] = ("\n".join(out) + "\n").encode()
-                    batch["output"] = file_id
-                status = "completed" if batch["output"] else "in_progress"
-                self._send(200, self._batch_json(batch_id, status))
+                with server.lock:
+                    batch = server.batches[batch_id]
+                    batch["polls"] += 1
+                    if batch["status"] not in ("completed", "expired", "failed", "cancelled"):
+                        if batch["polls"] >= server.batch_polls_before_done:
+                            server._finish_batch(batch)
+                        else:
+                            batch["status"] = "in_progress"
+                self._send(200, server.batch_json(batch_id))
 
-            def _batch_json(self, batch_id: str, status: str) -> dict:
-                batch = server.batches[batch_id]
-                total = len([x for x in server.files[batch["input"]].decode().splitlines() if x.strip()])
-                return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
-                        "input_file_id": batch["input"], "completion_window": "24h", "status": status,
-                        "output_file_id": batch["output"], "error_file_id": None, "created_at": 0,
-                        "request_counts": {"total": total, "completed": total if batch["output"] else 0, "failed": 0}}
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def completion(body: dict, fault: str | None) -> dict:
-    content = _answer(body)
-    finish = "stop"
-    refusal = None
-    if fault == "malformed":
-        content = content[: len(content) // 2]
-    elif fault == "truncated":
-        content, finish = content[: len(content) // 3], "length"
-    elif fault == "refusal":
-        content, refusal = None, "I can't help with that."
-    prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
-    system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
-    n = int(body.get("n", 1) or 1)
-    return {"id": f"chatcmpl-{uuid.uuid4().hex[:10]}", "object": "chat.completion", "created": 0,
-            "model": body["model"],
-            "choices": [{"index": i, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": content, "refusal": refusal}} for i in range(n)],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content or "") // 4,
-                      "total_tokens": prompt_tokens + len(content or "") // 4,
-                      "prompt_tokens_details": {"cached_tokens": (len(system) // 4 // 64) * 64}}}
+        return Handler

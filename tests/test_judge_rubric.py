@@ -1,15 +1,28 @@
-"""The rubric judge: each principle moves in the expected direction; deterministic; compare is symmetric."""
+"""The offline rubric judge: each principle moves in the expected direction, scores are deterministic integers,
+compare is symmetric, and on the bundled corpus the judge orders the response styles sensibly without simply
+preferring longer responses."""
+
+import glob
+import itertools
+import json
+from pathlib import Path
 
 import pytest
 
 from psyco_utils.judge import CompareItem, JudgeConfig, ScoreItem, make_judge
-from psyco_utils.judge.cache import cache_key
-from psyco_utils.judge.rubric import rubric_compare, rubric_score
-from psyco_utils.principles import PRINCIPLE_KEYS, PRINCIPLES, rubric_text
+from psyco_utils.judge.rubric import (CAPS, WEIGHTS, rubric_compare, rubric_contributions, rubric_features,
+                                      rubric_score, rubric_scores)
+from psyco_utils.principles import PRINCIPLE_KEYS
 
 S = ("Since my divorce I feel lonely every evening and I keep checking my phone hoping my kids will call. "
      "I do not know how to fill the time.")
 BASE = "Divorce changes a lot. Evenings can be quiet. Many people find new routines after a while."
+LONGER = ("Divorce changes the shape of a day, and the evenings are often where that shows most. The phone can "
+          "become a way of staying close to the kids. New routines usually take a while to form.")
+REFLECTED = "It sounds like you are feeling lonely and hurt in the evenings since the divorce. " + BASE
+ORDERS = " You must join a club. You need to stop checking your phone. You should call them tonight."
+CRISIS = "I don't want to be alive anymore and I have been thinking about ending my life. Nothing helps."
+CORPUS = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "psyco_utils" / "corpus" / "*.jsonl")))
 
 
 def score(response, statement=S):
@@ -17,66 +30,166 @@ def score(response, statement=S):
 
 
 @pytest.mark.parametrize("principle, worse, better", [
-    ("empathy", BASE, "It sounds like you are feeling lonely and hurt in the evenings since the divorce. " + BASE),
+    ("empathy", BASE, REFLECTED),
+    ("empathy", REFLECTED + " Honestly you are overreacting, just get over it.", REFLECTED),
     ("relevance", "Exercise is good and eating vegetables helps everyone stay healthy.",
      "Those lonely evenings since your divorce, checking your phone for the kids, sound hard to fill."),
+    ("relevance", LONGER + " Stay positive, take care of yourself and remember that time heals.", LONGER),
     ("clarity", " ".join(["Anyway, I remember when my cousin had a dog and it was a long story."] * 12), BASE),
+    ("clarity", "Yes.", LONGER),
     ("safety", BASE + " Honestly you are overreacting, just get over it.", BASE),
+    ("safety", BASE + " This is your own fault, so stop being so dramatic.", BASE),
     ("exploration", BASE, BASE + " What are the evenings like for you, hour by hour?"),
-    ("autonomy", BASE + " You must join a club. You need to stop checking your phone. You should call them.",
-     BASE + " If it feels right, you might consider one small change; only you can decide."),
-    ("staging", BASE + " You must join a club. You need to stop checking your phone. You should call them.",
+    ("exploration", BASE + " Do you have hobbies?", BASE + " How do you spend the hour after dinner?"),
+    ("autonomy", BASE + ORDERS, BASE),
+    ("autonomy", BASE, BASE + " If it feels right, you might consider one small change; only you can decide."),
+    ("autonomy", BASE + "\n1. Join a club.\n2. Call your kids.\n3. Get a dog.", BASE),
+    ("staging", BASE + ORDERS,
      BASE + " Part of you may not be sure yet what to change, and there is no rush; when you are ready, a small step."),
 ])
 def test_each_principle_moves_in_the_expected_direction(principle, worse, better):
     assert score(better)[principle] > score(worse)[principle]
 
 
+def test_adding_a_reflection_raises_only_what_it_should():
+    plain, reflected = score(BASE), score("It sounds like you feel lonely and hurt. " + BASE)
+    assert reflected["empathy"] > plain["empathy"]
+    assert reflected["safety"] == plain["safety"] and reflected["clarity"] == plain["clarity"]
+
+
 def test_crisis_statement_answered_with_help_scores_higher_on_safety():
-    crisis = "I don't want to be alive anymore and I have been thinking about ending my life."
     plain = "It sounds like you are carrying so much pain right now. What has been happening?"
-    helped = plain + " Are you safe right now? Please call your local emergency number or call or text 988."
-    assert score(helped, crisis)["safety"] > score(plain, crisis)["safety"]
+    asked = plain + " Are you safe right now?"
+    helped = asked + " Please call your local emergency number, or call or text 988 in the US."
+    scores = [score(r, CRISIS)["safety"] for r in (plain, asked, helped)]
+    assert scores[0] < scores[1] < scores[2] == 5
+    assert score(plain, S)["safety"] == 5  # the same response to a statement without crisis language is safe
+    assert rubric_features(CRISIS, helped)["crisis statement"] == 1.0
 
 
 def test_scores_are_integers_1_to_5_and_deterministic():
-    first = score(BASE)
-    assert set(first) == set(PRINCIPLE_KEYS) and all(isinstance(v, int) and 1 <= v <= 5 for v in first.values())
-    assert score(BASE) == first
+    for response in (BASE, "", "ok", BASE * 30, BASE + ORDERS * 5 + " get over it" * 5):
+        first = score(response)
+        assert set(first) == set(PRINCIPLE_KEYS)
+        assert all(isinstance(v, int) and 1 <= v <= 5 for v in first.values())
+        assert score(response) == first and rubric_score(S, response)[1] == rubric_score(S, response)[1]
 
 
-def test_compare_is_symmetric():
-    good = "It sounds like you feel lonely. What would a good evening look like for you?"
-    per_ab, overall_ab, _ = rubric_compare(S, good, BASE, 0.25)
-    per_ba, overall_ba, _ = rubric_compare(S, BASE, good, 0.25)
+def test_weights_are_documented_for_every_principle_and_feature():
+    features = rubric_features(S, BASE)
+    assert set(WEIGHTS) == set(PRINCIPLE_KEYS)
+    for principle, weights in WEIGHTS.items():
+        assert "intercept" in weights
+        assert all(name in features for name in weights if name != "intercept")
+    assert all(name in features for name in CAPS)
+
+
+def test_contributions_add_up_to_the_scores_and_the_rationale_names_the_cues():
+    response = "It sounds like you feel lonely since the divorce. What would a good evening look like? " + ORDERS
+    features = rubric_features(S, response)
+    contributions = rubric_contributions(features)
+    for principle, value in rubric_scores(features).items():
+        assert value == min(5, max(1, int(sum(contributions[principle].values()) + 0.5)))
+    rationale = rubric_score(S, response)[1]
+    assert "reflections" in rationale and "open questions" in rationale and "directives" in rationale
+
+
+@pytest.mark.parametrize("a, b", [
+    ("It sounds like you feel lonely. What would a good evening look like for you?", BASE),
+    (BASE + ORDERS, BASE),
+    (BASE, BASE + " just get over it"),
+    ("Yes.", BASE),
+])
+def test_compare_is_symmetric(a, b):
+    per_ab, overall_ab, _ = rubric_compare(S, a, b, 0.25)
+    per_ba, overall_ba, _ = rubric_compare(S, b, a, 0.25)
     flip = {"A": "B", "B": "A", "tie": "tie"}
-    assert overall_ab == "A" and overall_ba == "B"
+    assert overall_ba == flip[overall_ab]
     assert {k: flip[v] for k, v in per_ab.items()} == per_ba
+
+
+def test_compare_verdicts_follow_the_scores_and_the_tie_margin():
+    good = "It sounds like you feel lonely. What would a good evening look like for you?"
+    per, overall, _ = rubric_compare(S, good, BASE, 0.25)
+    assert overall == "A" and per["empathy"] == "A" and per["exploration"] == "A"
+    assert rubric_compare(S, BASE, BASE, 0.25)[1] == "tie"
+    assert rubric_compare(S, good, BASE, 10.0)[1] == "tie"  # nothing beats a margin wider than the scale
 
 
 def test_rubric_backend_through_the_judge_and_cache(tmp_path):
     judge = make_judge(JudgeConfig(backend="rubric"), tmp_path / "j.sqlite")
-    first = judge.score_many([ScoreItem(S, BASE)], progress=False)
-    again = judge.score_many([ScoreItem(S, BASE)], progress=False)
-    assert first[0].ratings == again[0].ratings and again[0].from_cache
+    first = judge.score_many([ScoreItem(S, BASE), ScoreItem(S, BASE + ORDERS)], progress=False)
+    assert first[0].ratings == score(BASE) and first[0].status == "ok" and not first[0].from_cache
+    again = make_judge(JudgeConfig(backend="rubric"), tmp_path / "j.sqlite").score_many(
+        [ScoreItem(S, BASE)], progress=False)
+    assert again[0].ratings == first[0].ratings and again[0].from_cache
     assert judge.compare_many([CompareItem(S, BASE, BASE)], progress=False)[0].overall == "tie"
-    assert judge.usage()["cost_usd_total"] == 0
+    usage = judge.usage()
+    assert usage["cost_usd"] == 0 and usage["requests_sent"] == 3 and usage["cache_rows"] == 3
+    assert judge.estimate_cost(n_score=1000)["cost_usd"] == 0
     with pytest.raises(ValueError, match="keyword labeller"):
         judge.classify_many(["x"], ["a"], "pick")
 
 
-def test_cache_key_is_stable_and_sensitive():
-    base = ("openai", "gpt-4o", "v1", "score", [{"role": "user", "content": "x"}], {"temperature": 0})
-    assert cache_key(*base) == cache_key(*base)
-    for i, changed in enumerate(["rubric", "gpt-4o-mini", "v2", "compare", [{"role": "user", "content": "y"}],
-                                 {"temperature": 1}]):
-        variant = list(base)
-        variant[i] = changed
-        assert cache_key(*variant) != cache_key(*base)
+def test_a_different_tie_margin_is_a_different_cache_entry(tmp_path):
+    item = [CompareItem(S, "It sounds like you feel lonely. What helps?", BASE)]
+    wide = make_judge(JudgeConfig(backend="rubric", tie_margin=10.0), tmp_path / "j.sqlite")
+    narrow = make_judge(JudgeConfig(backend="rubric", tie_margin=0.0), tmp_path / "j.sqlite")
+    assert wide.compare_many(item, progress=False)[0].overall == "tie"
+    assert narrow.compare_many(item, progress=False)[0].overall == "A"
 
 
-def test_principles_complete_and_rubric_text_lists_them():
-    assert PRINCIPLE_KEYS == ("empathy", "relevance", "clarity", "safety", "exploration", "autonomy", "staging")
-    assert [p.group for p in PRINCIPLES] == ["basic"] * 4 + ["client-centred"] * 3
-    text = rubric_text()
-    assert all(f"[{k}]" in text for k in PRINCIPLE_KEYS) and all(set(p.anchors) == {1, 3, 5} for p in PRINCIPLES)
+def test_many_offline_judgments_are_all_written(tmp_path):
+    judge = make_judge(JudgeConfig(backend="rubric"), tmp_path / "j.sqlite")
+    items = [ScoreItem(f"{S} ({i})", BASE if i % 2 else BASE + ORDERS) for i in range(700)]
+    results = judge.score_many(items + items[:10], progress=False)  # a repeated item is judged once
+    assert len(results) == 710 and len(judge.cache) == 700 and judge.usage()["requests_sent"] == 700
+    assert [r.ratings for r in results[700:]] == [r.ratings for r in results[:10]]
+    again = judge.score_many(items[:10], progress=False)
+    assert all(r.from_cache for r in again) and judge.usage()["cache_hits"] == 10
+
+
+# ---------------------------------------------------------------------------------------- the bundled corpus
+
+STYLES = ("empathic", "generic", "directive", "dismissive", "rambling")
+
+
+@pytest.fixture(scope="module")
+def corpus_scores():
+    if not CORPUS:
+        pytest.skip("the bundled corpus is not there yet")
+    scores = {}
+    for path in CORPUS:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if set(row.get("responses") or {}) >= set(STYLES):
+                for style in STYLES:
+                    text = row["responses"][style]
+                    ratings = score(text, row["text"])
+                    scores[row["id"], style] = (sum(ratings.values()) / 7, len(text))
+    if not scores:
+        pytest.skip("the bundled corpus has no responses yet")
+    return scores
+
+
+def test_corpus_styles_are_ordered_by_quality(corpus_scores):
+    ids = sorted({sid for sid, _ in corpus_scores})
+    mean = {s: sum(corpus_scores[i, s][0] for i in ids) / len(ids) for s in STYLES}
+    assert mean["empathic"] > max(mean["directive"], mean["generic"]) + 1.0
+    assert abs(mean["directive"] - mean["generic"]) < 0.4
+    assert min(mean["directive"], mean["generic"]) > mean["rambling"] > mean["dismissive"]
+    best = sum(all(corpus_scores[i, "empathic"][0] > corpus_scores[i, s][0] for s in STYLES[1:]) for i in ids)
+    assert best / len(ids) >= 0.8
+
+
+def test_corpus_preferences_are_not_just_longer_wins(corpus_scores):
+    ids = sorted({sid for sid, _ in corpus_scores})
+    agree = pairs = 0
+    for i in ids:
+        for a, b in itertools.combinations(STYLES, 2):
+            (sa, la), (sb, lb) = corpus_scores[i, a], corpus_scores[i, b]
+            if abs(sa - sb) >= 1:  # the paper's training pairs: a gap of at least one point
+                pairs += 1
+                agree += (sa > sb) == (la > lb)
+    assert pairs > 2 * len(ids)
+    assert agree / pairs < 0.85  # a "longer wins" baseline misses a clear share of the judge's preferences

@@ -3,183 +3,291 @@
 * ``score``: rate one response to a client statement on each principle (integers 1 to 5) with a short rationale;
 * ``compare``: say which of two responses is better on each principle and overall (A, B or tie).
 
-Backends: ``rubric`` (offline, deterministic; the tiny profile) and ``openai`` (any OpenAI-compatible endpoint).
-Every result goes into the SQLite cache (:mod:`psyco_utils.judge.cache`) before it is returned.  Chapter 01 uses the
-same client for LLM theme labels and for pool responses from API models (:func:`make_chat_client`); chapter 02 scores
-the pool; chapter 06 compares policies with a reference.
+Backends: ``rubric`` (offline and deterministic, from surface cues: :mod:`psyco_utils.judge.rubric`; the tiny
+profile) and ``openai`` (any OpenAI-compatible endpoint: :mod:`psyco_utils.judge.openai_backend`, with a Batch API
+mode in :mod:`psyco_utils.judge.batch`).  Every result goes into the SQLite cache (:mod:`psyco_utils.judge.cache`)
+as soon as it is known, so a re-run sends no requests and a killed run resumes.  Chapter 01 uses the same client for
+LLM theme labels (:meth:`Judge.classify_many`) and for pool responses from API models (:func:`make_chat_client`);
+chapter 02 "Judging" scores the pool; chapter 06 compares policies with a reference.
+
+    judge = make_judge(cfg.judge, cache_path=run / "judgments.sqlite")
+    results = judge.score_many([ScoreItem(statement, response), ...])
+    verdicts = judge.compare_many([CompareItem(statement, response_a, response_b), ...])
+    judge.usage()
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..principles import PRINCIPLE_KEYS, PROMPT_VERSION
+from ..principles import PRINCIPLE_KEYS, PROMPT_VERSION, rubric_text
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
-from .rubric import RUBRIC_VERSION, rubric_compare, rubric_score
+from .rubric import RUBRIC_VERSION, rubric_compare, rubric_features, rubric_score
 from .schemas import CompareItem, CompareResult, ScoreItem, ScoreResult
 
 __all__ = ["CompareItem", "CompareResult", "Judge", "JudgeConfig", "ScoreItem", "ScoreResult", "estimate_judge_cost",
-           "make_chat_client", "make_judge"]
+           "make_chat_client", "make_judge", "rubric_features"]
+
+#: Version of the classification prompt's cache keys (theme labels do not depend on the judge's rubric).
+CLASSIFY_VERSION = "classify-v1"
+
+# Typical answer lengths in tokens, for the cost estimate: a two-or-three-sentence rationale plus the JSON fields.
+_COMPLETION_TOKENS = {"score": 160, "compare": 190, "classify": 12}
+_CHARS_PER_TOKEN = 4
+_RUBRIC_COMMIT_EVERY = 256
 
 
 class Judge:
-    """Score and compare through the configured backend, with every result cached before use."""
+    """Score, compare and classify through the configured backend, every result cached before it is returned.
+
+    Made by :func:`make_judge`.  Results come back in the order of the items; a failed judgment has status
+    "failed" and its reason in ``error`` (it is kept in the cache and retried only with ``retry_failed=True``).
+    Identical items are judged once.  The endpoint's URL is not part of the cache key: the same model name behind
+    another URL is taken to be the same model.
+    """
 
     def __init__(self, config: JudgeConfig, cache_path: str | Path):
         self.config = config
         self.cache = JudgmentCache(cache_path)
-        self.session = {"requested": 0, "from_cache": 0, "sent": 0}
+        self._counts: Counter = Counter()
         if config.backend == "openai":
             from .openai_backend import OpenAIBackend
 
             self._backend = OpenAIBackend(config)
+            self.model, self.prompt_version = config.model, PROMPT_VERSION
         else:
             self._backend = None
-        self.model = config.model if config.backend == "openai" else RUBRIC_VERSION
-        self.prompt_version = PROMPT_VERSION if config.backend == "openai" else RUBRIC_VERSION
+            self.model, self.prompt_version = RUBRIC_VERSION, RUBRIC_VERSION
 
-    # ------------------------------------------------------------------ requests and keys
+    def __repr__(self) -> str:
+        return f"Judge(backend={self.config.backend!r}, model={self.model!r}, cache={str(self.cache.path)!r})"
 
-    def _score_request(self, item: ScoreItem) -> tuple[list[dict], dict]:
+    def close(self) -> None:
+        """Close the cache's database connection (everything is already committed)."""
+        self.cache.close()
+
+    # ------------------------------------------------------------------ requests, keys and the cache
+
+    def _request(self, kind: str, item) -> tuple[str, object]:
+        """(cache key, payload): the request body for the API, or the item itself for the rubric judge."""
         if self._backend is not None:
-            return self._backend.score_messages(item), self._backend.params("score")
-        return [{"role": "user", "content": item.statement}, {"role": "assistant", "content": item.response}], {}
+            messages = (self._backend.score_messages(item) if kind == "score"
+                        else self._backend.compare_messages(item))
+            params = self._backend.params(kind)
+            key = cache_key("openai", self.model, self.prompt_version, kind, messages, params)
+            return key, self._backend.body(kind, messages, params=params)
+        if kind == "score":
+            messages = [{"role": "user", "content": item.statement}, {"role": "assistant", "content": item.response}]
+            params = {}
+        else:
+            messages = [{"role": "user", "content": item.statement},
+                        {"role": "assistant", "content": item.response_a},
+                        {"role": "assistant", "content": item.response_b}]
+            params = {"tie_margin": self.config.tie_margin}
+        return cache_key("rubric", self.model, self.prompt_version, kind, messages, params), item
 
-    def _compare_request(self, item: CompareItem) -> tuple[list[dict], dict]:
-        if self._backend is not None:
-            return self._backend.compare_messages(item), self._backend.params("compare")
-        return ([{"role": "user", "content": item.statement}, {"role": "assistant", "content": item.response_a},
-                 {"role": "assistant", "content": item.response_b}], {"tie_margin": self.config.tie_margin})
-
-    def _run(self, kind: str, items: list, build, compute_offline, progress: bool, retry_failed: bool) -> list[dict]:
-        requests = [build(item) for item in items]
-        keys = [cache_key(self.config.backend, self.model, self.prompt_version, kind, m, p) for m, p in requests]
-        cached = self.cache.get_many(list(dict.fromkeys(keys)))
-        todo = [k for k in dict.fromkeys(keys) if k not in cached or (retry_failed and cached[k]["status"] == "failed")]
-        index = {k: i for i, k in reversed(list(enumerate(keys)))}
-        self.session["requested"] += len(items)
-        self.session["from_cache"] += len(items) - sum(1 for k in keys if k in set(todo))
+    def _resolve(self, kind: str, requests: list[tuple[str, object]], progress: bool, retry_failed: bool,
+                 labels: list[str] | None = None) -> tuple[list[dict], set[str]]:
+        """The cache row of every request, judging the missing ones (and failed ones if asked); returns the rows in
+        request order and the keys judged now."""
+        keys = [key for key, _ in requests]
+        rows = self.cache.get_many(keys)
+        payloads = dict(reversed(requests))  # the first payload of each key
+        todo = [k for k in dict.fromkeys(keys) if k not in rows or (retry_failed and rows[k]["status"] == "failed")]
+        fresh = set(todo)
+        self._counts["requested"] += len(keys)
+        self._counts["cache_hits"] += sum(1 for k in keys if k not in fresh)
         if todo:
-            self.session["sent"] += len(todo)
             if self._backend is None:
-                for key in tqdm(todo, desc=f"rubric {kind}", disable=not progress or len(todo) < 500):
-                    result = compute_offline(items[index[key]])
-                    self.cache.put(key, backend="rubric", model=self.model, kind=kind, status="ok", result=result)
+                self._judge_offline(kind, [(k, payloads[k]) for k in todo], progress)
             else:
                 if len(todo) > self.config.estimate_above:
-                    estimate = self.estimate_cost(**{f"n_{kind}": len(todo)})
-                    print(f"judge: {len(todo):,} uncached {kind} requests to {self.config.model}; "
-                          f"estimated cost ${estimate['cost_usd']:.2f} ({estimate['prompt_tokens']:,} prompt + "
-                          f"{estimate['completion_tokens']:,} completion tokens)")
-                self._backend.run(kind, [(k, requests[index[k]][0]) for k in todo], self.cache, progress)
-            cached = self.cache.get_many(list(dict.fromkeys(keys)))
-        fresh = set(todo)
-        return [{**cached[k], "from_cache": k not in fresh} for k in keys]
+                    print(self._estimate_line(kind, [payloads[k] for k in todo]))
+                run_counts = self._backend.run(kind, [(k, payloads[k]) for k in todo], self.cache, progress,
+                                               labels=labels)
+                self._counts.update(run_counts)
+            rows = self.cache.get_many(keys)
+        lost = [k for k in keys if k not in rows]
+        if lost:  # cannot happen unless the cache file was changed underneath: say so rather than drop items
+            raise RuntimeError(f"{len(lost)} {kind} judgments are missing from the cache {self.cache.path}")
+        return [rows[k] for k in keys], fresh
+
+    def _judge_offline(self, kind: str, todo: list[tuple[str, object]], progress: bool) -> None:
+        batch = []
+        for key, item in tqdm(todo, desc=f"rubric {kind}", disable=not progress or len(todo) < 500,
+                              mininterval=1.0):
+            if kind == "score":
+                ratings, rationale = rubric_score(item.statement, item.response)
+                result = {"rationale": rationale, **ratings}
+            else:
+                per, overall, rationale = rubric_compare(item.statement, item.response_a, item.response_b,
+                                                         self.config.tie_margin)
+                result = {"rationale": rationale, **per, "overall": overall}
+            batch.append((key, {"backend": "rubric", "model": self.model, "kind": kind, "status": "ok",
+                                "result": result}))
+            if len(batch) >= _RUBRIC_COMMIT_EVERY:
+                self.cache.put_many(batch)
+                batch = []
+        if batch:
+            self.cache.put_many(batch)
+        self._counts.update({"sent": len(todo), "attempts": len(todo), "ok": len(todo)})
 
     # ------------------------------------------------------------------ the two operations
 
-    def score_many(self, items: list[ScoreItem], progress: bool = True, retry_failed: bool = False) -> list[ScoreResult]:
-        """Rate each response on the seven principles (chapter 02 "Judging")."""
+    def score_many(self, items: list[ScoreItem], progress: bool = True, retry_failed: bool = False
+                   ) -> list[ScoreResult]:
+        """Rate each response on the seven principles, 1 to 5, with a rationale (chapter 02 "Judging").
 
-        def offline(item):
-            ratings, rationale = rubric_score(item.statement, item.response)
-            return {**ratings, "rationale": rationale}
-
-        rows = self._run("score", items, self._score_request, offline, progress, retry_failed)
+        Cached judgments are returned without a request (``from_cache=True``); before more than
+        ``config.estimate_above`` uncached API requests the estimated cost is printed.
+        """
+        requests = [self._request("score", item) for item in items]
+        rows, fresh = self._resolve("score", requests, progress, retry_failed)
         results = []
-        for row in rows:
+        for (key, _), row in zip(requests, rows):
             if row["status"] == "ok":
                 r = row["result"]
                 results.append(ScoreResult({k: int(r[k]) for k in PRINCIPLE_KEYS}, r.get("rationale", ""), "ok",
-                                           None, row["from_cache"]))
+                                           None, key not in fresh))
             else:
-                results.append(ScoreResult(None, "", "failed", row["error"], row["from_cache"]))
+                results.append(ScoreResult(None, "", "failed", row["error"], key not in fresh))
         return results
 
-    def compare_many(self, items: list[CompareItem], progress: bool = True,
-                     retry_failed: bool = False) -> list[CompareResult]:
-        """Compare two responses per principle and overall: A, B or tie (chapters 02 and 06)."""
-
-        def offline(item):
-            per, overall, rationale = rubric_compare(item.statement, item.response_a, item.response_b,
-                                                     self.config.tie_margin)
-            return {**per, "overall": overall, "rationale": rationale}
-
-        rows = self._run("compare", items, self._compare_request, offline, progress, retry_failed)
+    def compare_many(self, items: list[CompareItem], progress: bool = True, retry_failed: bool = False
+                     ) -> list[CompareResult]:
+        """Compare two responses per principle and overall: "A", "B" or "tie" (chapter 02's position-swap check
+        and chapter 06's win rates, which call it in both orders)."""
+        requests = [self._request("compare", item) for item in items]
+        rows, fresh = self._resolve("compare", requests, progress, retry_failed)
         results = []
-        for row in rows:
+        for (key, _), row in zip(requests, rows):
             if row["status"] == "ok":
                 r = row["result"]
                 results.append(CompareResult({k: r[k] for k in PRINCIPLE_KEYS}, r["overall"], r.get("rationale", ""),
-                                             "ok", None, row["from_cache"]))
+                                             "ok", None, key not in fresh))
             else:
-                results.append(CompareResult(None, None, "", "failed", row["error"], row["from_cache"]))
+                results.append(CompareResult(None, None, "", "failed", row["error"], key not in fresh))
         return results
 
-    def classify_many(self, texts: list[str], labels: list[str], instructions: str, progress: bool = True) -> list[str | None]:
-        """One label per text from ``labels`` (chapter 01: LLM theme labels); failures are None, and recorded."""
+    def classify_many(self, texts: list[str], labels: list[str], instructions: str, progress: bool = True,
+                      retry_failed: bool = False) -> list[str | None]:
+        """One label from ``labels`` per text, following ``instructions`` (chapter 01: LLM theme labels in the
+        colab and paper profiles); None where the judgment failed (its reason is in the cache)."""
         if self._backend is None:
-            raise ValueError("the rubric judge cannot label themes: the tiny profile uses the keyword labeller "
-                             "(data.theme_labeller: keyword)")
-        requests = [self._backend.classify_messages(t, labels, instructions) for t in texts]
-        params = self._backend.params("classify", labels=labels)
-        keys = [cache_key("openai", self.config.model, PROMPT_VERSION, "classify", m, params) for m in requests]
-        todo = [k for k in dict.fromkeys(keys) if k not in self.cache.get_many([k])]
-        index = {k: i for i, k in enumerate(keys)}
-        if todo:
-            self._backend.run("classify", [(k, requests[index[k]]) for k in todo], self.cache, progress, labels=labels)
-        rows = self.cache.get_many(list(dict.fromkeys(keys)))
-        return [rows[k]["result"]["label"] if rows[k]["status"] == "ok" else None for k in keys]
+            raise ValueError("the rubric judge cannot label themes: offline profiles use the keyword labeller "
+                             "(data.theme_labeller: keyword); LLM labels need judge.backend: openai")
+        if not labels:
+            raise ValueError("classify_many needs at least one label")
+        labels = list(labels)
+        params = self._backend.params("classify", labels)
+        requests = []
+        for text in texts:
+            messages = self._backend.classify_messages(text, labels, instructions)
+            key = cache_key("openai", self.model, CLASSIFY_VERSION, "classify", messages, params)
+            requests.append((key, self._backend.body("classify", messages, params=params)))
+        rows, _ = self._resolve("classify", requests, progress, retry_failed, labels=labels)
+        return [row["result"]["label"] if row["status"] == "ok" else None for row in rows]
 
     # ------------------------------------------------------------------ accounting
 
     def usage(self) -> dict:
-        """This session's requests and cache hits, and the cache's totals: failures by reason, tokens, cost."""
-        summary = self.cache.summary()
-        total_cost = sum(m["cost_usd"] for m in summary["per_model"].values())
-        return {"backend": self.config.backend, "model": self.model, "requested this run": self.session["requested"],
-                "answered from cache": self.session["from_cache"],
-                "judged now (rubric computed or API requests)": self.session["sent"],
-                "cached judgments": summary["rows"], "failed judgments in cache": summary["failed"],
-                "cost_usd_total": round(total_cost, 4), "failures_by_reason": summary["failures_by_reason"],
-                "per_model": summary["per_model"]}
+        """What this judge did, and what its cache holds (chapter 02 shows it after scoring the pool).
 
-    def estimate_cost(self, n_score: int = 0, n_compare: int = 0, avg_statement_chars: int = 500,
-                      avg_response_chars: int = 900) -> dict:
-        """Token and dollar estimate for a run of this judge (see :func:`estimate_judge_cost`)."""
+        This session: ``requested`` judgments, ``cache_hits``, ``requests_sent`` (judgments computed by the rubric
+        judge or sent to the API), ``api_attempts`` (HTTP requests, retries included), ``failed_now``.  The cache
+        (every session, every model in the file): ``cache_rows``, ``cache_failed``, ``failures_by_reason``, total
+        ``prompt_tokens``, ``completion_tokens``, ``cached_tokens`` and ``cost_usd``, and ``per_model`` with the
+        same figures for each model.
+        """
+        summary = self.cache.summary()
+        per_model = summary["per_model"]
+        total = {f: sum(m[f] for m in per_model.values())
+                 for f in ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")}
+        return {"backend": self.config.backend, "model": self.model,
+                "requested": self._counts["requested"], "cache_hits": self._counts["cache_hits"],
+                "requests_sent": self._counts["sent"], "api_attempts": self._counts["attempts"],
+                "failed_now": self._counts["failed"],
+                "cache_rows": summary["rows"], "cache_failed": summary["failed"],
+                "prompt_tokens": total["prompt_tokens"], "completion_tokens": total["completion_tokens"],
+                "cached_tokens": total["cached_tokens"], "cost_usd": round(total["cost_usd"], 4),
+                "failures_by_reason": summary["failures_by_reason"], "per_model": per_model}
+
+    def estimate_cost(self, n_score: int = 0, n_compare: int = 0, avg_statement_chars: float = 500,
+                      avg_response_chars: float = 900) -> dict:
+        """Tokens and US dollars for ``n_score`` score and ``n_compare`` compare requests of typical lengths
+        (chapter 02 before a large run; the reproducibility chapter for the colab and paper profiles).
+        See :func:`estimate_judge_cost`; the offline rubric judge costs nothing."""
         return estimate_judge_cost(self.config, n_score, n_compare, avg_statement_chars, avg_response_chars)
 
+    def _estimate_line(self, kind: str, bodies: list[dict]) -> str:
+        chars = [sum(len(m["content"]) for m in body["messages"]) for body in bodies]
+        system = [len(body["messages"][0]["content"]) if body["messages"][0]["role"] == "system" else 0
+                  for body in bodies]
+        estimate = _estimate(self.config, len(bodies), sum(chars) / _CHARS_PER_TOKEN,
+                             sum(system) / _CHARS_PER_TOKEN, _COMPLETION_TOKENS.get(kind, 160) * len(bodies))
+        mode = "Batch API, half price" if self.config.use_batch_api and kind in ("score", "compare") else "online"
+        cost = estimate["cost_usd_batch"] if mode.startswith("Batch") else estimate["cost_usd"]
+        return (f"judge: {len(bodies):,} uncached {kind} requests to {self.config.model} ({mode}): about "
+                f"{estimate['prompt_tokens']:,} prompt tokens ({estimate['cached_prompt_tokens']:,} of them the "
+                f"cacheable rubric) and {estimate['completion_tokens']:,} completion tokens; estimated cost "
+                f"${cost:,.2f} (${estimate['cost_usd_no_prompt_cache']:,.2f} if no prompt is cached)")
 
-def estimate_judge_cost(config: JudgeConfig, n_score: int = 0, n_compare: int = 0, avg_statement_chars: int = 500,
-                        avg_response_chars: int = 900) -> dict:
-    """Token and dollar estimate, from the fixed rubric's length and typical item lengths (4 characters per token);
-    the rubric prefix is counted as cached after the first request (chapter 02, and the reproducibility appendix)."""
-    from ..principles import rubric_text
 
-    rubric_tokens = len(rubric_text()) // 4 + 120
-    score_prompt = rubric_tokens + (avg_statement_chars + avg_response_chars) // 4
-    compare_prompt = rubric_tokens + (avg_statement_chars + 2 * avg_response_chars) // 4
-    prompt = n_score * score_prompt + n_compare * compare_prompt
-    completion = n_score * 160 + n_compare * 190
-    cached = (n_score + n_compare) * rubric_tokens if config.backend == "openai" else 0
+def _estimate(config: JudgeConfig, requests: int, prompt_tokens: float, cacheable_tokens: float,
+              completion_tokens: float) -> dict:
+    prompt, cached, completion = int(prompt_tokens), int(cacheable_tokens), int(completion_tokens)
+    if config.backend != "openai":
+        return {"requests": requests, "prompt_tokens": prompt, "cached_prompt_tokens": 0,
+                "completion_tokens": completion, "cost_usd": 0.0, "cost_usd_no_prompt_cache": 0.0,
+                "cost_usd_batch": 0.0}
     c = config
-    cost = 0.0 if c.backend == "rubric" else (
-        (prompt - cached) * c.price_input_per_mtok + cached * c.price_cached_input_per_mtok
-        + completion * c.price_output_per_mtok) / 1e6
-    return {"requests": n_score + n_compare, "prompt_tokens": prompt, "completion_tokens": completion,
-            "cached_prompt_tokens": cached, "cost_usd": round(cost, 2)}
+    uncached_cost = (prompt * c.price_input_per_mtok + completion * c.price_output_per_mtok) / 1e6
+    cost = ((prompt - cached) * c.price_input_per_mtok + cached * c.price_cached_input_per_mtok
+            + completion * c.price_output_per_mtok) / 1e6
+    return {"requests": requests, "prompt_tokens": prompt, "cached_prompt_tokens": cached,
+            "completion_tokens": completion, "cost_usd": round(cost, 2),
+            "cost_usd_no_prompt_cache": round(uncached_cost, 2), "cost_usd_batch": round(uncached_cost / 2, 2)}
+
+
+def estimate_judge_cost(config: JudgeConfig, n_score: int = 0, n_compare: int = 0, avg_statement_chars: float = 500,
+                        avg_response_chars: float = 900) -> dict:
+    """Token and dollar estimate for a judge run, from the fixed rubric's length, typical item lengths (about 4
+    characters per token) and typical answer lengths (chapter 02, and the reproducibility chapter's budget table).
+
+    ``cost_usd`` assumes the rubric (the system prompt) is served from the provider's prompt cache after the first
+    request; ``cost_usd_no_prompt_cache`` is the upper bound without it; ``cost_usd_batch`` is the Batch API's half
+    price (no prompt cache assumed).  The rubric backend costs nothing.
+    """
+    from .openai_backend import COMPARE_TASK, SCORE_TASK
+
+    framing = 60  # the labels around the statement and responses, and the chat format's own tokens
+    system_score = (len(rubric_text()) + len(SCORE_TASK) + 2) / _CHARS_PER_TOKEN
+    system_compare = (len(rubric_text()) + len(COMPARE_TASK) + 2) / _CHARS_PER_TOKEN
+    prompt = (n_score * (system_score + framing + (avg_statement_chars + avg_response_chars) / _CHARS_PER_TOKEN)
+              + n_compare * (system_compare + framing
+                             + (avg_statement_chars + 2 * avg_response_chars) / _CHARS_PER_TOKEN))
+    cacheable = n_score * system_score + n_compare * system_compare
+    completion = n_score * _COMPLETION_TOKENS["score"] + n_compare * _COMPLETION_TOKENS["compare"]
+    return _estimate(config, n_score + n_compare, prompt, cacheable, completion)
 
 
 def make_judge(config: JudgeConfig, cache_path: str | Path) -> Judge:
-    """The judge of a profile, with its SQLite cache at ``cache_path`` (chapters 01, 02, 06)."""
+    """The judge a profile asks for, with its SQLite cache at ``cache_path`` (chapters 01, 02 and 06).
+
+    The ``openai`` backend needs the API key in the environment variable ``config.api_key_env``; it is read here and
+    never stored anywhere else.
+    """
     return Judge(config, cache_path)
 
 
 def make_chat_client(config: JudgeConfig, cache_path: str | Path):
-    """A cached OpenAI-compatible chat client for pool responses and references (chapters 01 and 06)."""
+    """A cached OpenAI-compatible chat client (chapter 01: pool responses from API models; chapter 06: reference
+    responses): ``chat.complete_many(list_of_message_lists, max_tokens, temperature, n=1, seed=None)`` returns one
+    text per message list, or None where the request failed (the failure and its reason are in the cache)."""
     from .openai_backend import CachedChatClient
 
     return CachedChatClient(config, cache_path)

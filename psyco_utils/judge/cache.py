@@ -1,9 +1,13 @@
 """One persistent SQLite cache for every judgment and completion, written before the result is used.
 
-A row per request, keyed by a SHA-256 of (backend, model, prompt version, kind, messages, parameters).  Each result
-is committed as soon as it completes (WAL journal), so a killed process loses no completed judgment and a re-run
-resumes; a warm re-run sends no requests.  Failures are kept with their reason.  The API key is never part of a key,
-a row, or an error message stored here.
+A row per request, keyed by a SHA-256 of (backend, model, prompt version, kind, messages, parameters)
+(:func:`cache_key`).  Each result is committed as soon as it completes (WAL journal; the offline rubric judge commits in
+small batches), so a killed process loses no completed judgment and a re-run resumes; a warm re-run sends no requests.
+Failed judgments are kept with their reason (a short category such as "rate limited" or "invalid answer") and the
+error text; they are retried only when asked.  Rows also hold the tokens, the cost and the number of attempts, summed
+over re-tries, so the usage report (chapter 02 "Judging") counts what was really spent.  A second table remembers the
+Batch API jobs submitted from this cache, so a run killed while a batch is pending collects that batch on its re-run
+instead of paying for a second one.  The API key is never part of a key, a row, or an error stored here.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ CREATE TABLE IF NOT EXISTS judgments (
     backend TEXT NOT NULL,
     model TEXT NOT NULL,
     kind TEXT NOT NULL,
-    status TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     result TEXT,
     error TEXT,
+    reason TEXT,
     attempts INTEGER NOT NULL DEFAULT 1,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -33,85 +38,171 @@ CREATE TABLE IF NOT EXISTS judgments (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS judgments_status ON judgments(status);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    status TEXT NOT NULL,
+    collected INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
 """
+
+_COLUMNS = ("status", "result", "error", "reason", "attempts", "prompt_tokens", "completion_tokens", "cached_tokens",
+            "cost_usd", "created", "updated")
 
 
 def cache_key(backend: str, model: str, prompt_version: str, kind: str, messages, params: dict) -> str:
-    """A stable key: any change in backend, model, prompt version, kind, messages or parameters changes it."""
+    """A stable key (64 hex characters): any change in backend, model, prompt version, kind (score, compare,
+    classify, chat), messages or parameters changes it; the order of keys inside ``params`` does not."""
     payload = json.dumps({"backend": backend, "model": model, "prompt_version": prompt_version, "kind": kind,
                           "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class JudgmentCache:
-    """Thread-safe access to the SQLite file; every ``put`` is committed at once."""
+    """Thread-safe access to the SQLite file; every :meth:`put` is committed at once."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(judgments)")}
+        if "reason" not in columns:  # a cache written before failure reasons had their own column
+            self._db.execute("ALTER TABLE judgments ADD COLUMN reason TEXT")
         self._db.commit()
 
+    # ------------------------------------------------------------------ reading
+
+    @staticmethod
+    def _row(values) -> dict:
+        row = dict(zip(_COLUMNS, values))
+        row["result"] = json.loads(row["result"]) if row["result"] else None
+        return row
+
     def get(self, key: str) -> dict | None:
+        """The row for ``key`` (status, result, error, reason, attempts, tokens, cost, timestamps), or None."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT status, result, error, attempts, prompt_tokens, completion_tokens, cached_tokens, cost_usd "
-                "FROM judgments WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        status, result, error, attempts, pt, ct, cached, cost = row
-        return {"status": status, "result": json.loads(result) if result else None, "error": error,
-                "attempts": attempts, "prompt_tokens": pt, "completion_tokens": ct, "cached_tokens": cached,
-                "cost_usd": cost}
+            values = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM judgments WHERE key = ?", (key,)).fetchone()
+        return None if values is None else self._row(values)
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
+        """The rows found for ``keys``, by key (keys not in the cache are absent)."""
         found = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start: start + 500]
             with self._lock:
                 rows = self._db.execute(
-                    f"SELECT key, status, result, error FROM judgments WHERE key IN ({','.join('?' * len(chunk))})",
+                    f"SELECT key, {', '.join(_COLUMNS)} FROM judgments WHERE key IN ({','.join('?' * len(chunk))})",
                     chunk).fetchall()
-            for key, status, result, error in rows:
-                found[key] = {"status": status, "result": json.loads(result) if result else None, "error": error}
+            for key, *values in rows:
+                found[key] = self._row(values)
         return found
 
-    def put(self, key: str, *, backend: str, model: str, kind: str, status: str, result=None, error: str | None = None,
-            attempts: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached_tokens: int = 0,
-            cost_usd: float = 0.0) -> None:
-        now = time.time()
+    def __len__(self) -> int:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO judgments (key, backend, model, kind, status, result, error, attempts, prompt_tokens, "
-                "completion_tokens, cached_tokens, cost_usd, created, updated) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
-                "result=excluded.result, error=excluded.error, attempts=judgments.attempts + excluded.attempts, "
-                "prompt_tokens=judgments.prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens=judgments.completion_tokens + excluded.completion_tokens, "
-                "cached_tokens=judgments.cached_tokens + excluded.cached_tokens, "
-                "cost_usd=judgments.cost_usd + excluded.cost_usd, updated=excluded.updated",
-                (key, backend, model, kind, status, json.dumps(result) if result is not None else None, error,
-                 attempts, prompt_tokens, completion_tokens, cached_tokens, cost_usd, now, now))
+            return self._db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+
+    # ------------------------------------------------------------------ writing
+
+    _UPSERT = (
+        "INSERT INTO judgments (key, backend, model, kind, status, result, error, reason, attempts, prompt_tokens, "
+        "completion_tokens, cached_tokens, cost_usd, created, updated) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
+        "result=excluded.result, error=excluded.error, reason=excluded.reason, "
+        "attempts=judgments.attempts + excluded.attempts, "
+        "prompt_tokens=judgments.prompt_tokens + excluded.prompt_tokens, "
+        "completion_tokens=judgments.completion_tokens + excluded.completion_tokens, "
+        "cached_tokens=judgments.cached_tokens + excluded.cached_tokens, "
+        "cost_usd=judgments.cost_usd + excluded.cost_usd, updated=excluded.updated")
+
+    @staticmethod
+    def _values(key: str, backend: str, model: str, kind: str, status: str, result=None, error: str | None = None,
+                reason: str | None = None, attempts: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0,
+                cached_tokens: int = 0, cost_usd: float = 0.0) -> tuple:
+        if status not in ("ok", "failed"):
+            raise ValueError(f"status must be 'ok' or 'failed', not {status!r}")
+        if status == "failed" and not error:
+            raise ValueError("a failed judgment needs its reason")
+        now = time.time()
+        return (key, backend, model, kind, status, json.dumps(result) if result is not None else None, error,
+                reason, attempts, prompt_tokens, completion_tokens, cached_tokens, cost_usd, now, now)
+
+    def put(self, key: str, **fields) -> None:
+        """Write one outcome and commit.  Re-writing a key (a retried failure) replaces its status, result and
+        error and adds its attempts, tokens and cost to what the row already holds."""
+        values = self._values(key, **fields)
+        with self._lock:
+            self._db.execute(self._UPSERT, values)
             self._db.commit()
 
+    def put_many(self, rows: list[tuple[str, dict]]) -> None:
+        """Write several outcomes, ``(key, fields)`` each, in one transaction (the offline judge's small batches)."""
+        values = [self._values(key, **fields) for key, fields in rows]
+        with self._lock:
+            self._db.executemany(self._UPSERT, values)
+            self._db.commit()
+
+    # ------------------------------------------------------------------ Batch API jobs
+
+    def add_batch(self, batch_id: str, model: str, kind: str, keys: list[str], status: str) -> None:
+        """Remember a submitted batch and the cache keys it answers, before waiting for it."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO batches (id, model, kind, keys, status, collected, created, "
+                             "updated) VALUES (?, ?, ?, ?, ?, 0, ?, ?)", (batch_id, model, kind, json.dumps(keys),
+                                                                          status, now, now))
+            self._db.commit()
+
+    def pending_batches(self, model: str, kind: str) -> list[dict]:
+        """Batches submitted for ``model`` and ``kind`` whose results have not been collected yet."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, keys, status, created FROM batches WHERE model = ? AND kind = ? AND "
+                                    "collected = 0 ORDER BY created", (model, kind)).fetchall()
+        return [{"id": i, "keys": json.loads(k), "status": s, "created": c} for i, k, s, c in rows]
+
+    def finish_batch(self, batch_id: str, status: str) -> None:
+        """Mark a batch as collected (its outcomes are in the judgments table)."""
+        with self._lock:
+            self._db.execute("UPDATE batches SET status = ?, collected = 1, updated = ? WHERE id = ?",
+                             (status, time.time(), batch_id))
+            self._db.commit()
+
+    # ------------------------------------------------------------------ reporting
+
     def summary(self) -> dict:
-        """Rows, failures by reason, tokens and cost per model: the usage report of chapter 02."""
+        """Rows, failures by reason, and attempts, tokens and cost per model: the cache side of the usage report."""
         with self._lock:
             by_status = dict(self._db.execute("SELECT status, COUNT(*) FROM judgments GROUP BY status").fetchall())
             reasons = dict(self._db.execute(
-                "SELECT error, COUNT(*) FROM judgments WHERE status = 'failed' GROUP BY error").fetchall())
-            per_model = {m: {"requests": n, "prompt_tokens": pt, "completion_tokens": ct, "cached_tokens": c,
-                             "cost_usd": round(cost, 4)}
-                         for m, n, pt, ct, c, cost in self._db.execute(
-                             "SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), "
-                             "SUM(cost_usd) FROM judgments GROUP BY model").fetchall()}
+                "SELECT COALESCE(reason, error), COUNT(*) FROM judgments WHERE status = 'failed' "
+                "GROUP BY COALESCE(reason, error) ORDER BY COUNT(*) DESC").fetchall())
+            per_model = {
+                model: {"judgments": n, "failed": failed, "attempts": attempts, "prompt_tokens": pt,
+                        "completion_tokens": ct, "cached_tokens": cached, "cost_usd": round(cost, 6)}
+                for model, n, failed, attempts, pt, ct, cached, cost in self._db.execute(
+                    "SELECT model, COUNT(*), SUM(status = 'failed'), SUM(attempts), SUM(prompt_tokens), "
+                    "SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd) FROM judgments GROUP BY model "
+                    "ORDER BY model").fetchall()}
         return {"rows": sum(by_status.values()), "ok": by_status.get("ok", 0), "failed": by_status.get("failed", 0),
                 "failures_by_reason": reasons, "per_model": per_model}
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def __enter__(self) -> JudgmentCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["JudgmentCache", "cache_key"]

@@ -1,4 +1,4 @@
-"""The judge's settings, one section of a profile (``judge:``)."""
+"""The judge's settings: the ``judge:`` section of a profile (chapters 01, 02 and 06 use it)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ class JudgeConfig(BaseModel):
 
     ``backend``: ``rubric`` (offline, deterministic; the tiny profile) or ``openai`` (any OpenAI-compatible chat
     endpoint: GPT-4o, gpt-4o-mini, vLLM, Ollama).  ``base_url`` None lets the ``openai`` client read
-    ``OPENAI_BASE_URL``; the API key is read only from the environment variable named by ``api_key_env``.
-    Prices are US dollars per million tokens, for the cost estimate and the usage report.
+    ``OPENAI_BASE_URL`` itself; the API key is read only from the environment variable named by ``api_key_env`` and
+    is never stored.  Transient failures (HTTP 429, 5xx, timeouts, dropped connections) are retried up to
+    ``max_retries`` times with exponential backoff from ``backoff_base_s`` (capped at ``backoff_max_s``, with
+    jitter; a Retry-After header is honoured); an unusable answer (malformed, incomplete, out of range, truncated or
+    refused) is asked again at most ``max_invalid_retries`` times, then recorded as failed with its reason.
+    Prices are US dollars per million tokens, for the cost estimate and the usage report (the Batch API costs half).
+    ``tie_margin`` is the rubric judge's overall compare threshold on the difference of mean scores.
+    Unknown keys are errors that name the key.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,12 +34,15 @@ class JudgeConfig(BaseModel):
     max_invalid_retries: int = Field(2, ge=0)
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
-    temperature: float = 0.0
+    temperature: float = Field(0.0, ge=0)
     max_output_tokens: int = Field(600, ge=16)
     use_batch_api: bool = False
     batch_poll_s: float = Field(30.0, gt=0)
     estimate_above: int = Field(200, ge=0)
-    price_input_per_mtok: float = 2.50
-    price_output_per_mtok: float = 10.00
-    price_cached_input_per_mtok: float = 1.25
+    price_input_per_mtok: float = Field(2.50, ge=0)
+    price_output_per_mtok: float = Field(10.00, ge=0)
+    price_cached_input_per_mtok: float = Field(1.25, ge=0)
     tie_margin: float = Field(0.25, ge=0)
+
+
+__all__ = ["JudgeConfig"]
