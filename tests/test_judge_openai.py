@@ -140,7 +140,10 @@ def test_faults_at_20_percent_lose_no_judgment(tmp_path):
         assert sum(r.status == "ok" for r in results) >= 200  # retries recover most of them
         usage = judge.usage()
         assert sum(usage["failures_by_reason"].values()) == len(failed_rows) == usage["failed_now"]
-        assert usage["api_attempts"] == server.chat_requests == sum(row[4] for row in rows)
+        assert usage["api_attempts"] == sum(row[4] for row in rows)
+        # Every request the server saw was counted by the client. A request can time out on the client (0.3 s)
+        # before a busy loopback server has read it, so the server may see a few fewer, never more.
+        assert 0.95 * usage["api_attempts"] <= server.chat_requests <= usage["api_attempts"]
 
 
 @pytest.mark.parametrize("fault, reason", [
