@@ -61,18 +61,19 @@ def book_runs() -> tuple[str, dict]:
     peak = max(r["peak memory GiB"] for r in rows)
     rows.append({"chapter": "whole book (wall, with kernel starts)", "cold s": results["cold"]["total"],
                  "warm s": results["warm"]["total"], "peak memory GiB": peak})
-    training = sum(results["warm"]["chapters"][c]["seconds"] for c in results["warm"]["chapters"]
-                   if c[:2] in ("03", "04", "05"))
+    slowest = max(results["warm"]["chapters"], key=lambda c: results["warm"]["chapters"][c]["seconds"])
     cold, warm = results["cold"]["total"], results["warm"]["total"]
     verdicts = [
         f"- whole book cold: {cold:.0f} s against the 300 s target: {'met' if cold < 300 else 'not met'}",
         f"- warm re-run: {warm:.0f} s against the 90 s target: {'met' if warm < 90 else 'not met'}"
-        + ("" if warm < 90 else f"; chapters 03 to 05 train their models again on every run by design "
-           f"({training:.0f} s of the warm run), only the tiny world and the judge cache are reused"),
+        + ("" if warm < 90 else f"; the slowest warm chapter is {slowest} "
+           f"({results['warm']['chapters'][slowest]['seconds']:.0f} s)"),
         f"- peak memory: {peak:.2f} GiB against the 3 GiB target: {'met' if peak < 3 else 'not met'}",
     ]
-    text = ("## The tiny book\n\nCold: an empty runs folder (the tiny world is built). Warm: the same folder again "
-            "(tiny world and judge cache reused; training runs again).\n\n"
+    text = ("## The tiny book\n\nCold: an empty runs folder (the tiny world is built, every model trained). Warm: the "
+            "same folder again: the tiny world, the judge cache and the trained models are reused (a training stage "
+            "whose inputs are unchanged loads its saved model, `psyco_utils.reuse`); sampling, scoring "
+            "and evaluation run again.\n\n"
             + table(rows, ["chapter", "cold s", "warm s", "peak memory GiB"]) + "\n\n" + "\n".join(verdicts))
     return text, results
 
@@ -151,7 +152,7 @@ def generation_and_training() -> str:
     from psyco_utils.models import GenerationStats, generate_responses, load_policy
     from psyco_utils.tiny import build_tiny_world
 
-    cfg = load_profile("tiny")
+    cfg = load_profile("tiny", ["reuse_trained_models=false"])  # throughput of training, not of loading a saved model
     world = build_tiny_world(WORK / "tiny_world", cfg.models.tiny, cfg.seed)
     model, tok = load_policy(str(world.policy_dir), cfg.models)
     statements = [f"I keep worrying about my exams and my family, number {i}." for i in range(32)]
@@ -180,7 +181,7 @@ def generation_and_training() -> str:
                                          "question": corpus_statements[:n], "chosen": [good] * n, "rejected": [bad] * n})
         start = time.perf_counter()
         out = policy.train_dpo({**cfg.dpo.training, "num_train_epochs": 1}, str(world.policy_dir), ds,
-                               WORK / f"dpo_{n}", seed=0)
+                               WORK / f"dpo_{n}", seed=0, reuse=False)
         frame_rows.append({"stage": "DPO", "pairs": n, "steps": out["steps"], "seconds": out["seconds"],
                            "steps/s": out["steps_per_second"], "pairs/s": n / out["seconds"]})
         args = reward.reward_config(cfg, WORK / f"rm_{n}", has_dev=False)

@@ -102,6 +102,8 @@ train_pairs["source"].value_counts().rename("training pairs").to_frame()
 # chapter derives: the seed, an evaluation on the dev split after every epoch, and loading the checkpoint with the
 # lowest dev loss at the end (checkpoint selection, as the paper's held-out dev set is for).
 # In the colab profile LoRA adapters are trained (with the new `score` head trained in full) and merged before saving.
+# A re-run whose pairs, settings, seed, backbone and library versions are all unchanged loads the model saved last
+# time instead of training it again (`reuse_trained_models` in the profile), and says so.
 
 # %%
 out_dir = run / reward.STAGE_DIR
@@ -110,6 +112,9 @@ pd.Series({k: getattr(args, k) for k in reward.SHOWN_CONFIG}, name="RewardConfig
 
 # %%
 result = reward.train_reward_model(cfg, train_pairs, prefs["dev"], out_dir, run_root=run, args=args)
+if result.reused:
+    print("reused the reward model an earlier run trained on exactly these pairs, settings and backbone "
+          "(set reuse_trained_models=false to train again); what follows describes that training")
 print(f"trained on {result.train_pairs:,} pairs x {result.epochs:g} epochs in {result.seconds:.1f} s "
       f"({result.pairs_per_second:.1f} pairs/s); peak memory of this process {result.peak_memory_mb:,.0f} MiB")
 print(f"RewardTrainer dropped {result.dropped_by_trl} train pairs for length; "

@@ -71,7 +71,10 @@ pd.Series(cfg.dpo.training, name="DPOConfig (from the profile)").to_frame()
 out_dir = run / "dpo"
 out_dir.mkdir(exist_ok=True)
 training = policy.train_dpo(cfg.dpo.training, base_path, dataset["train"], out_dir, seed=cfg.seed,
-                            eval_dataset=dataset["dev"], lora=cfg.models.lora)
+                            eval_dataset=dataset["dev"], lora=cfg.models.lora, reuse=cfg.reuse_trained_models)
+if training["reused"]:
+    print("reused the DPO policy an earlier run trained on exactly these pairs, settings and starting policy "
+          "(set reuse_trained_models=false to train again); what follows describes that training")
 print(f"{training['steps']} DPO steps on {training['pairs']:,} pairs in {training['seconds']:.1f} s "
       f"({training['steps_per_second']:.2f} steps/s)")
 
@@ -96,14 +99,16 @@ fig.tight_layout()
 #
 # The chapter-3 reward model scores samples of each policy on the held-out test statements (statements no training
 # pair contains). Each policy answers every statement four times; the mean reward per statement is compared, with a
-# 95% bootstrap interval over statements.
+# 95% bootstrap interval over statements. The scored samples are kept in `held_out_samples/` under a fingerprint of
+# the policy, the reward model, the statements and the seed, so chapter 5 reads them back instead of sampling again.
 
 # %%
 scorer = load_trained_reward_model(cfg, run)
 questions = dataset["test"].to_pandas().drop_duplicates("ID")["question"].tolist()[: cfg.dpo.eval_statements]
-base_rewards, base_answers, base_lengths = policy.held_out_rewards(base_path, cfg, scorer, questions, seed=cfg.seed)
+base_rewards, base_answers, base_lengths = policy.held_out_rewards(base_path, cfg, scorer, questions, seed=cfg.seed,
+                                                                   saved_dir=run / "held_out_samples")
 dpo_rewards, dpo_answers, dpo_lengths = policy.held_out_rewards(training["model_dir"], cfg, scorer, questions,
-                                                                seed=cfg.seed)
+                                                                seed=cfg.seed, saved_dir=run / "held_out_samples")
 comparison = pd.DataFrame({
     name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
     | {"mean length (tokens)": float(np.mean(lengths))}

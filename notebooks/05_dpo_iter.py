@@ -81,7 +81,7 @@ print(f"{len(train_questions)} training statements available; round 1 starts fro
 out_root = run / "dpo_iter"
 rounds = pd.DataFrame(policy.run_dpo_iter(cfg, start_path, scorer, train_questions, out_root))
 rounds[["round", "statements", "pairs", "degenerate_statements", "mean_reward", "best_reward", "worst_reward",
-        "mean_pair_margin", "mean_length_tokens", "round_seconds"]].round(3).set_index("round")
+        "mean_pair_margin", "mean_length_tokens", "round_seconds", "dpo_reused"]].round(3).set_index("round")
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
@@ -115,13 +115,16 @@ print(f"  WORST [{row['reward_rejected']:+.2f}]: {data.preview(row['rejected'], 
 # %% [markdown]
 # ## Base, DPO and DPO-Iter on held-out statements
 #
-# The reward model scores four samples of each policy per held-out test statement, as in chapter 4.
+# The reward model scores four samples of each policy per held-out test statement, as in chapter 4. The base and
+# DPO policies' samples are chapter 4's own, read back from `held_out_samples/` when the policies, the reward model,
+# the statements and the seed are unchanged, so the numbers for those two are the ones chapter 4 showed.
 
 # %%
 questions = dataset["test"].to_pandas().drop_duplicates("ID")["question"].tolist()[: cfg.dpo.eval_statements]
 final_path = rounds["policy"].iloc[-1]
 policies = {"base": base_path, "DPO": dpo_path, "DPO-Iter": final_path}
-held_out = {name: policy.held_out_rewards(path, cfg, scorer, questions, seed=cfg.seed) for name, path in policies.items()}
+held_out = {name: policy.held_out_rewards(path, cfg, scorer, questions, seed=cfg.seed, saved_dir=run / "held_out_samples")
+            for name, path in policies.items()}
 comparison = pd.DataFrame({
     name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
     | {"mean length (tokens)": float(np.mean(lengths))}

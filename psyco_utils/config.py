@@ -182,6 +182,9 @@ class ProfileConfig(_Strict):
     description: str
     seed: int = 1234
     hub_offline: bool = False
+    # A training stage re-run on exactly the same inputs loads the model it saved instead of training again
+    # (psyco_utils.reuse); false always retrains.
+    reuse_trained_models: bool = True
     data: DataConfig
     pool: PoolConfig
     models: ModelsConfig

@@ -44,19 +44,37 @@ def to_conversational(dataset):
 
 
 def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, seed: int, eval_dataset=None,
-              lora=None) -> dict:
+              lora=None, reuse: bool = True) -> dict:
     """One DPO run from the policy saved at ``start_path`` (also the reference); the trained (best) model is saved to
-    ``out_dir / 'model'``.  With an ``eval_dataset`` the checkpoint with the lowest eval loss is kept."""
+    ``out_dir / 'model'``.  With an ``eval_dataset`` the checkpoint with the lowest eval loss is kept.
+
+    With ``reuse``, a model trained earlier in ``out_dir`` on exactly these inputs is kept instead of training again
+    (:mod:`psyco_utils.reuse`); the returned record then says ``reused: True`` and its times are that
+    training's."""
     from transformers import PrinterCallback
     from trl import DPOTrainer
 
+    from .reuse import fingerprint, forget, load_record, save_record
     from .config import trl_config
     from .models import load_tokenizer
 
+    out_dir = Path(out_dir)
     validate_pairs(train_dataset, "DPO training pairs")
-    selection = {}
     if eval_dataset is not None:
         validate_pairs(eval_dataset, "DPO eval pairs")
+    pair_columns = ["question", "chosen", "rejected"]
+    key = fingerprint(
+        "dpo", hyperparameters={"training": training, "lora": lora.model_dump() if lora is not None else None},
+        seed=seed, start_model=start_path,
+        data={"train": train_dataset.select_columns(pair_columns),
+              "eval": eval_dataset.select_columns(pair_columns) if eval_dataset is not None else None})
+    record = load_record(out_dir, key, out_dir / "model") if reuse else None
+    if record is not None:
+        return {**{k: v for k, v in record.items() if k != "fingerprint"}, "model_dir": str(out_dir / "model"),
+                "reused": True}
+    forget(out_dir)
+    selection = {}
+    if eval_dataset is not None:
         selection = dict(eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
                          metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=1)
     else:
@@ -86,9 +104,11 @@ def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, see
     tokenizer.save_pretrained(model_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     steps = trainer.state.global_step
-    return {"seconds": seconds, "steps": steps, "steps_per_second": steps / seconds if seconds else 0.0,
-            "pairs": len(train_dataset), "log_history": trainer.state.log_history, "model_dir": str(model_dir),
-            "reference": start_path}
+    result = {"seconds": seconds, "steps": steps, "steps_per_second": steps / seconds if seconds else 0.0,
+              "pairs": len(train_dataset), "log_history": trainer.state.log_history, "model_dir": str(model_dir),
+              "reference": start_path}
+    save_record(out_dir, key, result)
+    return {**result, "reused": False}
 
 
 def log_frame(log_history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -192,24 +212,53 @@ def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, ou
         frame.to_parquet(round_dir / "pairs.parquet", index=False)
         if len(frame) == 0:
             raise RuntimeError(f"DPO-Iter round {k}: every statement's samples scored the same; no pairs to train on")
-        training = train_dpo(it.training, policy_path, dataset, round_dir, seed=cfg.seed + k, lora=cfg.models.lora)
+        training = train_dpo(it.training, policy_path, dataset, round_dir, seed=cfg.seed + k, lora=cfg.models.lora,
+                             reuse=cfg.reuse_trained_models)
         summary.update({"round": k, "reference": policy_path, "policy": training["model_dir"],
                         "dpo_seconds": training["seconds"], "dpo_steps": training["steps"],
-                        "dpo_steps_per_second": training["steps_per_second"],
+                        "dpo_steps_per_second": training["steps_per_second"], "dpo_reused": training["reused"],
                         "round_seconds": time.perf_counter() - start,
                         "final_train_loss": next((h["loss"] for h in reversed(training["log_history"]) if "loss" in h), None)})
         (round_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         progress(f"round {k}: {summary['pairs']} pairs, mean reward {summary['mean_reward']:.3f}, "
-                 f"mean length {summary['mean_length_tokens']:.0f} tokens, {summary['round_seconds']:.1f} s")
+                 f"mean length {summary['mean_length_tokens']:.0f} tokens, {summary['round_seconds']:.1f} s"
+                 + (" (DPO model reused: trained earlier on these same pairs)" if training["reused"] else ""))
         rounds.append(summary)
         policy_path = training["model_dir"]
     return rounds
 
 
-def held_out_rewards(policy_path: str, cfg, scorer, questions: list[str], seed: int,
-                     n: int = 4) -> tuple[np.ndarray, list[str], np.ndarray]:
+def held_out_rewards(policy_path: str, cfg, scorer, questions: list[str], seed: int, n: int = 4,
+                     saved_dir: Path | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
     """``n`` sampled responses per held-out statement, scored by the reward model (chapters 04 and 05 compare
-    policies this way): the mean reward per statement, the first response of each, and its length in tokens."""
+    policies this way): the mean reward per statement, the first response of each, and its mean length in tokens.
+
+    With ``saved_dir`` (and ``cfg.reuse_trained_models``), the result is kept there under a fingerprint of the policy's
+    and the reward model's files, the statements, the sampling settings and the seed, and read back instead of
+    sampled again when all of them are unchanged (:mod:`psyco_utils.reuse`)."""
+    from .reuse import fingerprint
+
+    settings = {"n": n, "temperature": cfg.dpo.temperature, "max_new_tokens": cfg.dpo.max_new_tokens,
+                "batch_size": cfg.pool.generation_batch_size * n, "models": cfg.models.model_dump()}
+    path = None
+    scorer_source = getattr(scorer, "source_path", None)
+    if saved_dir is not None and scorer_source and cfg.reuse_trained_models:
+        from .reuse import model_digest
+
+        key = fingerprint("held_out_samples", hyperparameters={**settings, "scorer": model_digest(scorer_source)},
+                          seed=seed, start_model=policy_path, data={"questions": pd.DataFrame({"question": questions})})
+        path = Path(saved_dir) / f"{key}.parquet"
+        if path.is_file():
+            saved = pd.read_parquet(path)
+            if saved["question"].tolist() == list(questions):
+                return saved["mean_reward"].to_numpy(), saved["first_response"].tolist(), saved["mean_length"].to_numpy()
     samples = sample_and_score(policy_path, cfg.models, scorer, questions, n, cfg.dpo.temperature, cfg.dpo.max_new_tokens,
                                cfg.pool.generation_batch_size * n, seed=seed)
-    return samples.raw_rewards.mean(axis=1), [r[0] for r in samples.responses], samples.lengths.mean(axis=1)
+    result = samples.raw_rewards.mean(axis=1), [r[0] for r in samples.responses], samples.lengths.mean(axis=1)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        pd.DataFrame({"question": list(questions), "mean_reward": result[0], "first_response": result[1],
+                      "mean_length": result[2]}).to_parquet(partial, index=False)
+        partial.replace(path)
+    return result

@@ -318,6 +318,7 @@ class RewardTrainingResult:
     best_metric: float | None
     peak_memory_mb: float
     config: dict = field(default_factory=dict)
+    reused: bool = False  # loaded from an earlier training on identical inputs; seconds etc. are that training's
 
     @property
     def dropped_by_trl(self) -> int:
@@ -346,6 +347,19 @@ class RewardTrainingResult:
         return table
 
 
+def _fingerprint_hyperparameters(cfg, args) -> dict:
+    """What the trained reward model depends on besides data and backbone: TRL's config (less where it writes) and
+    the model settings."""
+    shown = {k: v for k, v in args.to_dict().items() if k not in _UNFINGERPRINTED_ARGS}
+    return {"args": shown, "lora": cfg.models.lora.model_dump() if cfg.models.lora else None,
+            "dtype": cfg.models.dtype}
+
+
+# RewardConfig fields that say where and how loudly to write, not what is trained.
+_UNFINGERPRINTED_ARGS = {"output_dir", "logging_dir", "disable_tqdm", "report_to", "run_name", "hub_token",
+                         "push_to_hub_token", "logging_first_step", "save_total_limit", "dataloader_num_workers"}
+
+
 def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | None = None, *, args=None,
                        keep_checkpoints: bool = False, **extra) -> RewardTrainingResult:
     """Train the Bradley-Terry reward model with TRL's ``RewardTrainer``; save it with its tokenizer to
@@ -355,9 +369,14 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
     ``args`` is a ``RewardConfig`` (default: :func:`reward_config` with ``extra``).  The dev split is evaluated after
     every epoch and the best checkpoint is loaded at the end.  With ``models.lora`` set, LoRA adapters plus a fully
     trained ``score`` head are trained, then merged into the saved model.
+
+    When ``out_dir`` holds a model trained earlier on exactly these inputs (``cfg.reuse_trained_models``, see
+    :mod:`psyco_utils.reuse`), that model is loaded instead and the result says ``reused=True``.
     """
     from transformers import PrinterCallback, set_seed
     from trl import RewardTrainer
+
+    from .reuse import fingerprint, forget, load_record, save_record
 
     out_dir = Path(out_dir)
     train_frame = _frame(train)
@@ -367,6 +386,23 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
         validate_pairs(_frame(dev), "dev split")
     if args is None:
         args = reward_config(cfg, out_dir, has_dev=has_dev, **extra)
+
+    model_dir = out_dir / MODEL_SUBDIR
+    key = fingerprint(
+        "reward_model", hyperparameters=_fingerprint_hyperparameters(cfg, args), seed=args.seed,
+        start_model=backbone_path(cfg, run_root),
+        data={"train": train_frame[list(TEXT_COLUMNS)], "dev": _frame(dev)[list(TEXT_COLUMNS)] if has_dev else None})
+    reuse = getattr(cfg, "reuse_trained_models", True)
+    record = load_record(out_dir, key, model_dir) if reuse else None
+    if record is not None:
+        scorer = RewardScorer.load(model_dir, cfg)
+        return RewardTrainingResult(
+            model_dir=model_dir, model=scorer.model, tokenizer=scorer.tokenizer, log_history=record["log_history"],
+            pairs_given=record["pairs_given"], train_pairs=record["train_pairs"], epochs=record["epochs"],
+            seconds=record["seconds"], selected_by=record["selected_by"], best_checkpoint=record["best_checkpoint"],
+            best_metric=record["best_metric"], peak_memory_mb=record["peak_memory_mb"], config=record["config"],
+            reused=True)
+    forget(out_dir)
 
     set_seed(args.seed)  # the new score head is drawn from the global RNG: same seed, same initial model
     model, tok = load_backbone(cfg, run_root, dtype=_training_dtype(cfg))
@@ -396,7 +432,7 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     model.eval()
     state = trainer.state
-    return RewardTrainingResult(
+    result = RewardTrainingResult(
         model_dir=model_dir, model=model, tokenizer=tok, log_history=list(state.log_history),
         pairs_given=len(train_frame), train_pairs=len(trainer.train_dataset), epochs=float(args.num_train_epochs),
         seconds=seconds, selected_by=f"dev {args.metric_for_best_model.removeprefix('eval_')}" if has_dev
@@ -404,6 +440,12 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
         best_checkpoint=state.best_model_checkpoint, best_metric=state.best_metric, peak_memory_mb=peak_memory_mb(),
         config={k: getattr(args, k) for k in SHOWN_CONFIG},
     )
+    save_record(out_dir, key, {
+        "stage": "reward_model", "log_history": result.log_history, "pairs_given": result.pairs_given,
+        "train_pairs": result.train_pairs, "epochs": result.epochs, "seconds": result.seconds,
+        "selected_by": result.selected_by, "best_checkpoint": result.best_checkpoint, "best_metric": result.best_metric,
+        "peak_memory_mb": result.peak_memory_mb, "config": result.config})
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -437,6 +479,7 @@ class RewardScorer:
             model.config.pad_token_id = tokenizer.pad_token_id
         model.eval()
         self.model, self.tokenizer, self.max_length, self.name = model, tokenizer, max_length, name
+        self.source_path: str | None = None  # the saved model's folder or hub id, when loaded with load()
         self.stats = ScoringStats()
 
     @classmethod
@@ -458,7 +501,9 @@ class RewardScorer:
             raise ValueError(f"{path}: a reward model has one output; this one has "
                              f"num_labels={model.config.num_labels}")
         model.to(device or default_device())
-        return cls(model, tok, max_length=max_length, name=name or Path(str(path)).name)
+        scorer = cls(model, tok, max_length=max_length, name=name or Path(str(path)).name)
+        scorer.source_path = str(path)
+        return scorer
 
     @property
     def device(self):

@@ -58,6 +58,35 @@ def test_two_rounds_refresh_the_reference(tiny_world, tiny_cfg, tmp_path):
     before = load_file(tiny_world.policy_dir / "model.safetensors")
     after = load_file(tmp_path / "round_2" / "model" / "model.safetensors")
     assert any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in before if k in after)
+    assert not any(r["dpo_reused"] for r in rounds)
+
+
+def test_a_rerun_on_the_same_inputs_reuses_every_round_and_a_change_retrains(tiny_world, tiny_cfg, tmp_path):
+    questions = pd.DataFrame({"ID": [f"s{i}" for i in range(8)],
+                              "question": [f"I feel anxious about my exams and my family, case {i}." for i in range(8)]})
+    first = policy.run_dpo_iter(tiny_cfg, str(tiny_world.policy_dir), KeywordScorer(), questions, tmp_path,
+                                progress=lambda *_: None)
+    weights = (tmp_path / "round_2" / "model" / "model.safetensors").read_bytes()
+    again = policy.run_dpo_iter(tiny_cfg, str(tiny_world.policy_dir), KeywordScorer(), questions, tmp_path,
+                                progress=lambda *_: None)
+    assert [r["dpo_reused"] for r in again] == [True, True]  # same samples, same pairs, same start: no training
+    assert [r["dpo_steps"] for r in again] == [r["dpo_steps"] for r in first]
+    assert (tmp_path / "round_2" / "model" / "model.safetensors").read_bytes() == weights
+    changed = load_profile("tiny", ["dpo_iter.rounds=2", "dpo_iter.statements_per_round=6",
+                                    "dpo_iter.samples_per_statement=4", "dpo_iter.max_new_tokens=16",
+                                    "dpo_iter.training.num_train_epochs=1",
+                                    "dpo_iter.training.per_device_train_batch_size=4",
+                                    "dpo_iter.training.learning_rate=0.001"])
+    retrained = policy.run_dpo_iter(changed, str(tiny_world.policy_dir), KeywordScorer(), questions, tmp_path,
+                                    progress=lambda *_: None)
+    assert [r["dpo_reused"] for r in retrained] == [False, False]  # a new learning rate is a new training
+    forced = load_profile("tiny", ["reuse_trained_models=false", "dpo_iter.rounds=1", "dpo_iter.statements_per_round=6",
+                                   "dpo_iter.samples_per_statement=4", "dpo_iter.max_new_tokens=16",
+                                   "dpo_iter.training.num_train_epochs=1",
+                                   "dpo_iter.training.per_device_train_batch_size=4",
+                                   "dpo_iter.training.learning_rate=0.001"])
+    assert not policy.run_dpo_iter(forced, str(tiny_world.policy_dir), KeywordScorer(), questions, tmp_path,
+                                   progress=lambda *_: None)[0]["dpo_reused"]
 
 
 def test_dpo_names_a_missing_column(tiny_world, tmp_path):
@@ -77,3 +106,30 @@ def test_length_penalty_changes_the_pairing():
     penalised = policy.Samples(**{**samples.__dict__, "rewards": samples.raw_rewards - 0.2 * samples.lengths})
     _, frame, _ = policy.pairs_dataset(penalised, ["s1"], 1)
     assert frame["chosen"].iloc[0] == "short"
+
+
+def test_held_out_samples_are_read_back_only_for_the_same_policy_scorer_and_statements(tiny_world, tiny_cfg, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from psyco_utils.reward import RewardScorer
+
+    scorer_dir = tmp_path / "scorer"
+    AutoModelForSequenceClassification.from_pretrained(str(tiny_world.policy_dir), num_labels=1).save_pretrained(scorer_dir)
+    AutoTokenizer.from_pretrained(str(tiny_world.policy_dir)).save_pretrained(scorer_dir)
+    scorer = RewardScorer.load(scorer_dir)
+    cfg = load_profile("tiny", ["dpo.max_new_tokens=12"])
+    questions = ["I cannot sleep before exams.", "My brother and I no longer talk."]
+    saved = tmp_path / "held_out_samples"
+    first = policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions, seed=3, n=2, saved_dir=saved)
+    assert len(list(saved.glob("*.parquet"))) == 1
+    (stamp,) = saved.glob("*.parquet")
+    mtime = stamp.stat().st_mtime_ns
+    again = policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions, seed=3, n=2, saved_dir=saved)
+    assert stamp.stat().st_mtime_ns == mtime  # read back, not written again
+    assert np.array_equal(first[0], again[0]) and first[1] == again[1]
+    policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions[:1], seed=3, n=2, saved_dir=saved)
+    policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions, seed=4, n=2, saved_dir=saved)
+    assert len(list(saved.glob("*.parquet"))) == 3  # other statements or another seed: sampled and kept apart
+    off = load_profile("tiny", ["dpo.max_new_tokens=12", "reuse_trained_models=false"])
+    policy.held_out_rewards(str(tiny_world.policy_dir), off, scorer, questions, seed=5, n=2, saved_dir=saved)
+    assert len(list(saved.glob("*.parquet"))) == 3  # switched off: nothing kept

@@ -94,6 +94,26 @@ def test_training_writes_model_and_artifacts(trained, prefs, cfg):
     assert json.loads(paths[1].read_text()) == {"accuracy": 0.9, "n": 8}
 
 
+def test_a_rerun_on_the_same_inputs_reuses_the_model_and_a_change_retrains(trained, prefs, cfg, tmp_path):
+    result, out, max_length = trained
+    copy = tmp_path / "reward_run"
+    shutil.copytree(out, copy)
+    weights = (copy / reward.MODEL_SUBDIR / "model.safetensors").read_bytes()
+    again = reward.train_reward_model(cfg, prefs["train"], prefs["dev"], copy, max_length=max_length)
+    assert again.reused and not result.reused
+    assert (again.seconds, again.train_pairs, again.best_metric) == (result.seconds, result.train_pairs,
+                                                                     result.best_metric)
+    assert again.epochs_table().equals(result.epochs_table())  # the chapter's curves come from the record
+    assert (copy / reward.MODEL_SUBDIR / "model.safetensors").read_bytes() == weights
+    fewer = prefs["train"].select(range(len(prefs["train"]) - 1))
+    retrained = reward.train_reward_model(cfg, fewer, prefs["dev"], copy, max_length=max_length)
+    assert not retrained.reused and retrained.pairs_given == len(prefs["train"]) - 1  # one pair less: trains
+    forced = load_profile("tiny", [f"models.reward_backbone={cfg.models.reward_backbone}", "reuse_trained_models=false",
+                                   "reward.training.num_train_epochs=3", "reward.training.per_device_train_batch_size=8",
+                                   "reward.training.learning_rate=0.003", "reward.training.logging_steps=1"])
+    assert not reward.train_reward_model(forced, fewer, prefs["dev"], copy, max_length=max_length).reused
+
+
 def test_length_drop_counter_matches_what_trl_drops(trained, prefs, tokenizer):
     result, _, max_length = trained
     counted = reward.count_length_drops(prefs["train"], tokenizer, max_length)
