@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -72,25 +73,41 @@ def book_runs() -> tuple[str, dict]:
     ]
     text = ("## The tiny book\n\nCold: an empty runs folder (the tiny world is built, every model trained). Warm: the "
             "same folder again: the tiny world, the judge cache and the trained models are reused (a training stage "
-            "whose inputs are unchanged loads its saved model, `psyco_utils.reuse`); sampling, scoring "
-            "and evaluation run again.\n\n"
+            "whose inputs are unchanged loads its saved model, and held-out samples are read back, `psyco_utils.reuse`); "
+            "pool generation, DPO-Iter's sampling, reward scoring, judging from the cache and evaluation run again.\n\n"
             + table(rows, ["chapter", "cold s", "warm s", "peak memory GiB"]) + "\n\n" + "\n".join(verdicts))
     return text, results
 
 
-def judge_throughput() -> str:
-    from fake_openai_server import FakeOpenAI
+@contextmanager
+def loopback_server(latency: float):
+    """The loopback OpenAI-compatible server in a process of its own, as a real endpoint would be: its work (parsing,
+    the rubric judge behind each answer) does not compete with the client for one interpreter lock."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from fake_openai_server import FakeOpenAI; "
+            f"server = FakeOpenAI(latency={latency!r}, max_lifetime_s=1800); print(server.base_url, flush=True); "
+            "sys.stdin.read(); server.close()")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http"):
+            raise RuntimeError(f"the loopback server did not start (exit status {process.poll()})")
+        yield base_url
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
 
+
+def judge_throughput() -> str:
     from psyco_utils.judge import JudgeConfig, ScoreItem, make_judge
 
     os.environ.setdefault("OPENAI_API_KEY", "benchmark-key")
     statement = "I have felt anxious every morning before work for months and I cannot sleep properly anymore."
     rows = []
     latency = 0.1
-    # the CPU ceiling: the same client and loopback server with no latency at all (both share this machine's cores)
-    ceiling_server = FakeOpenAI(latency=0.0)
-    try:
-        cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=ceiling_server.base_url, concurrency=32,
+    # the CPU ceiling: the same client and loopback server with no latency at all (two processes on this machine's cores)
+    with loopback_server(0.0) as base_url:
+        cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=base_url, concurrency=32,
                           estimate_above=10**9)
         path = WORK / "judge_ceiling.sqlite"
         path.unlink(missing_ok=True)
@@ -98,13 +115,10 @@ def judge_throughput() -> str:
         start = time.perf_counter()
         make_judge(cfg, path).score_many(items, progress=False)
         ceiling = len(items) / (time.perf_counter() - start)
-    finally:
-        ceiling_server.close()
     for concurrency in (1, 8, 32, 64):
         n = max(50, concurrency * 16)  # long enough for a steady state past client start-up
-        server = FakeOpenAI(latency=latency)
-        try:
-            cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=server.base_url, concurrency=concurrency,
+        with loopback_server(latency) as base_url:
+            cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=base_url, concurrency=concurrency,
                               estimate_above=10**9)
             path = WORK / f"judge_c{concurrency}.sqlite"
             path.unlink(missing_ok=True)
@@ -121,15 +135,15 @@ def judge_throughput() -> str:
                          "ideal/s": ideal, "ratio to ideal": n / seconds / ideal,
                          "ratio to min(ideal, CPU ceiling)": n / seconds / min(ideal, ceiling),
                          "warm cache judgments/s": warm})
-        finally:
-            server.close()
+    (WORK / "rubric.sqlite").unlink(missing_ok=True)  # a cold cache
     rubric = make_judge(JudgeConfig(backend="rubric"), WORK / "rubric.sqlite")
     items = [ScoreItem(f"{statement} ({i})", "It sounds like you feel worn out. What helps?") for i in range(2000)]
     start = time.perf_counter()
     rubric.score_many(items, progress=False)
     rubric_rate = len(items) / (time.perf_counter() - start)
-    return ("## Judge throughput\n\nOpenAI-compatible backend against the loopback server with 100 ms latency per "
-            "request; ideal = concurrency / latency.\n\n"
+    return ("## Judge throughput\n\nOpenAI-compatible backend against the loopback server (tests/fake_openai_server.py, "
+            "in a process of its own as a real endpoint would be) with 100 ms latency per request; ideal = "
+            "concurrency / latency.\n\n"
             + f"CPU ceiling: with no latency at all, client and server together manage {ceiling:,.0f} judgments/s at "
               "concurrency 32 on this machine's cores (the server answers each request by running the rubric judge); "
               "above that rate no concurrency setting can help, so the last ratio compares with what is achievable "
@@ -218,6 +232,7 @@ def scaling() -> str:
         start = time.perf_counter()
         kept, _ = data.prepare_statements(cfg)
         clean_s = time.perf_counter() - start
+        (WORK / f"scale_{copies}.sqlite").unlink(missing_ok=True)  # a cold cache
         judge = make_judge(JudgeConfig(backend="rubric"), WORK / f"scale_{copies}.sqlite")
         items = [ScoreItem(t, r) for t in texts[: len(texts)] for r in responses["text"].iloc[:4]]
         start = time.perf_counter()
@@ -228,6 +243,68 @@ def scaling() -> str:
     return ("## Scaling with the number of statements\n\nThe bundled statements repeated with variations (many "
             "become near duplicates, which is the point: MinHash keeps near de-duplication close to linear).\n\n"
             + table(rows, ["statements in", "kept", "cleaning s", "rubric judgments", "judging s"]))
+
+
+def scaling_pool_and_rounds() -> str:
+    """How the response pool (generation and judging) grows with responses per statement, and DPO-Iter with rounds."""
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from psyco_utils import data, policy, pool
+    from psyco_utils.config import load_profile
+    from psyco_utils.judge import JudgeConfig, ScoreItem, make_judge
+    from psyco_utils.reward import RewardScorer
+
+    cfg = load_profile("tiny", ["reuse_trained_models=false"])
+    statements, _ = data.prepare_statements(cfg.data)
+    pool_rows = []
+    for k in (2, 4, 6):
+        sized = load_profile("tiny", [f"pool.responses_per_statement={k}"])
+        start = time.perf_counter()
+        responses, stats = pool.build_pool(statements, sized, WORK, progress=False)
+        pool_s = time.perf_counter() - start
+        (WORK / f"pool_{k}.sqlite").unlink(missing_ok=True)  # a cold cache
+        judge = make_judge(JudgeConfig(backend="rubric"), WORK / f"pool_{k}.sqlite")
+        text = statements.set_index("statement_id")["text"]
+        items = [ScoreItem(text[row.statement_id], row.response) for row in responses.itertuples()]
+        start = time.perf_counter()
+        judge.score_many(items, progress=False)
+        pool_rows.append({"responses per statement": k, "responses": len(responses),
+                          "from the tiny policy": int(stats.loc[stats["kind"] == "hf", "produced"].sum()),
+                          "pool s": pool_s, "rubric judging s": time.perf_counter() - start})
+    # DPO-Iter: a reward model with the tiny backbone's shape (its head untrained: the timing, not the scores, is
+    # measured here), 32 statements x 8 samples per round
+    scorer_dir = WORK / "scaling_scorer"
+    from psyco_utils.models import resolve_model_path
+
+    policy_dir = resolve_model_path("tiny", cfg, WORK)
+    AutoModelForSequenceClassification.from_pretrained(policy_dir, num_labels=1).save_pretrained(scorer_dir)
+    AutoTokenizer.from_pretrained(policy_dir).save_pretrained(scorer_dir)
+    scorer = RewardScorer.load(scorer_dir, cfg)
+    questions = statements.rename(columns={"statement_id": "ID", "text": "question"})[["ID", "question"]].head(32)
+    round_rows = []
+    for rounds in (1, 2, 3):
+        it_cfg = load_profile("tiny", ["reuse_trained_models=false", f"dpo_iter.rounds={rounds}",
+                                       "dpo_iter.statements_per_round=32", "dpo_iter.max_new_tokens=64"])
+        out = WORK / f"dpo_iter_{rounds}"
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        done = policy.run_dpo_iter(it_cfg, policy_dir, scorer, questions, out, progress=lambda *_: None)
+        seconds = time.perf_counter() - start
+        round_rows.append({"rounds": rounds, "pairs": sum(r["pairs"] for r in done), "seconds": seconds,
+                           "seconds per round": seconds / rounds,
+                           "of which sampling and scoring s": sum(r["round_seconds"] - r["dpo_seconds"] for r in done),
+                           "of which DPO s": sum(r["dpo_seconds"] for r in done)})
+    return ("## Scaling with the pool size\n\nChapter 01's pool on the bundled statements (the tiny profile's seven "
+            "generators: five bundled styles, the tiny policy at two temperatures), then the rubric judge on every "
+            "response.\n\n"
+            + table(pool_rows, ["responses per statement", "responses", "from the tiny policy", "pool s",
+                                "rubric judging s"])
+            + "\n\n## Scaling with DPO-Iter rounds\n\n32 statements x 8 samples per round, 64 new tokens, two DPO "
+              "epochs per round (the tiny profile's) on the best-against-worst pairs; each round starts from (and is referenced to) the "
+              "previous round's policy.\n\n"
+            + table(round_rows, ["rounds", "pairs", "seconds", "seconds per round", "of which sampling and scoring s",
+                                 "of which DPO s"]))
 
 
 def main() -> None:
@@ -259,6 +336,7 @@ def main() -> None:
     sections.append(judge_throughput())
     sections.append(generation_and_training())
     sections.append(scaling())
+    sections.append(scaling_pool_and_rounds())
     sections.append("## GPU\n\nNo GPU machine was lent to the session that wrote this file, so HF generate against "
                     "vLLM and GPU training throughput are not measured here.")
     out = ROOT / "benchmarks" / "RESULTS.md"
