@@ -15,9 +15,10 @@ TRACKED_PACKAGES = ("torch", "transformers", "tokenizers", "trl", "peft", "datas
                     "scikit-learn", "openai", "papermill", "jupyter-book", "psyco-utils")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed version of each package, or "not installed"."""
     versions = {}
-    for name in TRACKED_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .manifest import package_versions
 
 RECORD_FILE = "training_record.json"
 RECORD_FORMAT = 1
@@ -30,18 +31,9 @@ _VERSIONED = ("torch", "transformers", "trl", "peft")
 _CHUNK = 1 << 20
 
 
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
 def model_digest(path_or_id: str | Path) -> str:
-    """A content hash of a local model folder (every file's relative path and bytes), or of a hub id as written."""
+    """A content hash of a local model folder (every file's relative path and bytes), or a hub id as written (a hub
+    model that changes under the same id is not noticed: pin a local copy to be sure)."""
     path = Path(path_or_id)
     if not path.is_dir():
         return "hub:" + str(path_or_id)
@@ -68,7 +60,7 @@ def fingerprint(stage: str, *, hyperparameters: dict[str, Any], seed: int, start
                 data: dict[str, Any]) -> str:
     """The fingerprint of one training run: stage, hyper-parameters, seed, library versions, starting model, data."""
     parts = {"format": RECORD_FORMAT, "stage": stage, "hyperparameters": hyperparameters, "seed": seed,
-             "versions": _versions(), "start_model": model_digest(start_model),
+             "versions": package_versions(_VERSIONED), "start_model": model_digest(start_model),
              "data": {name: data_digest(value) for name, value in sorted(data.items())}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
