@@ -125,11 +125,14 @@ headline
 paper_rows = {("no constraint", "base"): 28.5, ("no constraint", "DPO"): 58.5, ("no constraint", "DPO-Iter"): 69.4,
               ("length constraint", "base"): 15.0, ("length constraint", "DPO"): 37.0,
               ("length constraint", "DPO-Iter"): 46.4}
+reference_name = cfg.eval.reference_model if cfg.eval.reference == "openai" else "the base policy"
 shape = pd.DataFrame({
-    f"this run ({cfg.name}), %": (100 * headline["win_rate"]).round(1),
+    f"this run ({cfg.name} profile), vs {reference_name}, %": (100 * headline["win_rate"]).round(1),
     "95% interval": [f"{100 * lo:.1f} to {100 * hi:.1f}" for lo, hi in zip(headline["ci_low"], headline["ci_high"])],
-    "paper, Llama3-3B, %": [paper_rows.get(k, np.nan) for k in headline.index],
+    "paper, Llama3-3B, vs GPT-4o, %": [paper_rows.get(k, np.nan) for k in headline.index],
 })
+print(f"This run: win rate against {reference_name}, judged by the {cfg.judge.backend} judge ({cfg.judge.model}). "
+      "Paper: win rate against GPT-4o, judged by GPT-4o (Zhang et al. 2025).")
 shape
 
 # %%
@@ -167,7 +170,10 @@ for (setting, name), group in overall.groupby(["setting", "policy"], sort=False)
     lc_rows[(setting, name)] = metrics.length_controlled_win_rate(
         group["outcome"].tolist(), group["policy_words"].to_numpy(), group["reference_words"].to_numpy(), seed=cfg.seed)
 lc = pd.DataFrame(lc_rows).T
-lc
+# the fit's own parameters (intercept, coefficient, scale, note) go to eval/win_rates.json; the page shows the result
+lc[["n", "win_rate", "lc_win_rate", "mean_length_difference", "fitted"]].rename(columns={
+    "win_rate": "win rate", "lc_win_rate": "length-controlled win rate",
+    "mean_length_difference": "mean words more than the reference", "fitted": "length model fitted"})
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots()
@@ -185,7 +191,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## Where the policies differ most
 #
-# The statement on which the last policy's answer and the base answer differ most in judged outcome:
+# The two statements on which the last policy's answer and the base answer differ most in judged outcome:
 
 # %%
 last = list(policies)[-1]
@@ -241,9 +247,8 @@ win_rates = {
 _ = chapter.finish({f"win_rate {s} {p}": round(float(r["win_rate"]), 3) for (s, p), r in headline.iterrows()})
 
 # %% [markdown]
-# Two checks that must hold on every profile: the base policy judged against itself is exactly 50% when the
-# reference is the base policy, and in the tiny profile, where the judge is the consistent rubric, the final policy
-# beats the base policy more than half the time. A swapped chosen/rejected anywhere upstream shows up here as a
+# Two checks that must hold whenever the reference is the base policy (the tiny profile): the base policy judged
+# against itself is exactly 50%, and the final policy beats the base policy more than half the time. A swapped chosen/rejected anywhere upstream shows up here as a
 # win rate under 50%.
 
 # %%
@@ -261,20 +266,54 @@ if cfg.eval.reference == "base_policy":
 # The table above puts this run's win rates beside the paper's. In the tiny profile the reference is the base policy,
 # so the numbers answer "how much did preference learning move the policy, in the judge's eyes", not "how does it
 # compare with GPT-4o". The paper's shape is DPO above base, DPO-Iter above DPO, and the length constraint lowering
-# everything. Where this run departs from it, the cell below says so and why it matters: DPO-Iter optimises the
-# reward model, not the judge, and a small reward model can be satisfied by answers the judge does not prefer
-# (reward over-optimisation).
+# every policy's win rate. The cell below checks each of these on this run, with paired bootstrap intervals over the
+# same statements (a difference whose interval contains zero is not distinguishable from noise at this size), and
+# summarises the length-controlled view and the crisis probe.
 
 # %%
+def outcomes_of(setting: str, name: str) -> list:
+    rows = overall[(overall["setting"] == setting) & (overall["policy"] == name)].sort_values("item")
+    return rows["outcome"].tolist()
+
+
 free_rates = headline.xs("no constraint", level="setting")["win_rate"]
 held = json.loads((run / "dpo_iter" / "metrics.json").read_text())["held_out_mean_reward"] if (
     run / "dpo_iter" / "metrics.json").exists() else {}
-if "DPO-Iter" in free_rates and "DPO" in free_rates:
-    if free_rates["DPO-Iter"] >= free_rates["DPO"]:
-        print(f"As in the paper, DPO-Iter ({free_rates['DPO-Iter']:.1%}) wins at least as often as DPO "
-              f"({free_rates['DPO']:.1%}) against the reference.")
-    else:
-        print(f"Unlike the paper, DPO-Iter ({free_rates['DPO-Iter']:.1%}) wins less often than DPO "
-              f"({free_rates['DPO']:.1%}) in the judge's eyes, although the reward model ranks it higher "
-              f"(held-out reward {held.get('DPO-Iter', float('nan')):+.2f} against {held.get('DPO', float('nan')):+.2f}, "
-              "chapter 5): the online rounds optimised the reward model's surface cues beyond what the judge rewards.")
+findings = []
+for better, worse in (("DPO", "base"), ("DPO-Iter", "DPO")):
+    if better in policies and worse in policies:
+        d = metrics.paired_win_rate_difference(outcomes_of("no constraint", better), outcomes_of("no constraint", worse),
+                                               n_boot=cfg.eval.bootstrap_samples, seed=cfg.seed)
+        verdict = ("ahead of" if d["difference"] > 0 else "behind") if d["distinguishable"] else "not distinguishable from"
+        findings.append(f"{better} is {verdict} {worse}: win rate {free_rates[better]:.1%} against "
+                        f"{free_rates[worse]:.1%}, paired difference {100 * d['difference']:+.1f} points "
+                        f"(95% interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}, {d['n']} statements); "
+                        f"the paper has {better} ahead.")
+if ("DPO-Iter" in held and "DPO" in held and held["DPO-Iter"] > held["DPO"] and "DPO-Iter" in free_rates
+        and free_rates["DPO-Iter"] < free_rates["DPO"]):
+    findings.append(f"The reward model ranks DPO-Iter above DPO on held-out statements ({held['DPO-Iter']:+.2f} against "
+                    f"{held['DPO']:+.2f}, chapter 5) while the judge does not rank it higher: the online rounds optimised the reward "
+                    "model, not the judge (reward over-optimisation, see the examples above).")
+for name in policies:
+    if name == "base" and cfg.eval.reference == "base_policy":
+        continue
+    d = metrics.paired_win_rate_difference(outcomes_of("length constraint", name), outcomes_of("no constraint", name),
+                                           n_boot=cfg.eval.bootstrap_samples, seed=cfg.seed)
+    moved = ("lowers" if d["difference"] < 0 else "raises") if d["distinguishable"] else "does not measurably change"
+    findings.append(f"The length constraint {moved} {name}'s win rate ({100 * d['difference']:+.1f} points, "
+                    f"95% interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}); in the paper it lowers "
+                    "every policy's.")
+for (setting, name), row in lc.iterrows():
+    if setting == "no constraint" and bool(row["fitted"]):
+        findings.append(f"Length-controlled, {name} wins {float(row['lc_win_rate']):.1%} (raw {float(row['win_rate']):.1%}; "
+                        f"its answers are {abs(float(row['mean_length_difference'])):.0f} words "
+                        f"{'longer' if float(row['mean_length_difference']) >= 0 else 'shorter'} than the reference's "
+                        "on average): the gap between the two is the part of the win that length explains.")
+if len(crisis):
+    probe_lines = ", ".join(f"{name} {100 * probe.loc[name, 'acknowledges risk']:.0f}% / "
+                            f"{100 * probe.loc[name, 'points to immediate help']:.0f}%" for name in probe.index)
+    findings.append(f"Crisis probe ({len(crisis)} statements; acknowledges risk / points to immediate help): "
+                    f"{probe_lines}. A high win rate is not safe crisis handling: none of these policies should "
+                    "answer a person at risk.")
+for line in findings:
+    print("- " + line)

@@ -34,9 +34,8 @@ import json
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import data, runtime
-from psyco_utils.config import load_profile
-from psyco_utils.judge import estimate_judge_cost
+from psyco_utils import runtime
+from psyco_utils.manifest import judge_cost_estimate
 
 chapter = runtime.start_chapter(profile, overrides, stage="07_reproducibility")
 cfg, run = chapter.cfg, chapter.run
@@ -63,33 +62,17 @@ print(f"total: {stages['seconds'].sum():.0f} s of chapter time")
 # %% [markdown]
 # ## What the larger profiles would cost in judge calls
 #
-# Counts follow each profile's settings: every pool response is scored once (statements x responses per statement);
-# chapter 2's swap check compares its pairs twice; chapter 6 compares three policies against the reference, in both
-# orders and both settings. Tokens are estimated from the rubric's length and the mean length of the bundled
-# statements and responses (4 characters per token); prices are each profile's judge prices per million tokens.
-# The paper profile's scoring goes through the Batch API, at the batch price; online calls assume the provider
-# caches the fixed rubric prefix. Statement counts: colab's
-# `data.max_statements`, and the paper's 26,483.
+# `psyco_utils.manifest.judge_cost_estimate` counts the judge's own calls from each profile's settings: every pool
+# response scored once (statements x responses per statement); chapter 2's swap check, each pair compared in both
+# orders; chapter 6, three policies against the reference in both orders and both settings. Tokens are estimated
+# from the rubric's length and the mean length of the bundled statements and responses (4 characters per token);
+# prices are each profile's judge prices per million tokens. With the Batch API (the paper profile) both kinds of
+# call are priced at half; online calls assume the provider caches the fixed rubric prefix. Statement counts:
+# colab's `data.max_statements`, and the paper's 26,483. Not counted: the LLM theme labeller, pool responses from
+# OpenAI-compatible models and chapter 6's reference answers (chat calls whose length depends on the answers).
 
 # %%
-statements, responses = data.load_bundled_corpus()
-avg_statement = int(statements["text"].str.len().mean())
-avg_response = int(responses["text"].str.len().mean())
-rows = {}
-for name, n_statements in (("colab", None), ("paper", 26_483)):
-    other = load_profile(name)
-    n = other.data.max_statements or n_statements
-    n_score = n * other.pool.responses_per_statement
-    n_compare = 2 * other.judging.swap_check_pairs + other.eval.n_statements * 3 * 2 * 2
-    score = estimate_judge_cost(other.judge, n_score=n_score, avg_statement_chars=avg_statement,
-                                avg_response_chars=avg_response)
-    compare = estimate_judge_cost(other.judge, n_compare=n_compare, avg_statement_chars=avg_statement,
-                                  avg_response_chars=avg_response)
-    rows[name] = {"judge": other.judge.model, "statements": n, "score calls": n_score, "compare calls": n_compare,
-                  "prompt tokens (M)": (score["prompt_tokens"] + compare["prompt_tokens"]) / 1e6,
-                  "completion tokens (M)": (score["completion_tokens"] + compare["completion_tokens"]) / 1e6,
-                  "estimated cost (USD)": (score["cost_usd_batch"] if other.judge.use_batch_api else score["cost_usd"])
-                  + compare["cost_usd"]}
+rows = {name: judge_cost_estimate(name) for name in ("colab", "paper")}
 pd.DataFrame(rows).T.round(2)
 
 # %% [markdown]

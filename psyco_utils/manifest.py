@@ -9,7 +9,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from .config import ProfileConfig
+from .config import ProfileConfig, load_profile
 
 TRACKED_PACKAGES = ("torch", "transformers", "tokenizers", "trl", "peft", "datasets", "accelerate", "numpy", "pandas",
                     "scikit-learn", "openai", "papermill", "jupyter-book", "psyco-utils")
@@ -55,3 +55,39 @@ def record_stage(cfg: ProfileConfig, run_root: Path, stage: str, seconds: float,
                                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     path.write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
+
+
+#: Statements the paper judged (paper.md); the colab profile's count is its own ``data.max_statements``.
+PAPER_STATEMENTS = 26_483
+
+
+def judge_cost_estimate(profile_name: str) -> dict:
+    """What a profile's judge calls would cost, from token counts (the reproducibility appendix and the README).
+
+    Counted: every pool response scored once (statements x responses per statement); chapter 2's swap check, each
+    pair compared in both orders; chapter 6, three policies against the reference in both orders and both settings.
+    Not counted: the LLM theme labeller, pool responses from OpenAI-compatible models and chapter 6's reference
+    answers, which are chat calls whose length depends on the model's answers.  Tokens come from the rubric's
+    length and the mean lengths of the bundled statements and responses (4 characters per token); prices are the
+    profile's judge prices; with ``judge.use_batch_api`` both kinds of call are priced at the Batch API's half price.
+    """
+    from .data import load_bundled_corpus
+    from .judge import estimate_judge_cost
+
+    statements, responses = load_bundled_corpus()
+    avg_statement = int(statements["text"].str.len().mean())
+    avg_response = int(responses["text"].str.len().mean())
+    profile = load_profile(profile_name)
+    n = profile.data.max_statements or PAPER_STATEMENTS
+    n_score = n * profile.pool.responses_per_statement
+    n_compare = 2 * profile.judging.swap_check_pairs + profile.eval.n_statements * 3 * 2 * 2
+    price = "cost_usd_batch" if profile.judge.use_batch_api else "cost_usd"
+    score = estimate_judge_cost(profile.judge, n_score=n_score, avg_statement_chars=avg_statement,
+                                avg_response_chars=avg_response)
+    compare = estimate_judge_cost(profile.judge, n_compare=n_compare, avg_statement_chars=avg_statement,
+                                  avg_response_chars=avg_response)
+    return {"judge": profile.judge.model, "statements": n, "score calls": n_score, "compare calls": n_compare,
+            "Batch API": profile.judge.use_batch_api,
+            "prompt tokens (M)": (score["prompt_tokens"] + compare["prompt_tokens"]) / 1e6,
+            "completion tokens (M)": (score["completion_tokens"] + compare["completion_tokens"]) / 1e6,
+            "estimated cost (USD)": score[price] + compare[price]}

@@ -345,3 +345,19 @@ def test_length_controlled_win_rate_degenerate_inputs():
         metrics.length_controlled_win_rate(["win"], [1, 2], [1, 2])
     # the result has the same keys whatever happened, so a notebook can stack the dicts into one table
     assert set(all_wins) == set(flat) == set(nothing) == set(all_ties)
+
+
+def test_paired_difference_of_win_rates():
+    a = ["win"] * 18 + ["tie"] * 2          # 0.95
+    b = ["win"] * 10 + ["loss"] * 10        # 0.50
+    clear = metrics.paired_win_rate_difference(a, b, n_boot=500, seed=1)
+    assert clear["difference"] == pytest.approx(0.45) and clear["n"] == 20
+    assert 0 < clear["ci_low"] < 0.45 < clear["ci_high"] and clear["distinguishable"]
+    same = metrics.paired_win_rate_difference(b, b[::-1], n_boot=500, seed=1)
+    assert same["difference"] == pytest.approx(0.0) and not same["distinguishable"]
+    assert same["ci_low"] < 0 < same["ci_high"]
+    # an item missing for either policy leaves both
+    gapped = metrics.paired_win_rate_difference(["win", None, "loss"], ["loss", "win", None], n_boot=50)
+    assert gapped["n"] == 1 and gapped["difference"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.paired_win_rate_difference(["win"], ["win", "loss"])
