@@ -67,8 +67,9 @@ print(f"artifacts: {run}")
 pd.DataFrame([s.model_dump(exclude_none=True) for s in cfg.data.sources])
 
 # %% [markdown]
-# The **bundled corpus** was written for this book: client statements over eight themes, each with five responses
-# of deliberately varied quality. It also contains, on purpose, the cases the filters exist for: statements that are
+# The **bundled corpus** was written for this book: client statements over eight themes, each ordinary statement
+# with five responses of deliberately varied quality (empathic, generic, directive, dismissive, rambling; the
+# statements written for the filters to drop, too short, too long or duplicated, have none). It also contains, on purpose, the cases the filters exist for: statements that are
 # too short or too long, exact and near duplicates, statements with (fictional) personal data, and statements with
 # crisis language. The paper's list of 8 topics and 42 sub-topics is not available, so the themes below are
 # this book's own taxonomy.
@@ -168,6 +169,13 @@ if any(s.kind == "bundled" for s in cfg.data.sources):
 
 # %% [markdown]
 # ### Personal data and crisis language
+#
+# ```{admonition} Content note
+# :class: warning
+# The examples below include fictional statements about suicide and self-harm. If you are in crisis, contact your
+# local emergency number now; in the US you can call or text 988, in the UK and Ireland you can call the Samaritans
+# on 116 123.
+# ```
 
 # %%
 pd.Series(report.scrub_counts, name="replacements").sort_values(ascending=False).to_frame()
@@ -261,7 +269,7 @@ with pd.option_context("display.max_colwidth", 400):
 # %% [markdown]
 # ## Artifacts
 #
-# The chapter writes `statements/` and `pool/` under `runs/<profile>/` (design.md's artifact contract); chapter 2
+# The chapter writes `statements/` and `pool/` under `runs/<profile>/` (the artifact layout in the README); chapter 2
 # reads them.
 
 # %%

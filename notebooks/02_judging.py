@@ -79,7 +79,9 @@ with pd.option_context("display.max_colwidth", 200):
 # * **rubric**: an offline, deterministic scorer of surface cues. It stands in for GPT-4o in the tiny profile so
 #   that the book runs anywhere without a key. It is **not** a model of a therapist's judgement: it rewards
 #   the visible signs of good practice (reflections of feeling, open questions, the client's own words,
-#   autonomy-supporting wording) and penalises their opposites (orders, dismissive or harmful phrases, rambling).
+#   autonomy-supporting wording) and penalises their opposites (orders, dismissive or harmful phrases, padding and
+#   length). It does not read for sense: a string of feeling words and open questions with no grammar can score
+#   well on empathy, and chapters 4 to 6 show the tiny policies learning exactly that.
 #
 # Both write every judgment to one SQLite cache before it is used, keyed by backend, model, prompt version and
 # messages: a re-run sends no requests, and a run that is killed resumes where it stopped.
@@ -214,6 +216,9 @@ sample = frames["test"].head(cfg.judging.swap_check_pairs)
 ab = judge.compare_many([CompareItem(q, c, r) for q, c, r in zip(sample["question"], sample["chosen"], sample["rejected"])])
 ba = judge.compare_many([CompareItem(q, r, c) for q, c, r in zip(sample["question"], sample["chosen"], sample["rejected"])])
 swap = pairs.swap_consistency([x.overall for x in ab], [x.overall for x in ba])
+if cfg.judge.backend == "rubric":
+    print("The rubric judge scores each response on its own and compares the scores, so it is symmetric by "
+          "construction: here this checks the code path, it does not measure a bias. With an LLM judge it does.")
 pd.Series(swap, name="position-swap check").to_frame()
 
 # %% [markdown]

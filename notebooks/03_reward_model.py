@@ -14,7 +14,7 @@
 # **What this chapter does.** It trains a Bradley-Terry reward model on the PsyCoPref pairs: a language model with a
 # single scalar output $r(x, y)$ for a client statement $x$ and a response $y$, trained so that the response the
 # judge preferred gets the higher score. It then measures how well the scores order the test pairs and how well
-# calibrated they are, beside two baselines and, in the larger profiles, general-purpose reward models.
+# calibrated they are, beside two baselines and, in the paper profile, general-purpose reward models.
 #
 # **Why it matters.** Chapter 5 uses this model as its only judge of quality while the policy samples and learns, so
 # its errors become the policy's errors. A reward model that secretly prefers longer answers teaches length, not
@@ -45,7 +45,7 @@ overrides = []
 # %%
 import pandas as pd
 
-from psyco_utils import data, plots, reward, runtime
+from psyco_utils import data, metrics, plots, reward, runtime
 from psyco_utils.pairs import load_preference_data
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
@@ -119,7 +119,8 @@ print(f"trained on {result.train_pairs:,} pairs x {result.epochs:g} epochs in {r
       f"({result.pairs_per_second:.1f} pairs/s); peak memory of this process {result.peak_memory_mb:,.0f} MiB")
 print(f"RewardTrainer dropped {result.dropped_by_trl} train pairs for length; "
       f"our count above said {int(length_table.loc['train', 'dropped'])}")
-print(f"kept: {result.selected_by} -> {result.best_checkpoint or 'final weights'}; saved to {result.model_dir}")
+kept = str(result.best_checkpoint).rstrip("/").rsplit("/", 1)[-1] if result.best_checkpoint else "final weights"
+print(f"kept: {result.selected_by} -> {kept}; saved to {result.model_dir}")
 
 # %% tags=["hide-input"]
 fig = plots.reward_training_curve(
@@ -158,8 +159,8 @@ predictions.head()
 # Intervals are 95% percentile bootstrap intervals over test pairs (the four metrics from the same resamples).
 # The baselines are scored on the same pairs with the same orientation: **random** (independent standard normal
 # rewards) and **the longer response wins** (reward = length in characters, so $p$ is almost always 0 or 1).
-# In the colab and paper profiles the off-the-shelf reward models named in `reward.off_the_shelf` are scored the same
-# way, as the paper compared general reward models.
+# In the paper profile (or any profile that names them) the off-the-shelf reward models in `reward.off_the_shelf`
+# are scored the same way, as the paper compared general reward models.
 
 # %%
 rewards = {"PsyCoPref reward model (this run)": (predictions["reward_chosen"].to_numpy(),
@@ -258,7 +259,7 @@ else:
 #
 # Under `runs/<profile>/reward_model/`: the model and its tokenizer (`model/`, which chapters 4 to 6 load through
 # `reward.load_trained_reward_model`), `metrics.json`, and `test_predictions.parquet` with one row per test pair
-# (`ID`, `prefID`, `reward_chosen`, `reward_rejected`), design.md's contract.
+# (`ID`, `prefID`, `reward_chosen`, `reward_rejected`), as the artifact layout in the README lists.
 
 # %%
 metrics_record = {
@@ -290,8 +291,8 @@ sorted(p.relative_to(run).as_posix() for p in out_dir.rglob("*") if p.is_file())
 # is small (see the number of pairs), so the intervals are wide; the comparison that carries meaning there is with
 # the two baselines computed on the same pairs. The paper's result, that a reward model trained on counselling
 # preferences beats general reward models by a wide margin, is a statement about GPT-4o's labels on real data; the
-# tiny run checks that the training and evaluation code recover a consistent judge's preferences, and that they do
-# better than rewarding length.
+# tiny run checks that the training and evaluation code recover a consistent judge's preferences, and whether they
+# do better than rewarding length: the cell below bootstraps the paired difference in accuracy on the same pairs.
 
 # %%
 paper_3b = reward.PAPER_TABLE.loc["PsyCo-Llama3-3B-Reward"]
@@ -310,4 +311,20 @@ pd.DataFrame({
 })
 
 # %%
+def correct(chosen_rewards, rejected_rewards):
+    return (chosen_rewards > rejected_rewards) + 0.5 * (chosen_rewards == rejected_rewards)
+
+
+rm_correct = correct(*rewards["PsyCoPref reward model (this run)"])
+length_correct = correct(*rewards["longer response wins"])
+gain, gain_low, gain_high = metrics.bootstrap_ci([rm_correct, length_correct], lambda a, b: a.mean() - b.mean(),
+                                                 n_boot, cfg.seed)
+verdict = ("beats" if gain_low > 0 else "trails") if (gain_low > 0 or gain_high < 0) else "is not distinguishable from"
+print(f"On these {len(test):,} test pairs the reward model {verdict} the longer-wins baseline: accuracy difference "
+      f"{100 * gain:+.1f} points (paired 95% interval {100 * gain_low:+.1f} to {100 * gain_high:+.1f}).")
+# the check CI relies on: a reward model that does not beat chance and length on the test pairs is a broken run
+random_correct = correct(*rewards["random"])
+assert rm_correct.mean() > max(0.5, random_correct.mean(), length_correct.mean()), (
+    f"reward model accuracy {rm_correct.mean():.3f} does not beat chance ({random_correct.mean():.3f}) "
+    f"and the longer-wins baseline ({length_correct.mean():.3f})")
 print(f"chapter 03 finished in {chapter.seconds:.1f} s")

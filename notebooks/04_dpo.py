@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import data, metrics, policy, runtime
+from psyco_utils import data, evaluate, metrics, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -111,9 +111,11 @@ dpo_rewards, dpo_answers, dpo_lengths = policy.held_out_rewards(training["model_
                                                                 seed=cfg.seed, saved_dir=run / "held_out_samples")
 comparison = pd.DataFrame({
     name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
-    | {"mean length (tokens)": float(np.mean(lengths))}
-    for name, r, lengths in (("base", base_rewards, base_lengths), ("DPO", dpo_rewards, dpo_lengths))}).T
-print(f"{len(questions)} held-out statements, 4 samples each")
+    | {"mean length (tokens)": float(np.mean(lengths)),
+       "distinct words (%)": 100 * float(np.nanmean([evaluate.distinct_word_share(a) for a in answers]))}
+    for name, r, lengths, answers in (("base", base_rewards, base_lengths, base_answers),
+                                      ("DPO", dpo_rewards, dpo_lengths, dpo_answers))}).T
+print(f"{len(questions)} held-out statements, 4 samples each; distinct words measured on the first sample")
 comparison
 
 # %% [markdown]
@@ -136,7 +138,7 @@ metrics_out = {"steps": training["steps"], "seconds": training["seconds"], "step
                "held_out_statements": len(questions)}
 (out_dir / "metrics.json").write_text(json.dumps(metrics_out, indent=2))
 _ = chapter.finish({"held_out_reward_base": round(float(base_rewards.mean()), 3),
-                    "held_out_reward_dpo": round(float(dpo_rewards.mean()), 3)})
+                    "held_out_reward_DPO": round(float(dpo_rewards.mean()), 3)})
 
 # %% [markdown]
 # ## What we found
@@ -144,7 +146,9 @@ _ = chapter.finish({"held_out_reward_base": round(float(base_rewards.mean()), 3)
 # The paper measured DPO's effect as a win rate against GPT-4o (chapter 6 does the same here, against the tiny
 # reference). This chapter's own measure is the reward model's view: the mean reward of the DPO policy's answers to
 # unseen statements beside the base policy's, in the table above. A DPO policy that gains reward only by writing more
-# would show it in the length column; chapter 6 looks at length more closely.
+# would show it in the length column, and one that gains it by repeating the words the reward model counts would
+# show it as a falling share of distinct words (read the side-by-side answers above with that in mind); chapter 6
+# looks at length more closely.
 
 # %%
 assert dpo_rewards.mean() > base_rewards.mean(), "DPO did not raise the held-out reward: check the pairs and the run"

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import data, metrics, policy, runtime
+from psyco_utils import data, evaluate, metrics, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -127,8 +127,9 @@ held_out = {name: policy.held_out_rewards(path, cfg, scorer, questions, seed=cfg
             for name, path in policies.items()}
 comparison = pd.DataFrame({
     name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
-    | {"mean length (tokens)": float(np.mean(lengths))}
-    for name, (r, _, lengths) in held_out.items()}).T
+    | {"mean length (tokens)": float(np.mean(lengths)),
+       "distinct words (%)": 100 * float(np.nanmean([evaluate.distinct_word_share(a) for a in answers]))}
+    for name, (r, answers, lengths) in held_out.items()}).T
 comparison
 
 # %% tags=["hide-input"]
@@ -168,4 +169,5 @@ print("check passed: held-out reward " + " < ".join(f"{k} {v:+.3f}" for k, v in 
 # The table puts base, DPO and DPO-Iter side by side on statements none of them trained on. The paper's ordering is
 # the same (base < DPO < DPO-Iter in win rate against GPT-4o); chapter 6 measures it with the pairwise judge. Watch
 # the length column: if DPO-Iter's gain came with much longer answers, the length-controlled win rate in chapter 6
-# tells how much of it is length.
+# tells how much of it is length. Watch the distinct-words column and the best samples printed above too: a reward
+# model this small can be pleased by answers that repeat its favourite words, and the online rounds find them.

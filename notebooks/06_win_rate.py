@@ -214,6 +214,13 @@ for i in diff.index[:2]:
 # profile's `eval.crisis_file` if given). A lexicon checks whether each answer acknowledges the risk, points to
 # immediate help (an emergency number or a crisis line), or says something harmful (minimising, blaming).
 # It is a screen, not a clinical assessment, so examples follow.
+#
+# ```{admonition} Content note
+# :class: warning
+# The examples below include fictional statements about suicide and self-harm. If you are in crisis, contact your
+# local emergency number now; in the US you can call or text 988, in the UK and Ireland you can call the Samaritans
+# on 116 123.
+# ```
 
 # %%
 crisis = evaluate.crisis_statements(run, cfg.eval.crisis_file)

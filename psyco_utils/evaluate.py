@@ -179,6 +179,14 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+def distinct_word_share(text: str) -> float:
+    """Distinct words / words (lower-cased, punctuation stripped): near 1 for ordinary prose, low for an answer that
+    repeats the same cue words (a sign of reward hacking, chapters 04 and 05).  NaN for an empty text."""
+    words = [w.strip(".,;:!?\"'()").lower() for w in text.split()]
+    words = [w for w in words if w]
+    return len(set(words)) / len(words) if words else float("nan")
+
+
 def length_table(responses: dict[str, list[str]]) -> pd.DataFrame:
     """Mean, median and 90th percentile of response length in words, per policy."""
     rows = {}

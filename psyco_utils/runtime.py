@@ -72,4 +72,11 @@ def start_chapter(profile: str, overrides: list[str] | None, stage: str) -> Chap
     from .plots import use_book_style
 
     use_book_style()
+    print(profile_banner(cfg))
     return Chapter(cfg=cfg, run=run_dir(cfg), stage=stage)
+
+
+def profile_banner(cfg) -> str:
+    """The line every chapter prints first: which profile ran, with which models and judge, and what this is not."""
+    return (f"Executed with the {cfg.name} profile: {cfg.description}. "
+            "Research code that drafts responses for therapists to review; not a service for people in crisis.")

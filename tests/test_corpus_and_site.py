@@ -1,6 +1,7 @@
 """The bundled corpus is what its notes compose to; the site checks catch what they exist for; the pool and the
 crisis probe behave."""
 
+import math
 import json
 import sys
 from pathlib import Path
@@ -72,3 +73,11 @@ def test_crisis_response_signals():
     assert evaluate.crisis_response_signals(harmful)["harmful"]
     probe = evaluate.crisis_probe({"a": [helpful, harmful]})
     assert probe.loc["a", "points to immediate help"] == 0.5 and probe.loc["a", "harmful"] == 0.5
+
+
+def test_distinct_word_share_flags_repetition():
+    from psyco_utils.evaluate import distinct_word_share
+
+    assert distinct_word_share("It sounds like the move has been lonely. What helps?") == 1.0
+    assert distinct_word_share("feeling feeling feeling, feeling sounds") == 0.4
+    assert math.isnan(distinct_word_share("  ... "))
