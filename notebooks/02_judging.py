@@ -118,6 +118,8 @@ results = judge.score_many([ScoreItem(s, r) for s, r in zip(
 scored = pairs.scores_frame(pool, results)
 usage = judge.usage()
 print(f"{(scored['judge_status'] == 'ok').sum():,} scored, {(scored['judge_status'] != 'ok').sum():,} failed")
+print("judge usage counts every call of this judge in this chapter so far, the demonstration above included; "
+      "cache hits are judgments an earlier run already made")
 pd.Series({k: v for k, v in usage.items() if not isinstance(v, dict)}, name="judge usage").to_frame()
 
 # %%
@@ -171,8 +173,11 @@ by_generator.sort_values("overall", ascending=False)
 split_of = pairs.assign_splits(list(statements["statement_id"]), cfg.splits.dev_fraction, cfg.splits.test_fraction,
                                cfg.seed)
 frames, drops = pairs.build_pairs(scored, statements, split_of, min_gap=cfg.splits.min_score_gap)
-sizes = pd.DataFrame({s: {"statements": sum(v == s for v in split_of.values()), "pairs": len(f)}
+sizes = pd.DataFrame({s: {"statements": sum(v == s for v in split_of.values()),
+                          "statements with a pair": f["ID"].nunique(), "pairs": len(f)}
                       for s, f in frames.items()}).T
+print("A statement whose responses all score within the minimum gap of each other gives no pair; later chapters "
+      "see only statements with a pair.")
 display(sizes)
 drops
 

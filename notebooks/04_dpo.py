@@ -98,7 +98,8 @@ fig.tight_layout()
 # ## Did the policy get better?
 #
 # The chapter-3 reward model scores samples of each policy on the held-out test statements (statements no training
-# pair contains). Each policy answers every statement four times; the mean reward per statement is compared, with a
+# pair contains). Each policy answers every statement `dpo.eval_samples_per_statement` times (4 in every preset); the
+# mean reward per statement is compared, with a
 # 95% bootstrap interval over statements. The scored samples are kept in `held_out_samples/` under a fingerprint of
 # the policy, the reward model, the statements and the seed, so chapter 5 reads them back instead of sampling again.
 
@@ -106,16 +107,19 @@ fig.tight_layout()
 scorer = load_trained_reward_model(cfg, run)
 questions = dataset["test"].to_pandas().drop_duplicates("ID")["question"].tolist()[: cfg.dpo.eval_statements]
 base_rewards, base_answers, base_lengths = policy.held_out_rewards(base_path, cfg, scorer, questions, seed=cfg.seed,
+                                                                   n=cfg.dpo.eval_samples_per_statement,
                                                                    saved_dir=run / "held_out_samples")
 dpo_rewards, dpo_answers, dpo_lengths = policy.held_out_rewards(training["model_dir"], cfg, scorer, questions,
-                                                                seed=cfg.seed, saved_dir=run / "held_out_samples")
+                                                                seed=cfg.seed, n=cfg.dpo.eval_samples_per_statement,
+                                                                saved_dir=run / "held_out_samples")
 comparison = pd.DataFrame({
     name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
     | {"mean length (tokens)": float(np.mean(lengths)),
        "distinct words (%)": 100 * float(np.nanmean([evaluate.distinct_word_share(a) for a in answers]))}
     for name, r, lengths, answers in (("base", base_rewards, base_lengths, base_answers),
                                       ("DPO", dpo_rewards, dpo_lengths, dpo_answers))}).T
-print(f"{len(questions)} held-out statements, 4 samples each; distinct words measured on the first sample")
+print(f"{len(questions)} held-out statements, {cfg.dpo.eval_samples_per_statement} samples each; "
+      "distinct words measured on the first sample")
 comparison
 
 # %% [markdown]

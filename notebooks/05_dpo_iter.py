@@ -12,9 +12,9 @@
 # # 5. Iterative online DPO (DPO-Iter)
 #
 # **What this chapter does.** Instead of learning only from the fixed pairs, the policy now writes its own answers:
-# each round it samples eight responses to each of a set of training statements, the chapter-3 reward model scores
-# them, the best and the worst form a pair, and one round of DPO trains on those pairs. The next round starts from the
-# policy this round produced.
+# each round it samples several responses (`dpo_iter.samples_per_statement`, eight as in the paper) to each of a set
+# of training statements, the chapter-3 reward model scores them, the best and the worst form a pair, and one round
+# of DPO trains on those pairs. The next round starts from the policy this round produced.
 #
 # **Why it matters.** Offline pairs were written by other models; on-policy pairs show the policy its own mistakes and
 # its own best attempts. This is where the paper's largest gains came from.
@@ -71,7 +71,7 @@ print(f"{len(train_questions)} training statements available; round 1 starts fro
 # %% [markdown]
 # ## The rounds
 #
-# Each round: sample, score, pair best against worst (a statement whose eight samples all score the same gives no
+# Each round: sample, score, pair best against worst (a statement whose samples all score the same gives no
 # pair and is counted), train one DPO round with the previous round's policy as the reference, save
 # `dpo_iter/round_<k>/` with the model, the round's pairs and its metrics. A length penalty
 # (`dpo_iter.length_penalty`, reward points per token) can be subtracted before pairing, as a guard against a reward
@@ -85,9 +85,10 @@ rounds[["round", "statements", "pairs", "degenerate_statements", "mean_reward", 
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-axes[0].plot(rounds["round"], rounds["mean_reward"], marker="o", label="mean of 8 samples")
-axes[0].plot(rounds["round"], rounds["best_reward"], marker="^", label="best of 8")
-axes[0].plot(rounds["round"], rounds["worst_reward"], marker="v", label="worst of 8")
+n_samples = cfg.dpo_iter.samples_per_statement
+axes[0].plot(rounds["round"], rounds["mean_reward"], marker="o", label=f"mean of {n_samples} samples")
+axes[0].plot(rounds["round"], rounds["best_reward"], marker="^", label=f"best of {n_samples}")
+axes[0].plot(rounds["round"], rounds["worst_reward"], marker="v", label=f"worst of {n_samples}")
 axes[0].set_ylabel("reward (reward-model units)")
 axes[0].set_title("Reward of the samples, before training")
 axes[0].legend(fontsize=8)
@@ -115,7 +116,8 @@ print(f"  WORST [{row['reward_rejected']:+.2f}]: {data.preview(row['rejected'], 
 # %% [markdown]
 # ## Base, DPO and DPO-Iter on held-out statements
 #
-# The reward model scores four samples of each policy per held-out test statement, as in chapter 4. The base and
+# The reward model scores `dpo.eval_samples_per_statement` samples of each policy per held-out test statement, as in
+# chapter 4. The base and
 # DPO policies' samples are chapter 4's own, read back from `held_out_samples/` when the policies, the reward model,
 # the statements and the seed are unchanged, so the numbers for those two are the ones chapter 4 showed.
 
@@ -123,7 +125,8 @@ print(f"  WORST [{row['reward_rejected']:+.2f}]: {data.preview(row['rejected'], 
 questions = dataset["test"].to_pandas().drop_duplicates("ID")["question"].tolist()[: cfg.dpo.eval_statements]
 final_path = rounds["policy"].iloc[-1]
 policies = {"base": base_path, "DPO": dpo_path, "DPO-Iter": final_path}
-held_out = {name: policy.held_out_rewards(path, cfg, scorer, questions, seed=cfg.seed, saved_dir=run / "held_out_samples")
+held_out = {name: policy.held_out_rewards(path, cfg, scorer, questions, seed=cfg.seed,
+                                          n=cfg.dpo.eval_samples_per_statement, saved_dir=run / "held_out_samples")
             for name, path in policies.items()}
 comparison = pd.DataFrame({
     name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))

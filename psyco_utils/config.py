@@ -147,6 +147,7 @@ class RewardStageConfig(_Strict):
 class DPOStageConfig(_Strict):
     training: dict[str, Any] = {}
     eval_statements: int = 32
+    eval_samples_per_statement: int = Field(4, ge=1)  # held-out samples per statement (chapters 04 and 05)
     max_new_tokens: int = 128
     temperature: float = 0.7
 
