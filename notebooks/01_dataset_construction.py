@@ -197,7 +197,7 @@ with pd.option_context("display.max_colwidth", 200):
 
 # %% tags=["hide-input"]
 fig = plots.category_bars(statements["theme"].value_counts(), title=f"Statements per theme ({cfg.data.theme_labeller} labeller)",
-                          xlabel="statements (count)")
+                          xlabel="statements (count)", ylabel="theme")
 
 # %%
 if any(s.kind == "bundled" for s in cfg.data.sources):
@@ -212,7 +212,7 @@ if any(s.kind == "bundled" for s in cfg.data.sources):
 all_lengths = report.dropped.loc[report.dropped["step"] == "length filter", "text"].str.len()
 fig = plots.length_histogram(
     {"kept": statements["chars"], "dropped by the length filter": all_lengths},
-    window=(cfg.data.min_chars, cfg.data.max_chars), title="Length of client statements")
+    window=(cfg.data.min_chars, cfg.data.max_chars), title="Length of client statements", ylabel="statements (count)")
 
 # %% [markdown]
 # ## The tiny world

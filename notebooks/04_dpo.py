@@ -91,7 +91,9 @@ for ax, (key, label) in zip(axes, [("loss", "DPO loss (nats per pair)"),
     ax.set_xlabel("epoch")
     ax.set_ylabel(label)
     ax.legend(fontsize=8)
-axes[1].set_title("DPO training curves")
+for ax, title in zip(axes, ("Loss", "Reward margin", "Preference accuracy")):
+    ax.set_title(title)
+fig.suptitle("DPO training curves (train and dev)")
 fig.tight_layout()
 
 # %% [markdown]

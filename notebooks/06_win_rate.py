@@ -151,6 +151,7 @@ for ax, setting in zip(axes, responses):
     ax.axhline(50, color="k", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(aspects)) + 0.4 - width / 2, aspects, rotation=40, ha="right")
     ax.set_title(setting)
+    ax.set_xlabel("principle")
     ax.set_ylim(0, 100)
 axes[0].set_ylabel("win rate against the reference (%)")
 axes[1].legend(fontsize=8)

@@ -27,6 +27,7 @@ def filter_funnel(counts: pd.DataFrame, title: str = "Statements left after each
     for y, (n, removed) in enumerate(zip(counts["statements"][::-1], counts["removed"][::-1])):
         ax.text(n, y, f" {n:,}" + (f"  (-{removed:,})" if removed else ""), va="center", fontsize=9)
     ax.set_xlabel("statements (count)")
+    ax.set_ylabel("cleaning step")
     ax.set_title(title)
     ax.set_xlim(0, counts["statements"].max() * 1.25)
     fig.tight_layout()
@@ -34,7 +35,8 @@ def filter_funnel(counts: pd.DataFrame, title: str = "Statements left after each
 
 
 def length_histogram(lengths: dict[str, pd.Series], window: tuple[int, int] | None = None, bins: int = 40,
-                     title: str = "Length of statements", xlabel: str = "length (characters)"):
+                     title: str = "Length of statements", xlabel: str = "length (characters)",
+                     ylabel: str = "texts (count)"):
     """Overlaid histograms of character lengths, with the kept window shaded (chapter 01)."""
     fig, ax = plt.subplots()
     hi = max(float(s.max()) for s in lengths.values() if len(s))
@@ -44,14 +46,15 @@ def length_histogram(lengths: dict[str, pd.Series], window: tuple[int, int] | No
     if window:
         ax.axvspan(*window, color="green", alpha=0.08, label=f"kept: {window[0]}-{window[1]} chars")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def category_bars(counts: pd.Series, title: str, xlabel: str = "count", color: str = "#55A868"):
+def category_bars(counts: pd.Series, title: str, xlabel: str = "count", color: str = "#55A868",
+                  ylabel: str | None = None):
     """Horizontal bar chart of counts per category (themes, generators, ...)."""
     counts = counts.sort_values()
     fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(counts) + 1.2))
@@ -59,6 +62,7 @@ def category_bars(counts: pd.Series, title: str, xlabel: str = "count", color: s
     for y, v in enumerate(counts.values):
         ax.text(v, y, f" {v:,}", va="center", fontsize=9)
     ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel if ylabel is not None else (counts.index.name or "category"))
     ax.set_title(title)
     ax.set_xlim(0, counts.max() * 1.2)
     fig.tight_layout()
