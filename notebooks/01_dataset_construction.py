@@ -67,8 +67,8 @@ print(f"artifacts: {run}")
 pd.DataFrame([s.model_dump(exclude_none=True) for s in cfg.data.sources])
 
 # %% [markdown]
-# The **bundled corpus** was written for this book: client statements over eight themes, each ordinary statement
-# with five responses of deliberately varied quality (empathic, generic, directive, dismissive, rambling; the
+# The **bundled corpus** was written for this book: client statements over eight themes, each statement the filters
+# keep with five responses of deliberately varied quality (empathic, generic, directive, dismissive, rambling; the
 # statements written for the filters to drop, too short, too long or duplicated, have none). It also contains, on purpose, the cases the filters exist for: statements that are
 # too short or too long, exact and near duplicates, statements with (fictional) personal data, and statements with
 # crisis language. The paper's list of 8 topics and 42 sub-topics is not available, so the themes below are

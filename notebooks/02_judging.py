@@ -119,7 +119,7 @@ scored = pairs.scores_frame(pool, results)
 usage = judge.usage()
 print(f"{(scored['judge_status'] == 'ok').sum():,} scored, {(scored['judge_status'] != 'ok').sum():,} failed")
 print("judge usage counts every call of this judge in this chapter so far, the demonstration above included; "
-      "cache hits are judgments an earlier run already made")
+      "cache hits are judgments already in the cache, from an earlier run or an earlier cell")
 pd.Series({k: v for k, v in usage.items() if not isinstance(v, dict)}, name="judge usage").to_frame()
 
 # %%
@@ -184,8 +184,9 @@ drops
 # %% tags=["hide-input"]
 fig, ax = plt.subplots()
 for split, frame in frames.items():
-    ax.hist(frame["score_gap"], bins=np.arange(0, 4.01, 1 / 7), alpha=0.6, label=f"{split} (n={len(frame):,})")
-ax.axvline(cfg.splits.min_score_gap, color="k", ls="--", lw=1, label=f"minimum train gap {cfg.splits.min_score_gap}")
+    ax.hist(frame["score_gap"], bins=np.arange(-1 / 14, 4.1, 1 / 7), alpha=0.6, label=f"{split} (n={len(frame):,})")
+ax.axvline(cfg.splits.min_score_gap - 1 / 14, color="k", ls="--", lw=1,
+           label=f"train and dev pairs: gap of {cfg.splits.min_score_gap:g} or more (right of the line)")
 ax.set_xlabel("overall score gap, chosen - rejected (points on the 1-5 scale)")
 ax.set_ylabel("pairs (count)")
 ax.set_title("Score gap of the preference pairs")
@@ -224,7 +225,8 @@ swap = pairs.swap_consistency([x.overall for x in ab], [x.overall for x in ba])
 if cfg.judge.backend == "rubric":
     print("The rubric judge scores each response on its own and compares the scores, so it is symmetric by "
           "construction: here this checks the code path, it does not measure a bias. With an LLM judge it does.")
-pd.Series(swap, name="position-swap check").to_frame()
+pd.Series({k: round(v, 3) if isinstance(v, float) else v for k, v in swap.items()}, name="position-swap check",
+          dtype=object).to_frame()
 
 # %% [markdown]
 # **Human labels.** The paper reports that two therapists agreed with the dataset's labels on 88.5% of 200 pairs

@@ -198,8 +198,9 @@ ours_low = float(ours["accuracy 95% CI"].strip("[]").split(",")[0])
 if not (ours_low > 50 and ours["accuracy (%)"] > length_acc):
     raise AssertionError(f"the reward model does not beat chance and the length baseline: accuracy "
                          f"{ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']}, length baseline {length_acc:.1f}%")
-print(f"check passed: accuracy {ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']} is above chance and above "
-      f"the length baseline ({length_acc:.1f}%)")
+print(f"check passed: accuracy {ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']} is above chance, and its point "
+      f"estimate is above the length baseline's ({length_acc:.1f}%); whether that lead is more than noise is tested "
+      "with a paired interval at the end of the chapter")
 
 # %% [markdown]
 # ## Calibration and margins
@@ -239,11 +240,13 @@ fig = plots.accuracy_by_group(by_gap, title="Test accuracy by the judge's score 
 by_gap.round(3)
 
 # %% [markdown]
-# The test pairs the model ranks most confidently wrong (if any), with the judge's overall gap:
+# The test pairs the model ranks most confidently wrong (if any), with the judge's overall gap (statements with
+# crisis language are left out of the examples):
 
 # %%
 errors = test.assign(margin=rc - rr, gap=gaps)
-errors = errors[errors["margin"] <= 0].sort_values("margin")
+errors = errors[(errors["margin"] <= 0) & ~errors["question"].map(lambda q: bool(data.crisis_signals(q)))]
+errors = errors.sort_values("margin")
 if len(errors):
     for _, row in errors.head(2).iterrows():
         print(f"[{row['ID']}, margin {row['margin']:.2f}, judge gap {row['gap']:.2f}] "
@@ -322,9 +325,4 @@ gain, gain_low, gain_high = metrics.bootstrap_ci([rm_correct, length_correct], l
 verdict = ("beats" if gain_low > 0 else "trails") if (gain_low > 0 or gain_high < 0) else "is not distinguishable from"
 print(f"On these {len(test):,} test pairs the reward model {verdict} the longer-wins baseline: accuracy difference "
       f"{100 * gain:+.1f} points (paired 95% interval {100 * gain_low:+.1f} to {100 * gain_high:+.1f}).")
-# the check CI relies on: a reward model that does not beat chance and length on the test pairs is a broken run
-random_correct = correct(*rewards["random"])
-assert rm_correct.mean() > max(0.5, random_correct.mean(), length_correct.mean()), (
-    f"reward model accuracy {rm_correct.mean():.3f} does not beat chance ({random_correct.mean():.3f}) "
-    f"and the longer-wins baseline ({length_correct.mean():.3f})")
 print(f"chapter 03 finished in {chapter.seconds:.1f} s")

@@ -83,6 +83,8 @@ print(f"{len(items)} held-out test statements; policies: {', '.join(policies)}; 
 #   the cap is what binds.
 # * **Position bias.** Every comparison is judged in both orders; two verdicts that disagree count as a tie.
 #   Win rate = (wins + 0.5 ties) / n, with a 95% bootstrap interval over statements.
+# * **Ties.** A tie also comes from the judge itself: an LLM judge may answer "tie", and the rubric judge does when
+#   the two responses' scores differ by no more than `judge.tie_margin` (printed below).
 
 # %%
 questions = items["question"].tolist()
@@ -110,7 +112,9 @@ overall = verdicts[verdicts["aspect"] == "overall"]
 consistency = overall.assign(consistent=overall["verdict_policy_first"].map({"A": "B", "B": "A", "tie": "tie"})
                              == overall["verdict_policy_second"])
 print(f"{len(overall)} overall comparisons, each judged in both orders; "
-      f"position-consistent: {consistency['consistent'].mean():.1%}")
+      f"position-consistent: {consistency['consistent'].mean():.1%}; ties: {(overall['outcome'] == 'tie').mean():.1%}"
+      + (f" (the rubric judge calls a tie within {cfg.judge.tie_margin:g} points)" if cfg.judge.backend == "rubric"
+         else ""))
 
 # %%
 table = metrics.win_rate_table(verdicts, ["setting", "policy", "aspect"], "outcome",
@@ -174,7 +178,7 @@ lc = pd.DataFrame(lc_rows).T
 # the fit's own parameters (intercept, coefficient, scale, note) go to eval/win_rates.json; the page shows the result
 lc[["n", "win_rate", "lc_win_rate", "mean_length_difference", "fitted"]].rename(columns={
     "win_rate": "win rate", "lc_win_rate": "length-controlled win rate",
-    "mean_length_difference": "mean words more than the reference", "fitted": "length model fitted"})
+    "mean_length_difference": "mean words more than the reference", "fitted": "length model fitted"}).round(3)
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots()
@@ -192,7 +196,8 @@ fig.tight_layout()
 # %% [markdown]
 # ## Where the policies differ most
 #
-# The two statements on which the last policy's answer and the base answer differ most in judged outcome:
+# The two statements on which the last policy's answer and the base answer differ most in judged outcome (statements
+# with crisis language are left for the crisis probe below):
 
 # %%
 last = list(policies)[-1]
@@ -201,7 +206,7 @@ gain = overall[(overall["setting"] == "no constraint") & (overall["policy"] == l
 base_out = overall[(overall["setting"] == "no constraint") & (overall["policy"] == "base")].set_index("item")["outcome"]
 score = {"win": 1, "tie": 0.5, "loss": 0}
 diff = (gain.map(score) - base_out.map(score)).sort_values(ascending=False)
-for i in diff.index[:2]:
+for i in [i for i in diff.index if not data.crisis_signals(questions[i])][:2]:
     print(f"STATEMENT: {data.preview(questions[i], 400)}")
     for name in policies:
         print(f"  {name:9s} [{overall[(overall['setting'] == 'no constraint') & (overall['policy'] == name) & (overall['item'] == i)]['outcome'].iloc[0]}]: "
@@ -288,20 +293,26 @@ free_rates = headline.xs("no constraint", level="setting")["win_rate"]
 held = json.loads((run / "dpo_iter" / "metrics.json").read_text())["held_out_mean_reward"] if (
     run / "dpo_iter" / "metrics.json").exists() else {}
 findings = []
+differences = {}
 for better, worse in (("DPO", "base"), ("DPO-Iter", "DPO")):
     if better in policies and worse in policies:
         d = metrics.paired_win_rate_difference(outcomes_of("no constraint", better), outcomes_of("no constraint", worse),
                                                n_boot=cfg.eval.bootstrap_samples, seed=cfg.seed)
+        differences[(better, worse)] = d
         verdict = ("ahead of" if d["difference"] > 0 else "behind") if d["distinguishable"] else "not distinguishable from"
         findings.append(f"{better} is {verdict} {worse}: win rate {free_rates[better]:.1%} against "
                         f"{free_rates[worse]:.1%}, paired difference {100 * d['difference']:+.1f} points "
                         f"(95% interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}, {d['n']} statements); "
                         f"the paper has {better} ahead.")
-if ("DPO-Iter" in held and "DPO" in held and held["DPO-Iter"] > held["DPO"] and "DPO-Iter" in free_rates
-        and free_rates["DPO-Iter"] < free_rates["DPO"]):
+iter_vs_dpo = differences.get(("DPO-Iter", "DPO"))
+if iter_vs_dpo is not None and "DPO-Iter" in held and "DPO" in held and held["DPO-Iter"] > held["DPO"] \
+        and iter_vs_dpo["difference"] <= 0:
+    strength = ("the judge prefers DPO" if iter_vs_dpo["distinguishable"]
+                else "the judge does not rank it higher (the difference above is within noise)")
     findings.append(f"The reward model ranks DPO-Iter above DPO on held-out statements ({held['DPO-Iter']:+.2f} against "
-                    f"{held['DPO']:+.2f}, chapter 5) while the judge does not rank it higher: the online rounds optimised the reward "
-                    "model, not the judge (reward over-optimisation, see the examples above).")
+                    f"{held['DPO']:+.2f}, chapter 5), but {strength}: consistent with the online rounds optimising "
+                    "the reward model rather than what the judge values (reward over-optimisation; chapter 5's "
+                    "distinct-word column shows the repetition it rewards).")
 for name in policies:
     if name == "base" and cfg.eval.reference == "base_policy":
         continue
@@ -313,10 +324,13 @@ for name in policies:
                     "every policy's.")
 for (setting, name), row in lc.iterrows():
     if setting == "no constraint" and bool(row["fitted"]):
-        findings.append(f"Length-controlled, {name} wins {float(row['lc_win_rate']):.1%} (raw {float(row['win_rate']):.1%}; "
-                        f"its answers are {abs(float(row['mean_length_difference'])):.0f} words "
-                        f"{'longer' if float(row['mean_length_difference']) >= 0 else 'shorter'} than the reference's "
-                        "on average): the gap between the two is the part of the win that length explains.")
+        raw, controlled = float(row["win_rate"]), float(row["lc_win_rate"])
+        longer = float(row["mean_length_difference"])
+        effect = (f"length accounts for {100 * (raw - controlled):.1f} points of its win rate" if raw > controlled
+                  else f"length works against it: {100 * (controlled - raw):.1f} points more at equal length")
+        findings.append(f"Length-controlled, {name} wins {controlled:.1%} against {raw:.1%} raw; its answers are "
+                        f"{abs(longer):.0f} words {'longer' if longer >= 0 else 'shorter'} than the reference's on "
+                        f"average, and {effect}.")
 if len(crisis):
     probe_lines = ", ".join(f"{name} {100 * probe.loc[name, 'acknowledges risk']:.0f}% / "
                             f"{100 * probe.loc[name, 'points to immediate help']:.0f}%" for name in probe.index)

@@ -53,10 +53,14 @@ pd.Series(manifest["packages"], name="version").to_frame()
 
 # %%
 stages = pd.DataFrame([{"stage": name, "seconds": entry["seconds"], "finished": entry["finished"],
-                        "headline metrics": ", ".join(f"{k}={v}" for k, v in entry["metrics"].items())}
+                        "headline metrics": len(entry["metrics"])}
                        for name, entry in sorted(manifest["stages"].items())]).set_index("stage")
-with pd.option_context("display.max_colwidth", 200):
-    display(stages)
+display(stages)
+headline_metrics = pd.DataFrame([{"stage": name, "metric": key, "value": value}
+                                 for name, entry in sorted(manifest["stages"].items())
+                                 for key, value in entry["metrics"].items()]).set_index(["stage", "metric"])
+with pd.option_context("display.max_rows", 200):
+    display(headline_metrics)
 print(f"total: {stages['seconds'].sum():.0f} s of chapter time")
 
 # %% [markdown]
@@ -73,7 +77,9 @@ print(f"total: {stages['seconds'].sum():.0f} s of chapter time")
 
 # %%
 rows = {name: judge_cost_estimate(name) for name in ("colab", "paper")}
-pd.DataFrame(rows).T.round(2)
+costs = pd.DataFrame(rows).T
+costs.style.format({"statements": "{:,}", "score calls": "{:,}", "compare calls": "{:,}", "prompt tokens (M)": "{:.1f}",
+                    "completion tokens (M)": "{:.1f}", "estimated cost (USD)": "${:,.2f}"})
 
 # %% [markdown]
 # Wall time on a GPU cannot be measured here; the benchmarks (`benchmarks/RESULTS.md`) record the tiny profile's

@@ -67,6 +67,26 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str]:
     return None, ""
 
 
+def fold_injected_parameters(nb_path: Path) -> None:
+    """Put the values papermill injected into the notebook's own parameters cell and drop papermill's extra cell.
+
+    A reader who opens the executed notebook (on Colab, from the launch button) then finds one parameters cell that
+    says which profile ran, and changing it takes effect, instead of being overwritten by the injected cell below it.
+    """
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    tags = [cell.get("metadata", {}).get("tags", []) for cell in nb.cells]
+    injected = next((i for i, t in enumerate(tags) if "injected-parameters" in t), None)
+    declared = next((i for i, t in enumerate(tags) if "parameters" in t), None)
+    if injected is None or declared is None:
+        return
+    nb.cells[declared].source = "\n".join(line for line in nb.cells[injected].source.splitlines()
+                                           if not line.startswith("# Parameters"))
+    del nb.cells[injected]
+    nbformat.write(nb, nb_path)
+
+
 class PeakMemory:
     """Samples the resident memory of this process's children (the notebook kernel) in a background thread."""
 
@@ -160,6 +180,7 @@ def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir
                 print(f"psyco-book: FAILED {source.relative_to(REPO_ROOT)}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 return 1
         elapsed = time.perf_counter() - start
+        fold_injected_parameters(out_path)
         peak_gib = memory.peak_bytes / 2**30
         timings[source.stem] = {"seconds": round(elapsed, 1), "peak_memory_gib": round(peak_gib, 2)}
         print(f"[{i}/{len(sources)}] {source.stem} done in {elapsed:.1f} s, kernel peak memory {peak_gib:.2f} GiB",

@@ -345,7 +345,7 @@ _FIRST_NAMES_FILE = CORPUS_DIR / "first_names.txt"
 
 _PII_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
-    ("URL", re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co\.uk|me|info)(?:/[^\s<>\"')\]]*)?\b", re.I)),
+    ("URL", re.compile(r"\b(?:https?://|www\.)[^\s<>\"')\]]*[^\s<>\"')\].,;:!?]|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co\.uk|me|info)(?:/[^\s<>\"')\]]*)?\b", re.I)),
     ("IP_ADDRESS", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
     ("ID_NUMBER", re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b(?:\d{4}[ -]){3}\d{4}\b")),
     ("PHONE", re.compile(

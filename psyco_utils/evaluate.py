@@ -179,11 +179,13 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def distinct_word_share(text: str) -> float:
-    """Distinct words / words (lower-cased, punctuation stripped): near 1 for ordinary prose, low for an answer that
-    repeats the same cue words (a sign of reward hacking, chapters 04 and 05).  NaN for an empty text."""
+def distinct_word_share(text: str, first_words: int | None = 30) -> float:
+    """Distinct words / words among the first ``first_words`` words (lower-cased, punctuation stripped): near 1 for
+    ordinary prose, low for an answer that repeats the same cue words (a sign of reward hacking, chapters 04 and 05).
+    A fixed prefix keeps answers of different lengths comparable, since any text repeats more as it grows.  NaN for
+    an empty text."""
     words = [w.strip(".,;:!?\"'()").lower() for w in text.split()]
-    words = [w for w in words if w]
+    words = [w for w in words if w][:first_words]
     return len(set(words)) / len(words) if words else float("nan")
 
 

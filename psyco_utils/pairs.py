@@ -60,7 +60,7 @@ def assign_splits(statement_ids: list[str], dev_fraction: float, test_fraction: 
 def _pair_row(statement_id, question, theme, chosen, rejected) -> dict:
     row = {"ID": statement_id, "question": question, "chosen": chosen["response"], "rejected": rejected["response"],
            "chosen_model": chosen["generator"], "rejected_model": rejected["generator"], "theme": theme,
-           "score_gap": float(chosen["overall"] - rejected["overall"])}
+           "score_gap": round(float(chosen["overall"] - rejected["overall"]), 6)}  # 7/7 is 1.0, not 0.9999...
     for key in PRINCIPLE_KEYS:
         row[f"chosen_{key}_rating"] = int(chosen[key])
         row[f"rejected_{key}_rating"] = int(rejected[key])

@@ -593,7 +593,7 @@ def rating_gap(pairs) -> np.ndarray:
     frame = _frame(pairs)
     chosen = frame[[f"chosen_{p}_rating" for p in PRINCIPLE_KEYS]].mean(axis=1)
     rejected = frame[[f"rejected_{p}_rating" for p in PRINCIPLE_KEYS]].mean(axis=1)
-    return (chosen - rejected).to_numpy(float)
+    return np.round((chosen - rejected).to_numpy(float), 6)  # means of sevenths: 7/7 must be 1.0, not 0.9999...
 
 
 def baseline_rewards(test, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

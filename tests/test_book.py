@@ -55,6 +55,12 @@ def test_run_stops_at_failing_cell_and_keeps_partial_notebook(tmp_path, monkeypa
     assert (tmp_path / "executed" / "02_boom.ipynb").exists()
     assert not (tmp_path / "never").exists()
     assert json.loads((tmp_path / "seen.json").read_text()) == ["tiny", ["seed=3"]]
+    # the executed notebook has one parameters cell holding the values that ran (papermill's extra cell folded in)
+    ok = nbformat.read(tmp_path / "executed" / "01_ok.ipynb", as_version=4)
+    tags = [c.get("metadata", {}).get("tags", []) for c in ok.cells]
+    assert sum("parameters" in t for t in tags) == 1 and not any("injected-parameters" in t for t in tags)
+    parameters = ok.cells[next(i for i, t in enumerate(tags) if "parameters" in t)].source
+    assert 'profile = "tiny"' in parameters and "seed=3" in parameters
 
 
 def test_run_rejects_bad_override_before_starting_a_kernel(tmp_path):

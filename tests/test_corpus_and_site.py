@@ -81,3 +81,5 @@ def test_distinct_word_share_flags_repetition():
     assert distinct_word_share("It sounds like the move has been lonely. What helps?") == 1.0
     assert distinct_word_share("feeling feeling feeling, feeling sounds") == 0.4
     assert math.isnan(distinct_word_share("  ... "))
+    long_prose = " ".join(f"word{i}" for i in range(40)) + " " + "again " * 40
+    assert distinct_word_share(long_prose) == 1.0 and distinct_word_share(long_prose, first_words=None) == 41 / 80

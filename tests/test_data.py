@@ -104,6 +104,11 @@ def test_scrub_negative(text):
     assert clean == text and counts == {}
 
 
+def test_a_scrubbed_url_leaves_the_sentence_punctuation():
+    clean, counts = data.scrub_personal_data("I read https://example.org/help. Then I cried, www.site.com/a?b=1, twice.")
+    assert clean == "I read [URL]. Then I cried, [URL], twice." and counts == {"URL": 2}
+
+
 # ---------------------------------------------------------------- crisis and themes
 
 

@@ -291,3 +291,14 @@ def test_tiny_profile_reward_model_beats_chance_and_length(tmp_path):
     ours = metrics.preference_metrics(rc, rr, seed=cfg.seed)["accuracy"]
     length = metrics.preference_metrics(*reward.baseline_rewards(test, cfg.seed)["longer response wins"])["accuracy"]
     assert ours > 0.5 and ours > length, (ours, length)
+
+
+def test_a_gap_of_exactly_one_point_lands_in_the_one_to_two_bin():
+    """Means of sevenths: one point on every principle must give a gap of exactly 1.0, binned as '1 to 2'."""
+    row = {f"chosen_{p}_rating": 3 for p in PRINCIPLE_KEYS} | {f"rejected_{p}_rating": 2 for p in PRINCIPLE_KEYS}
+    # unrounded, these means differ by 0.9999999999999998 and the pair would fall in "under 1"
+    odd = {f"chosen_{p}_rating": v for p, v in zip(PRINCIPLE_KEYS, [4, 2, 2, 1, 2, 4, 1])} | {
+        f"rejected_{p}_rating": v for p, v in zip(PRINCIPLE_KEYS, [1, 1, 1, 1, 1, 1, 3])}
+    gaps = reward.rating_gap(pd.DataFrame([row, odd]))
+    assert list(gaps) == [1.0, 1.0]
+    assert list(reward.gap_bins(gaps)) == ["1 to 2", "1 to 2"]
