@@ -53,7 +53,6 @@ from psyco_utils import data, pool, runtime, tiny
 
 chapter = runtime.start_chapter(profile, overrides, stage="01_dataset_construction")
 cfg, run = chapter.cfg, chapter.run
-print(f"profile: {cfg.name} ({cfg.description})")
 print(f"artifacts: {run}")
 
 # %% [markdown]
