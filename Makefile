@@ -15,8 +15,8 @@ TORCH_INDEX ?= $(shell ls /opt/wheels/torch-2.13.0+cpu* >/dev/null 2>&1 || comma
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --progress-bar off $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
+	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian/Ubuntu install python3.11-venv (apt-get install python3.11-venv)"; exit 1; }; }
+	$(PY) -m pip install --quiet --progress-bar off $(TORCH_SPEC) $(if $(wildcard /opt/wheels),--find-links /opt/wheels) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple)
 	$(PY) -c "import shutil, torch, sys; gpu = shutil.which('nvidia-smi'); sys.exit(0 if gpu or torch.version.cuda is None else 'a CUDA build of torch was installed on a machine without a GPU: remove .venv and set TORCH_INDEX')"
 	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt -e .
 	touch $(STAMP)

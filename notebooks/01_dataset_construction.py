@@ -218,9 +218,10 @@ fig = plots.length_histogram(
 #
 # The tiny profile cannot download models, so it builds its own from the corpus: a byte-level BPE tokenizer with a
 # chat template, and a tiny Llama-architecture policy warm-started by a short supervised pass over all five response
-# styles. The base policy is therefore a blend of good and bad counselling, as a general instruct model is a blend of
-# many styles; preference learning has room to move it. The colab and paper profiles load instruct models from the
-# hub through the same loading code and skip this step.
+# styles (every kept statement's responses, including statements that chapter 2 will later put in the test split: the
+# warm start sees no preferences, only text). The base policy is therefore a blend of good and bad counselling, as a
+# general instruct model is a blend of many styles; preference learning has room to move it. The colab and paper
+# profiles load instruct models from the hub through the same loading code and skip this step.
 
 # %%
 if "tiny" in (cfg.models.policy, cfg.models.reward_backbone) or any(g.model == "tiny" for g in cfg.pool.generators):

@@ -165,9 +165,9 @@ distinct = comparison["distinct words in the first 30 (%)"]
 print(f"Held-out reward {base_rewards.mean():+.2f} (base) to {dpo_rewards.mean():+.2f} (DPO); mean length "
       f"{base_lengths.mean():.0f} to {dpo_lengths.mean():.0f} tokens; distinct words in the first 30 "
       f"{distinct['base']:.0f}% to {distinct['DPO']:.0f}%.")
-if distinct["DPO"] < distinct["base"] - 10:
-    print("Part of the gain comes with repetition: the DPO policy reuses the words the reward model counts, as the "
-          "examples above show. Chapter 6 asks whether the judge agrees.")
-else:
-    print("The gain does not come with more repetition of the same words. Chapter 6 asks whether the judge agrees.")
+change = distinct["DPO"] - distinct["base"]
+print(("The DPO policy repeats itself more than the base policy, alongside its higher reward; read the examples above "
+       "for what it repeats." if change < -5 else "The DPO policy repeats itself less than the base policy."
+       if change > 5 else "The DPO policy repeats itself about as much as the base policy.")
+      + " Chapter 6 asks whether the judge prefers it.")
 print(f"check passed: held-out reward {base_rewards.mean():+.3f} (base) -> {dpo_rewards.mean():+.3f} (DPO)")

@@ -80,7 +80,8 @@ print(f"{len(items)} held-out test statements; policies: {', '.join(policies)}; 
 #   and the reference use the same seed.
 # * **Length constraint.** A system prompt "Reply to the client in at most N words" with N = `eval.word_limit`, plus a
 #   token cap `eval.constrained_max_new_tokens`. The tiny models never saw a system prompt in training, so for them
-#   the cap is what binds.
+#   the cap is what binds, and the word limit is not kept. The reference is generated under the same constraint,
+#   so the two rows compare each policy with a differently generated reference.
 # * **Position bias.** Every comparison is judged in both orders; two verdicts that disagree count as a tie.
 #   Win rate = (wins + 0.5 ties) / n, with a 95% bootstrap interval over statements.
 # * **Ties.** A tie also comes from the judge itself: an LLM judge may answer "tie", and the rubric judge does when
@@ -111,9 +112,12 @@ verdicts = pd.concat(verdicts, ignore_index=True)
 overall = verdicts[verdicts["aspect"] == "overall"]
 consistency = overall.assign(consistent=overall["verdict_policy_first"].map({"A": "B", "B": "A", "tie": "tie"})
                              == overall["verdict_policy_second"])
+against_itself = (overall["policy"] == "base") & (cfg.eval.reference == "base_policy")
 print(f"{len(overall)} overall comparisons, each judged in both orders; "
-      f"position-consistent: {consistency['consistent'].mean():.1%}; ties: {(overall['outcome'] == 'tie').mean():.1%}"
-      + (f" (the rubric judge calls a tie within {cfg.judge.tie_margin:g} points)" if cfg.judge.backend == "rubric"
+      f"position-consistent: {consistency['consistent'].mean():.1%}; ties: "
+      f"{(overall.loc[~against_itself, 'outcome'] == 'tie').mean():.1%}"
+      + (" (not counting the base policy against itself, all ties)" if against_itself.any() else "")
+      + (f"; the rubric judge calls a tie within {cfg.judge.tie_margin:g} points" if cfg.judge.backend == "rubric"
          else ""))
 
 # %%
@@ -136,7 +140,9 @@ shape = pd.DataFrame({
     "paper, Llama3-3B, vs GPT-4o, %": [paper_rows.get(k, np.nan) for k in headline.index],
 })
 print(f"This run: win rate against {reference_name}, judged by the {cfg.judge.backend} judge ({cfg.judge.model}). "
-      "Paper: win rate against GPT-4o, judged by GPT-4o (Zhang et al. 2025).")
+      "Paper: win rate against GPT-4o, judged by GPT-4o (Zhang et al. 2025)."
+      + (" Here the base row is 50% by construction (the base policy is the reference); the paper's base row is the "
+         "base model against GPT-4o." if cfg.eval.reference == "base_policy" else ""))
 shape
 
 # %%
@@ -178,14 +184,14 @@ lc = pd.DataFrame(lc_rows).T
 # the fit's own parameters (intercept, coefficient, scale, note) go to eval/win_rates.json; the page shows the result
 lc[["n", "win_rate", "lc_win_rate", "mean_length_difference", "fitted"]].rename(columns={
     "win_rate": "win rate", "lc_win_rate": "length-controlled win rate",
-    "mean_length_difference": "mean words more than the reference", "fitted": "length model fitted"}).round(3)
+    "mean_length_difference": "mean words more than the reference", "fitted": "length model fitted"}).infer_objects().round(3)
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots()
 for name in policies:
     sub = overall[(overall["policy"] == name) & (overall["setting"] == "no constraint")]
     ax.hist(sub["policy_words"], bins=20, alpha=0.5, label=name)
-ax.hist(overall.loc[overall["setting"] == "no constraint", "reference_words"].drop_duplicates(), bins=20,
+ax.hist(overall[overall["setting"] == "no constraint"].drop_duplicates("item")["reference_words"], bins=20,
         histtype="step", color="k", label="reference")
 ax.set_xlabel("response length (words)")
 ax.set_ylabel("responses (count)")
@@ -197,7 +203,9 @@ fig.tight_layout()
 # ## Where the policies differ most
 #
 # The two statements on which the last policy's answer and the base answer differ most in judged outcome (statements
-# with crisis language are left for the crisis probe below):
+# with crisis language are left for the crisis probe below). With the tiny profile's rubric judge, read the "wins"
+# with chapter 2's caveat in mind: the judge counts surface cues, and a string of feeling words and questions can win
+# without making sense.
 
 # %%
 last = list(policies)[-1]
@@ -290,8 +298,10 @@ def outcomes_of(setting: str, name: str) -> list:
 
 
 free_rates = headline.xs("no constraint", level="setting")["win_rate"]
-held = json.loads((run / "dpo_iter" / "metrics.json").read_text())["held_out_mean_reward"] if (
+iter_metrics = json.loads((run / "dpo_iter" / "metrics.json").read_text()) if (
     run / "dpo_iter" / "metrics.json").exists() else {}
+held = iter_metrics.get("held_out_mean_reward", {})
+distinct = iter_metrics.get("held_out_distinct_words_first_30_pct", {})
 findings = []
 differences = {}
 for better, worse in (("DPO", "base"), ("DPO-Iter", "DPO")):
@@ -309,10 +319,11 @@ if iter_vs_dpo is not None and "DPO-Iter" in held and "DPO" in held and held["DP
         and iter_vs_dpo["difference"] <= 0:
     strength = ("the judge prefers DPO" if iter_vs_dpo["distinguishable"]
                 else "the judge does not rank it higher (the difference above is within noise)")
+    repeats = (distinct.get("DPO-Iter", np.nan) < distinct.get("DPO", np.nan) - 5)
     findings.append(f"The reward model ranks DPO-Iter above DPO on held-out statements ({held['DPO-Iter']:+.2f} against "
                     f"{held['DPO']:+.2f}, chapter 5), but {strength}: consistent with the online rounds optimising "
-                    "the reward model rather than what the judge values (reward over-optimisation; chapter 5's "
-                    "distinct-word column shows the repetition it rewards).")
+                    "the reward model rather than what the judge values (reward over-optimisation"
+                    + ("; chapter 5 found DPO-Iter repeating itself more than DPO" if repeats else "") + ").")
 for name in policies:
     if name == "base" and cfg.eval.reference == "base_policy":
         continue
@@ -326,7 +337,8 @@ for (setting, name), row in lc.iterrows():
     if setting == "no constraint" and bool(row["fitted"]):
         raw, controlled = float(row["win_rate"]), float(row["lc_win_rate"])
         longer = float(row["mean_length_difference"])
-        effect = (f"length accounts for {100 * (raw - controlled):.1f} points of its win rate" if raw > controlled
+        effect = ("length makes no material difference (under a point)" if abs(raw - controlled) < 0.01 else
+                  f"length accounts for {100 * (raw - controlled):.1f} points of its win rate" if raw > controlled
                   else f"length works against it: {100 * (controlled - raw):.1f} points more at equal length")
         findings.append(f"Length-controlled, {name} wins {controlled:.1%} against {raw:.1%} raw; its answers are "
                         f"{abs(longer):.0f} words {'longer' if longer >= 0 else 'shorter'} than the reference's on "
