@@ -314,12 +314,8 @@ pd.DataFrame({
 })
 
 # %%
-def correct(chosen_rewards, rejected_rewards):
-    return (chosen_rewards > rejected_rewards) + 0.5 * (chosen_rewards == rejected_rewards)
-
-
-rm_correct = correct(*rewards["PsyCoPref reward model (this run)"])
-length_correct = correct(*rewards["longer response wins"])
+rm_correct = metrics.pair_correct(*rewards["PsyCoPref reward model (this run)"])
+length_correct = metrics.pair_correct(*rewards["longer response wins"])
 gain, gain_low, gain_high = metrics.bootstrap_ci([rm_correct, length_correct], lambda a, b: a.mean() - b.mean(),
                                                  n_boot, cfg.seed)
 verdict = ("beats" if gain_low > 0 else "trails") if (gain_low > 0 or gain_high < 0) else "is not distinguishable from"

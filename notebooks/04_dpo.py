@@ -44,9 +44,8 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import display
 
-from psyco_utils import data, evaluate, metrics, policy, runtime
+from psyco_utils import data, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -114,12 +113,8 @@ base_rewards, base_answers, base_lengths = policy.held_out_rewards(base_path, cf
 dpo_rewards, dpo_answers, dpo_lengths = policy.held_out_rewards(training["model_dir"], cfg, scorer, questions,
                                                                 seed=cfg.seed, n=cfg.dpo.eval_samples_per_statement,
                                                                 saved_dir=run / "held_out_samples")
-comparison = pd.DataFrame({
-    name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
-    | {"mean length (tokens)": float(np.mean(lengths)),
-       "distinct words in the first 30 (%)": 100 * float(np.nanmean([evaluate.distinct_word_share(a) for a in answers]))}
-    for name, r, lengths, answers in (("base", base_rewards, base_lengths, base_answers),
-                                      ("DPO", dpo_rewards, dpo_lengths, dpo_answers))}).T
+comparison = policy.held_out_comparison({"base": (base_rewards, base_answers, base_lengths),
+                                         "DPO": (dpo_rewards, dpo_answers, dpo_lengths)}, seed=cfg.seed)
 print(f"{len(questions)} held-out statements, {cfg.dpo.eval_samples_per_statement} samples each; "
       "distinct words measured on the first sample")
 comparison.round(2)
@@ -161,7 +156,7 @@ _ = chapter.finish({"held_out_reward_base": round(float(base_rewards.mean()), 3)
 
 # %%
 assert dpo_rewards.mean() > base_rewards.mean(), "DPO did not raise the held-out reward: check the pairs and the run"
-distinct = comparison["distinct words in the first 30 (%)"]
+distinct = comparison[policy.DISTINCT_WORDS]
 print(f"Held-out reward {base_rewards.mean():+.2f} (base) to {dpo_rewards.mean():+.2f} (DPO); mean length "
       f"{base_lengths.mean():.0f} to {dpo_lengths.mean():.0f} tokens; distinct words in the first 30 "
       f"{distinct['base']:.0f}% to {distinct['DPO']:.0f}%.")

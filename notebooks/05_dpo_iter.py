@@ -47,11 +47,10 @@ overrides = []
 import json
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import data, evaluate, metrics, policy, runtime
+from psyco_utils import data, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -129,11 +128,7 @@ policies = {"base": base_path, "DPO": dpo_path, "DPO-Iter": final_path}
 held_out = {name: policy.held_out_rewards(path, cfg, scorer, questions, seed=cfg.seed,
                                           n=cfg.dpo.eval_samples_per_statement, saved_dir=run / "held_out_samples")
             for name, path in policies.items()}
-comparison = pd.DataFrame({
-    name: dict(zip(["mean reward", "ci_low", "ci_high"], metrics.bootstrap_ci(r, np.mean, 1000, cfg.seed)))
-    | {"mean length (tokens)": float(np.mean(lengths)),
-       "distinct words in the first 30 (%)": 100 * float(np.nanmean([evaluate.distinct_word_share(a) for a in answers]))}
-    for name, (r, answers, lengths) in held_out.items()}).T
+comparison = policy.held_out_comparison(held_out, seed=cfg.seed)
 comparison.round(2)
 
 # %% tags=["hide-input"]
@@ -155,7 +150,7 @@ summary = {"rounds": rounds.drop(columns=["policy", "reference"]).to_dict("recor
            "start_from": cfg.dpo_iter.start_from, "final_policy": final_path,
            "held_out_mean_reward": {k: float(v[0].mean()) for k, v in held_out.items()},
            "held_out_mean_length_tokens": {k: float(v[2].mean()) for k, v in held_out.items()},
-           "held_out_distinct_words_first_30_pct": comparison["distinct words in the first 30 (%)"].to_dict()}
+           "held_out_distinct_words_first_30_pct": comparison[policy.DISTINCT_WORDS].to_dict()}
 (out_root / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
 _ = chapter.finish({f"held_out_reward_{k}": round(float(v[0].mean()), 3) for k, v in held_out.items()})
 
@@ -167,7 +162,7 @@ _ = chapter.finish({f"held_out_reward_{k}": round(float(v[0].mean()), 3) for k, 
 means = comparison["mean reward"]
 assert means["base"] < means["DPO"] < means["DPO-Iter"], f"held-out reward did not rise: {means.round(3).to_dict()}"
 print("check passed: held-out reward " + " < ".join(f"{k} {v:+.3f}" for k, v in means.items()))
-distinct = comparison["distinct words in the first 30 (%)"]
+distinct = comparison[policy.DISTINCT_WORDS]
 change = distinct["DPO-Iter"] - distinct["DPO"]
 print("Distinct words in the first 30: " + ", ".join(f"{k} {v:.0f}%" for k, v in distinct.items()) + ". "
       + ("DPO-Iter repeats itself more than DPO, alongside its higher reward." if change < -5 else

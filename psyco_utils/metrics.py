@@ -142,8 +142,15 @@ def reliability_table(p, y, n_bins: int = 10) -> pd.DataFrame:
                          "mean_predicted": mean_p, "observed": observed})
 
 
+def pair_correct(reward_chosen, reward_rejected) -> np.ndarray:
+    """Per pair: 1 when the chosen response gets the higher reward, 0.5 on a tie, 0 otherwise (chapter 03's accuracy
+    and its paired comparison with a baseline)."""
+    rc, rr = np.asarray(reward_chosen, float), np.asarray(reward_rejected, float)
+    return (rc > rr) + 0.5 * (rc == rr)
+
+
 def _pair_accuracy(rc: np.ndarray, rr: np.ndarray) -> float:
-    return float(np.mean((rc > rr) + 0.5 * (rc == rr))) if len(rc) else float("nan")
+    return float(np.mean(pair_correct(rc, rr))) if len(rc) else float("nan")
 
 
 def _oriented_metrics(rc, rr, margin, label, n_bins) -> dict:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("ID", "prefID", "question", "chosen", "rejected")
+DISTINCT_WORDS = "distinct words in the first 30 (%)"  # the repetition column of held_out_comparison
 
 
 def validate_pairs(dataset, where: str) -> None:
@@ -54,9 +55,9 @@ def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, see
     from transformers import PrinterCallback
     from trl import DPOTrainer
 
-    from .reuse import fingerprint, forget, load_record, save_record
     from .config import trl_config
     from .models import load_tokenizer
+    from .reuse import fingerprint, previous_training, save_record
 
     out_dir = Path(out_dir)
     validate_pairs(train_dataset, "DPO training pairs")
@@ -68,12 +69,10 @@ def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, see
         seed=seed, start_model=start_path,
         data={"train": train_dataset.select_columns(pair_columns),
               "eval": eval_dataset.select_columns(pair_columns) if eval_dataset is not None else None})
-    record = load_record(out_dir, key, out_dir / "model") if reuse else None
+    record = previous_training(out_dir, key, out_dir / "model", reuse)
     if record is not None:
         return {**{k: v for k, v in record.items() if k != "fingerprint"}, "model_dir": str(out_dir / "model"),
                 "reused": True}
-    forget(out_dir)
-    selection = {}
     if eval_dataset is not None:
         selection = dict(eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
                          metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=1)
@@ -228,6 +227,22 @@ def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, ou
     return rounds
 
 
+def held_out_comparison(held_out: dict[str, tuple[np.ndarray, list[str], np.ndarray]], seed: int,
+                        n_boot: int = 1000) -> pd.DataFrame:
+    """One row per policy from :func:`held_out_rewards` results: mean reward with a 95% bootstrap interval over
+    statements, mean length in tokens, and the share of distinct words in the first sample's first 30 words (chapters
+    04 and 05)."""
+    from .evaluate import distinct_word_share
+    from .metrics import bootstrap_ci
+
+    rows = {}
+    for name, (rewards, answers, lengths) in held_out.items():
+        mean, low, high = bootstrap_ci(rewards, np.mean, n_boot, seed)
+        rows[name] = {"mean reward": mean, "ci_low": low, "ci_high": high, "mean length (tokens)": float(np.mean(lengths)),
+                      DISTINCT_WORDS: 100 * float(np.nanmean([distinct_word_share(a) for a in answers]))}
+    return pd.DataFrame(rows).T
+
+
 def held_out_rewards(policy_path: str, cfg, scorer, questions: list[str], seed: int, n: int = 4,
                      saved_dir: Path | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
     """``n`` sampled responses per held-out statement, scored by the reward model (chapters 04 and 05 compare
@@ -236,15 +251,13 @@ def held_out_rewards(policy_path: str, cfg, scorer, questions: list[str], seed: 
     With ``saved_dir`` (and ``cfg.reuse_trained_models``), the result is kept there under a fingerprint of the policy's
     and the reward model's files, the statements, the sampling settings and the seed, and read back instead of
     sampled again when all of them are unchanged (:mod:`psyco_utils.reuse`)."""
-    from .reuse import fingerprint
+    from .reuse import fingerprint, model_digest
 
     settings = {"n": n, "temperature": cfg.dpo.temperature, "max_new_tokens": cfg.dpo.max_new_tokens,
                 "batch_size": cfg.pool.generation_batch_size * n, "models": cfg.models.model_dump()}
     path = None
     scorer_source = getattr(scorer, "source_path", None)
     if saved_dir is not None and scorer_source and cfg.reuse_trained_models:
-        from .reuse import model_digest
-
         key = fingerprint("held_out_samples", hyperparameters={**settings, "scorer": model_digest(scorer_source)},
                           seed=seed, start_model=policy_path, data={"questions": pd.DataFrame({"question": questions})})
         path = Path(saved_dir) / f"{key}.parquet"

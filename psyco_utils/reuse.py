@@ -77,6 +77,15 @@ def load_record(out_dir: str | Path, key: str, model_dir: str | Path) -> dict | 
     return record if record.get("fingerprint") == key else None
 
 
+def previous_training(out_dir: str | Path, key: str, model_dir: str | Path, enabled: bool = True) -> dict | None:
+    """The record to reuse (see :func:`load_record`), or None, in which case the stage is about to train and any
+    stale record is removed first (:func:`forget`)."""
+    record = load_record(out_dir, key, model_dir) if enabled else None
+    if record is None:
+        forget(out_dir)
+    return record
+
+
 def save_record(out_dir: str | Path, key: str, record: dict) -> Path:
     """Write the record after the model is saved, so that a record never points at a half-written model."""
     path = Path(out_dir) / RECORD_FILE

@@ -376,7 +376,7 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
     from transformers import PrinterCallback, set_seed
     from trl import RewardTrainer
 
-    from .reuse import fingerprint, forget, load_record, save_record
+    from .reuse import fingerprint, previous_training, save_record
 
     out_dir = Path(out_dir)
     train_frame = _frame(train)
@@ -392,8 +392,7 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
         "reward_model", hyperparameters=_fingerprint_hyperparameters(cfg, args), seed=args.seed,
         start_model=backbone_path(cfg, run_root),
         data={"train": train_frame[list(TEXT_COLUMNS)], "dev": _frame(dev)[list(TEXT_COLUMNS)] if has_dev else None})
-    reuse = getattr(cfg, "reuse_trained_models", True)
-    record = load_record(out_dir, key, model_dir) if reuse else None
+    record = previous_training(out_dir, key, model_dir, getattr(cfg, "reuse_trained_models", True))
     if record is not None:
         scorer = RewardScorer.load(model_dir, cfg)
         return RewardTrainingResult(
@@ -402,7 +401,6 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
             seconds=record["seconds"], selected_by=record["selected_by"], best_checkpoint=record["best_checkpoint"],
             best_metric=record["best_metric"], peak_memory_mb=record["peak_memory_mb"], config=record["config"],
             reused=True)
-    forget(out_dir)
 
     set_seed(args.seed)  # the new score head is drawn from the global RNG: same seed, same initial model
     model, tok = load_backbone(cfg, run_root, dtype=_training_dtype(cfg))
