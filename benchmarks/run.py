@@ -83,7 +83,7 @@ def book_runs() -> tuple[str, dict]:
 def loopback_server(latency: float):
     """The loopback OpenAI-compatible server in a process of its own, as a real endpoint would be: its work (parsing,
     the rubric judge behind each answer) does not compete with the client for one interpreter lock."""
-    code = ("import sys; sys.path.insert(0, 'tests'); from fake_openai_server import FakeOpenAI; "
+    code = ("import sys; from standin.openai_server import FakeOpenAI; "
             f"server = FakeOpenAI(latency={latency!r}, max_lifetime_s=1800); print(server.base_url, flush=True); "
             "sys.stdin.read(); server.close()")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -141,7 +141,7 @@ def judge_throughput() -> str:
     start = time.perf_counter()
     rubric.score_many(items, progress=False)
     rubric_rate = len(items) / (time.perf_counter() - start)
-    return ("## Judge throughput\n\nOpenAI-compatible backend against the loopback server (tests/fake_openai_server.py, "
+    return ("## Judge throughput\n\nOpenAI-compatible backend against the loopback server (standin/openai_server.py, "
             "in a process of its own as a real endpoint would be) with 100 ms latency per request; ideal = "
             "concurrency / latency.\n\n"
             + f"CPU ceiling: with no latency at all, client and server together manage {ceiling:,.0f} judgments/s at "

@@ -45,7 +45,7 @@ overrides = []
 # %%
 import pandas as pd
 
-from psyco_utils import data, metrics, plots, reward, runtime
+from psyco_utils import checks, data, metrics, plots, reward, runtime
 from psyco_utils.pairs import load_preference_data
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
@@ -195,12 +195,13 @@ reward.with_paper(comparison, cfg.name).style.format(precision=3, na_rep="-").fo
 ours = comparison.loc["PsyCoPref reward model (this run)"]
 length_acc = comparison.loc["longer response wins", "accuracy (%)"]
 ours_low = float(ours["accuracy 95% CI"].strip("[]").split(",")[0])
-if not (ours_low > 50 and ours["accuracy (%)"] > length_acc):
-    raise AssertionError(f"the reward model does not beat chance and the length baseline: accuracy "
-                         f"{ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']}, length baseline {length_acc:.1f}%")
-print(f"check passed: accuracy {ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']} is above chance, and its point "
-      f"estimate is above the length baseline's ({length_acc:.1f}%); whether that lead is more than noise is tested "
-      "with a paired interval at the end of the chapter")
+beats_chance_and_length = checks.require(
+    chapter, "reward model beats chance and the length baseline", ours_low > 50 and ours["accuracy (%)"] > length_acc,
+    f"accuracy {ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']}, length baseline {length_acc:.1f}%")
+if beats_chance_and_length.passed:
+    print(f"check passed: accuracy {ours['accuracy (%)']:.1f}% {ours['accuracy 95% CI']} is above chance, and its "
+          f"point estimate is above the length baseline's ({length_acc:.1f}%); whether that lead is more than noise "
+          "is tested with a paired interval at the end of the chapter")
 
 # %% [markdown]
 # ## Calibration and margins

@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from psyco_utils import data, policy, runtime
+from psyco_utils import checks, data, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -155,7 +155,8 @@ _ = chapter.finish({"held_out_reward_base": round(float(base_rewards.mean()), 3)
 # looks at length more closely.
 
 # %%
-assert dpo_rewards.mean() > base_rewards.mean(), "DPO did not raise the held-out reward: check the pairs and the run"
+raised = checks.require(chapter, "DPO raises the held-out reward", dpo_rewards.mean() > base_rewards.mean(),
+                        f"held-out reward {base_rewards.mean():+.3f} (base) -> {dpo_rewards.mean():+.3f} (DPO)")
 distinct = comparison[policy.DISTINCT_WORDS]
 print(f"Held-out reward {base_rewards.mean():+.2f} (base) to {dpo_rewards.mean():+.2f} (DPO); mean length "
       f"{base_lengths.mean():.0f} to {dpo_lengths.mean():.0f} tokens; distinct words in the first 30 "
@@ -165,4 +166,5 @@ print(("The DPO policy repeats itself more than the base policy, alongside its h
        "for what it repeats." if change < -5 else "The DPO policy repeats itself less than the base policy."
        if change > 5 else "The DPO policy repeats itself about as much as the base policy.")
       + " Chapter 6 asks whether the judge prefers it.")
-print(f"check passed: held-out reward {base_rewards.mean():+.3f} (base) -> {dpo_rewards.mean():+.3f} (DPO)")
+if raised.passed:
+    print(f"check passed: held-out reward {base_rewards.mean():+.3f} (base) -> {dpo_rewards.mean():+.3f} (DPO)")

@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import data, policy, runtime
+from psyco_utils import checks, data, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -160,8 +160,11 @@ _ = chapter.finish({f"held_out_reward_{k}": round(float(v[0].mean()), 3) for k, 
 
 # %%
 means = comparison["mean reward"]
-assert means["base"] < means["DPO"] < means["DPO-Iter"], f"held-out reward did not rise: {means.round(3).to_dict()}"
-print("check passed: held-out reward " + " < ".join(f"{k} {v:+.3f}" for k, v in means.items()))
+rose = checks.require(chapter, "held-out reward rises from base to DPO to DPO-Iter",
+                      means["base"] < means["DPO"] < means["DPO-Iter"],
+                      "held-out reward " + ", ".join(f"{k} {v:+.3f}" for k, v in means.items()))
+if rose.passed:
+    print("check passed: held-out reward " + " < ".join(f"{k} {v:+.3f}" for k, v in means.items()))
 distinct = comparison[policy.DISTINCT_WORDS]
 change = distinct["DPO-Iter"] - distinct["DPO"]
 print("Distinct words in the first 30: " + ", ".join(f"{k} {v:.0f}%" for k, v in distinct.items()) + ". "

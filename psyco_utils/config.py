@@ -186,6 +186,9 @@ class ProfileConfig(_Strict):
     # A training stage re-run on exactly the same inputs loads the model it saved instead of training again
     # (psyco_utils.reuse); false always retrains.
     reuse_trained_models: bool = True
+    # What a failed quality check in a chapter does (psyco_utils.checks): ``enforce`` stops the run with a named
+    # error; ``report`` records it in the manifest and on the page and goes on (the stand-in runs).
+    checks: Literal["enforce", "report"] = "enforce"
     data: DataConfig
     pool: PoolConfig
     models: ModelsConfig

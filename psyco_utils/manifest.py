@@ -51,10 +51,22 @@ def record_stage(cfg: ProfileConfig, run_root: Path, stage: str, seconds: float,
         "git_commit": git_commit(),
         "updated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     })
-    manifest.setdefault("stages", {})[stage] = {"seconds": round(seconds, 1), "metrics": metrics,
-                                                 "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    entry = manifest.setdefault("stages", {}).get(stage, {})
+    manifest["stages"][stage] = {"seconds": round(seconds, 1), "metrics": metrics,
+                                 "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                                 "checks": entry.get("checks", [])}
     path.write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
+
+
+def record_check(run_root: Path, stage: str, record: dict) -> None:
+    """Add or replace (by name) one quality check's outcome in a stage's ``checks`` list in the run manifest."""
+    path = Path(run_root) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    entry = manifest.setdefault("stages", {}).setdefault(stage, {})
+    checks = [c for c in entry.get("checks", []) if c.get("name") != record["name"]]
+    entry["checks"] = [*checks, record]
+    path.write_text(json.dumps(manifest, indent=2, default=str))
 
 
 #: Statements the paper judged (paper.md); the colab profile's count is its own ``data.max_statements``.

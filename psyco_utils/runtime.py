@@ -26,6 +26,12 @@ class Chapter:
     def seconds(self) -> float:
         return time.perf_counter() - self.started
 
+    def record_check(self, result) -> None:
+        """Add a quality check's outcome (:mod:`psyco_utils.checks`) to this stage's entry in the run manifest."""
+        from .manifest import record_check
+
+        record_check(self.run, self.stage, result.as_record())
+
     def finish(self, metrics: dict) -> dict:
         """Record this stage's wall time and headline metrics in ``runs/<profile>/manifest.json``."""
         from .manifest import record_stage

@@ -1,7 +1,7 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))  # tests/fake_openai_server.py
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # the repository root: standin/
 
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see psyco_utils/book.py

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible judge against a real loopback HTTP server (tests/fake_openai_server.py): structured outputs,
+"""The OpenAI-compatible judge against a real loopback HTTP server (standin/openai_server.py): structured outputs,
 faults and retries, a killed run resumed, a warm re-run, the API key kept secret, and the Batch API."""
 
 import json
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai_server import FakeOpenAI
+from standin.openai_server import FakeOpenAI
 from psyco_utils.judge import CompareItem, JudgeConfig, ScoreItem, make_chat_client, make_judge
 from psyco_utils.judge.batch import BatchAPIError, split_batches
 from psyco_utils.judge.openai_backend import OpenAIBackend
