@@ -1,0 +1,59 @@
+"""Run the test suite repeatedly while other processes keep every core busy, and report any test that fails.
+
+    .venv/bin/python benchmarks/suite_under_load.py --runs 20 --busy 2
+
+A test that passes alone but fails under CPU load depends on timing: that is a defect to fix, not a skip.  The busy
+processes are plain Python loops, ended when the runs finish (or after ``--max-minutes`` at the latest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def run_suite() -> tuple[float, str, list[str]]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT,
+                          capture_output=True, text=True)
+    summary = next((line for line in reversed(proc.stdout.splitlines()) if " in " in line and "passed" in line), "")
+    failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
+    if proc.returncode != 0 and not failed:
+        failed = [f"pytest exit status {proc.returncode}"]
+    return time.perf_counter() - start, summary.strip("= "), failed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--busy", type=int, default=2, help="busy processes beside the suite")
+    parser.add_argument("--max-minutes", type=float, default=90)
+    args = parser.parse_args()
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP.format(seconds=args.max_minutes * 60)])
+            for _ in range(args.busy)]
+    failures: dict[str, int] = {}
+    try:
+        for i in range(1, args.runs + 1):
+            seconds, summary, failed = run_suite()
+            for name in failed:
+                failures[name] = failures.get(name, 0) + 1
+            print(f"run {i}/{args.runs}: {seconds:.0f} s, {summary}" + (f"; FAILED {', '.join(failed)}" if failed else ""),
+                  flush=True)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    print(f"{args.runs} runs under {args.busy} busy processes: "
+          + ("no failure" if not failures else "; ".join(f"{n} failed {c} time(s)" for n, c in failures.items())))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
