@@ -37,7 +37,9 @@ class SourceConfig(_Strict):
 
     ``kind`` is ``bundled`` (the corpus shipped with the package), a local file (``csv``, ``json``, ``jsonl``,
     ``parquet``), or ``hub`` (a Hugging Face dataset id).  ``text_column`` and ``id_column`` map the source's own
-    column names; a source without an id column gets its row numbers as ids.
+    column names; a source without an id column gets its row numbers as ids.  Sources published with one row per
+    answer (counsel-chat, Amod) map ``answer_column`` (and ``upvotes_column`` where votes exist): rows of one statement,
+    by id or else by text, become one statement, and the answers are kept beside it.
     """
 
     kind: Literal["bundled", "csv", "json", "jsonl", "parquet", "hub"]
@@ -48,6 +50,8 @@ class SourceConfig(_Strict):
     text_column: str = "text"
     id_column: str | None = None
     title_column: str | None = None
+    answer_column: str | None = None
+    upvotes_column: str | None = None
     max_rows: int | None = None
 
 

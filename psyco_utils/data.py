@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -166,47 +167,131 @@ def _read_table(src: SourceConfig) -> pd.DataFrame:
     return df
 
 
-def load_source(src: SourceConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read one source into ``(statements, dropped)``.
+class LoadedSource(NamedTuple):
+    """One source read by :func:`load_source`: its statements, the rows it could not use, and the answers it holds."""
 
-    ``statements`` has the columns ``source``, ``source_id`` (the source's own id, or its row number) and ``text``
-    (the title, if mapped, is prepended as counsel-chat's questions often continue their title).  Rows whose text is
-    missing or not a string are not kept but returned in ``dropped`` with a reason, never lost silently.
-    A missing column is an error that names the source and lists the columns it has.
+    statements: pd.DataFrame  # source, source_id, text
+    dropped: pd.DataFrame  # source, source_id, row, reason, text
+    answers: pd.DataFrame  # source, source_id, row, answer, upvotes
+    rows: int
+
+
+_DROPPED_COLUMNS = ["source", "source_id", "row", "reason", "text"]
+_RAW_ANSWER_COLUMNS = ["source", "source_id", "row", "answer", "upvotes"]
+_CLOSING_PUNCTUATION = tuple(".!?:;…")
+
+
+def join_title(title, body: str) -> str:
+    """``Title. Body``: the title as the first sentence, with a full stop added when it has no closing punctuation.
+
+    A missing title, or a body that already starts with its title, leaves the body as it is.
+    """
+    if not isinstance(title, str) or not title.strip():
+        return body
+    title = title.strip()
+    if body.strip().casefold().startswith(title.casefold()):
+        return body
+    stop = "" if title.rstrip("\"')]}»”’ ").endswith(_CLOSING_PUNCTUATION) else "."
+    return f"{title}{stop} {body.lstrip()}"
+
+
+def _cell_problem(value, column: str) -> str | None:
+    """Why a cell cannot be used as text (missing, empty or not text), or None when it can."""
+    if isinstance(value, str):
+        return None if value.strip() else f"empty cell in column {column!r}"
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return "missing text"
+    return f"non-text cell ({type(value).__name__}) in column {column!r}"
+
+
+def _upvotes(df: pd.DataFrame, src: SourceConfig, label: str) -> pd.Series:
+    if not src.upvotes_column:
+        return pd.Series(np.nan, index=df.index)
+    raw = df[src.upvotes_column]
+    raw = raw.where(~raw.map(lambda v: isinstance(v, str) and not v.strip()))
+    votes = pd.to_numeric(raw, errors="coerce")
+    bad = votes.isna() & raw.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SourceError(f"source {label}: row {row}, column {src.upvotes_column!r}: {raw[bad].iloc[0]!r} is not a "
+                          f"number; fix the cell or remove upvotes_column from the source entry")
+    return votes
+
+
+def _one_statement_per_question(rows: pd.DataFrame, src: SourceConfig, label: str) -> pd.Series:
+    """For each usable row, the id of the statement it belongs to: its own id, or the first row with its text.
+
+    With ``id_column`` mapped, all rows of one id must carry one text; two different texts under one id are an error
+    naming both rows and the fix.
+    """
+    keys = rows["text"].map(exact_key)
+    if not src.id_column:
+        first_row = rows.groupby(keys, sort=False)["row"].transform("first")
+        return first_row.astype(str)
+    distinct = rows.assign(key=keys).drop_duplicates(["source_id", "key"])
+    clash = distinct[distinct["source_id"].duplicated(keep=False)]
+    if len(clash):
+        a, b = clash[clash["source_id"] == clash["source_id"].iloc[0]].head(2).itertuples()
+        raise SourceError(
+            f"source {label}: {src.id_column} {a.source_id!r} carries two different texts: row {a.row} "
+            f"({preview(a.text, 60)!r}) and row {b.row} ({preview(b.text, 60)!r}); rows count from 0 after the header. "
+            f"Fix the file so that each {src.id_column} has one text, or remove id_column from the source entry to "
+            f"make each distinct text its own statement.")
+    return rows["source_id"]
+
+
+def load_source(src: SourceConfig) -> LoadedSource:
+    """Read one source: its statements, the rows it could not use (with a reason each) and its answers.
+
+    ``statements`` has the columns ``source``, ``source_id`` (the source's own id, or a row number) and ``text``
+    (the title, if mapped, joined as the first sentence by :func:`join_title`).  A row whose text is missing, empty or
+    not a string is not kept but returned in ``dropped`` with its reason.  Sources published with one row per answer
+    (``answer_column`` mapped) give one statement per question, grouped by id, or by text where no id is mapped;
+    ``answers`` holds every answer cell with its statement's ``source_id`` and its upvotes.  A source with an id
+    column is grouped the same way.  A missing column is an error that names the source and lists its columns.
     """
     label = _source_label(src)
     if src.kind == "bundled":
         st, _ = load_bundled_corpus(src.path or CORPUS_DIR)
         out = pd.DataFrame({"source": label, "source_id": st["id"], "text": st["text"]})
-        return out, pd.DataFrame(columns=["source", "source_id", "row", "reason", "text"])
+        return LoadedSource(out, pd.DataFrame(columns=_DROPPED_COLUMNS), pd.DataFrame(columns=_RAW_ANSWER_COLUMNS),
+                            len(st))
     df = _read_table(src)
     if src.max_rows:
         df = df.iloc[: src.max_rows]
-    for role, column in (("text_column", src.text_column), ("id_column", src.id_column), ("title_column", src.title_column)):
+    roles = ("text_column", "id_column", "title_column", "answer_column", "upvotes_column")
+    for role in roles:
+        column = getattr(src, role)
         if column is not None and column not in df.columns:
             raise SourceError(
                 f"source {label}: {role} {column!r} not found; the source has columns {list(map(str, df.columns))}"
             )
-    ids = df[src.id_column].astype(str) if src.id_column else pd.Series([str(i) for i in range(len(df))], index=df.index)
-    kept, dropped = [], []
-    for row_number, (idx, value) in enumerate(df[src.text_column].items()):
-        source_id = ids.loc[idx]
-        if not isinstance(value, str):
-            reason = "missing text" if value is None or (isinstance(value, float) and np.isnan(value)) else (
-                f"non-text cell ({type(value).__name__}) in column {src.text_column!r}"
-            )
-            dropped.append({"source": label, "source_id": source_id, "row": row_number, "reason": reason, "text": repr(value)[:200]})
+    df = df.reset_index(drop=True)
+    ids = df[src.id_column] if src.id_column else pd.Series(range(len(df)), index=df.index)
+    usable, dropped = [], []
+    for row, value in df[src.text_column].items():
+        problem = _cell_problem(value, src.text_column)
+        if problem is None and src.id_column and _cell_problem(ids[row], src.id_column) == "missing text":
+            problem = f"missing id in column {src.id_column!r}"
+        source_id = str(ids[row])
+        if problem:
+            dropped.append({"source": label, "source_id": source_id, "row": row, "reason": problem,
+                            "text": repr(value)[:200]})
             continue
-        text = value
-        if src.title_column:
-            title = df.at[idx, src.title_column]
-            if isinstance(title, str) and title.strip() and not value.strip().startswith(title.strip()):
-                text = f"{title.strip()}\n{value}"
-        kept.append({"source": label, "source_id": source_id, "text": text})
-    return (
-        pd.DataFrame(kept, columns=["source", "source_id", "text"]),
-        pd.DataFrame(dropped, columns=["source", "source_id", "row", "reason", "text"]),
-    )
+        title = df.at[row, src.title_column] if src.title_column else None
+        usable.append({"source": label, "source_id": source_id, "row": row, "text": join_title(title, value)})
+    rows = pd.DataFrame(usable, columns=["source", "source_id", "row", "text"])
+    if src.id_column or src.answer_column:
+        rows["source_id"] = _one_statement_per_question(rows, src, label)
+    statements = rows.drop_duplicates("source_id")[["source", "source_id", "text"]].reset_index(drop=True)
+    answers = pd.DataFrame(columns=_RAW_ANSWER_COLUMNS)
+    if src.answer_column:
+        statement_of_row = dict(zip(rows["row"], rows["source_id"]))
+        if src.id_column:  # a row whose text cell is empty still answers its id's question
+            statement_of_row = {row: str(ids[row]) for row in df.index} | statement_of_row
+        answers = pd.DataFrame({"source": label, "source_id": df.index.map(statement_of_row.get), "row": df.index,
+                                "answer": df[src.answer_column], "upvotes": _upvotes(df, src, label)})
+    return LoadedSource(statements, pd.DataFrame(dropped, columns=_DROPPED_COLUMNS), answers, len(df))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -547,11 +632,58 @@ class StatementReport:
     dropped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["statement_id", "source", "step", "reason", "text"]))
     near_duplicate_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     scrub_counts: dict[str, int] = field(default_factory=dict)
+    answers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ANSWER_COLUMNS))
+    answer_counts: list[tuple[str, int]] = field(default_factory=list)
+    per_source: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def counts_table(self) -> pd.DataFrame:
-        table = pd.DataFrame(self.counts, columns=["step", "statements"])
-        table["removed"] = (-table["statements"].diff()).fillna(0).astype(int)
-        return table
+        return _funnel(self.counts, "statements")
+
+    def answer_counts_table(self) -> pd.DataFrame:
+        return _funnel(self.answer_counts, "answers")
+
+
+def _funnel(counts: list[tuple[str, int]], unit: str) -> pd.DataFrame:
+    table = pd.DataFrame(counts, columns=["step", unit])
+    table["removed"] = (-table[unit].diff()).fillna(0).astype(int)
+    return table
+
+
+ANSWER_COLUMNS = ["statement_id", "source", "source_id", "row", "rank", "upvotes", "answer", "chars", "pii_replaced"]
+
+
+def clean_answers(raw: pd.DataFrame, statement_ids) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """The answers of the kept statements, normalised, de-duplicated per statement and scrubbed of personal data.
+
+    ``rank`` 1 is a statement's most upvoted answer (ties and missing votes in row order).  Also returns how many
+    answers each step kept, so that none is lost silently.
+    """
+    counts = [("answer cells", len(raw))]
+    answers = raw[raw["answer"].map(lambda v: _cell_problem(v, "answer") is None).astype(bool)].copy()
+    answers["answer"] = answers["answer"].map(normalize_text)
+    answers = answers[answers["answer"].str.len() > 0]
+    counts.append(("with text", len(answers)))
+    answers["statement_id"] = answers["source"].astype(str) + ":" + answers["source_id"].astype(str)
+    answers = answers[answers["statement_id"].isin(set(statement_ids))]
+    counts.append(("of kept statements", len(answers)))
+    answers = answers[~answers.assign(key=answers["answer"].map(exact_key)).duplicated(["statement_id", "key"])]
+    counts.append(("distinct per statement", len(answers)))
+    scrubbed = answers["answer"].map(scrub_personal_data)
+    answers["answer"] = scrubbed.map(lambda x: x[0])
+    answers["pii_replaced"] = scrubbed.map(lambda x: sum(x[1].values()))
+    answers["chars"] = answers["answer"].str.len()
+    answers["upvotes"] = answers["upvotes"].astype(float)
+    answers = answers.sort_values(["statement_id", "upvotes", "row"], ascending=[True, False, True], na_position="last")
+    answers["rank"] = answers.groupby("statement_id").cumcount() + 1
+    return answers[ANSWER_COLUMNS].reset_index(drop=True), counts
+
+
+def save_answers(answers: pd.DataFrame, statements_dir: str | Path) -> Path:
+    """Write the kept statements' answers to ``statements/answers.parquet`` (chapter 01; chapter 06 reads them)."""
+    path = Path(statements_dir) / "answers.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    answers.to_parquet(path, index=False)
+    return path
 
 
 def _drop(report: StatementReport, frame: pd.DataFrame, mask: pd.Series, step: str, reasons) -> pd.DataFrame:
@@ -573,7 +705,8 @@ def _drop(report: StatementReport, frame: pd.DataFrame, mask: pd.Series, step: s
 def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = False) -> tuple[pd.DataFrame, StatementReport]:
     """Load every source and run the cleaning pipeline (chapter 01).
 
-    Steps, in order: load (non-text rows dropped and counted), oversized inputs (``max_input_chars``) dropped, unicode
+    Steps, in order: load (non-text rows dropped and counted; rows of one statement grouped, their answers kept in
+    ``report.answers``), oversized inputs (``max_input_chars``) dropped, unicode
     and whitespace normalisation, the paper's length filter, exact de-duplication, near de-duplication (MinHash LSH,
     exact Jaccard check), personal-data scrubbing, crisis flags, theme labels.  The length filter runs on the
     normalised text before scrubbing, so placeholders never change which statements survive.
@@ -581,10 +714,15 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
     ``llm_labeller`` (texts -> labels), when the profile asks for LLM theme labels, comes from the judge client.
     """
     report = StatementReport()
-    frames = []
-    for src in cfg.sources:
-        kept, bad = load_source(src)
+    labels = [_source_label(src) for src in cfg.sources]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise SourceError(f"two source entries share the name {repeated[0]!r}: give each entry its own name")
+    frames, raw_answers, rows = [], [], {}
+    for src, label in zip(cfg.sources, labels):
+        kept, bad, answers, rows[label] = load_source(src)
         frames.append(kept)
+        raw_answers.append(answers)
         if len(bad):
             entry = pd.DataFrame({"statement_id": bad["source"] + ":" + bad["source_id"].astype(str),
                                   "source": bad["source"], "step": "load",
@@ -592,11 +730,10 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
             report.dropped = entry if report.dropped.empty else pd.concat([report.dropped, entry], ignore_index=True)
     df = pd.concat(frames, ignore_index=True)
     df["statement_id"] = df["source"].astype(str) + ":" + df["source_id"].astype(str)
-    clash = df["statement_id"][df["statement_id"].duplicated()]
-    if len(clash):
-        raise SourceError(f"statement ids are not unique within their source, e.g. {clash.iloc[0]!r}: map id_column to a unique column")
-    report.counts.append(("loaded", len(df) + int((report.dropped["step"] == "load").sum())))
-    report.counts.append(("text cells", len(df)))
+    loaded = df["source"].value_counts()
+    report.counts.append(("rows loaded", sum(rows.values())))
+    report.counts.append(("rows with text", sum(rows.values()) - int((report.dropped["step"] == "load").sum())))
+    report.counts.append(("one per statement (rows grouped)", len(df)))
 
     oversized = df["text"].str.len() > cfg.max_input_chars
     df = _drop(report, df, oversized, "oversized input", f"over {cfg.max_input_chars:,} chars before normalisation")
@@ -649,6 +786,10 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
         report.counts.append((f"sampled to max_statements={cfg.max_statements}", len(df)))
     df["chars"] = df["text"].str.len()
     df = df.reset_index(drop=True)
+    report.answers, report.answer_counts = clean_answers(pd.concat(raw_answers, ignore_index=True), df["statement_id"])
+    report.per_source = pd.DataFrame({"rows": pd.Series(rows), "statements": loaded, "kept": df["source"].value_counts(),
+                                      "answers kept": report.answers["source"].value_counts()}, index=labels)
+    report.per_source = report.per_source.fillna(0).astype(int).rename_axis("source")
     return df[["statement_id", "source", "source_id", "text", "chars", "theme", "crisis", "crisis_signals",
                "pii_replaced"]], report
 

@@ -33,6 +33,20 @@ def _can_answer(gen: PoolGeneratorConfig, statement, bundled: dict) -> bool:
     return statement.source == "bundled" and (statement.source_id, gen.model) in bundled
 
 
+def _too_few_generators(statement, able: list[PoolGeneratorConfig], k: int) -> str:
+    """The error for a statement fewer than ``k`` generators can answer, with the settings that fix it."""
+    names = ", ".join(g.name for g in able) or "none"
+    example = next((g for g in able if g.kind == "hf"), None)
+    template = (f" (e.g. {{name: {example.model.split('/')[-1]}-t1.0, kind: hf, model: {example.model}, "
+                f"temperature: 1.0, max_new_tokens: {example.max_new_tokens}}}, and others at other temperatures)"
+                if example else "")
+    fewer = f", or set pool.responses_per_statement: {len(able)}" if len(able) >= 2 else ""
+    return (f"statement {statement.statement_id}: only {len(able)} pool generators can answer it, need {k} "
+            f"(pool.responses_per_statement). Bundled generators answer only statements of the bundled corpus; "
+            f"statements of source {statement.source!r} can be answered by: {names}. Fix: add {k - len(able)} more "
+            f"generator(s) of kind hf or openai to pool.generators{template}{fewer}.")
+
+
 def assign_generators(statements: pd.DataFrame, generators: list[PoolGeneratorConfig], k: int, seed: int,
                       bundled: dict | None = None) -> pd.DataFrame:
     """Draw ``k`` distinct generators per statement among those able to answer it (fixed seed)."""
@@ -42,7 +56,7 @@ def assign_generators(statements: pd.DataFrame, generators: list[PoolGeneratorCo
     for st in statements.itertuples():
         able = [g for g in generators if _can_answer(g, st, bundled)]
         if len(able) < k:
-            raise ValueError(f"statement {st.statement_id}: only {len(able)} pool generators can answer it, need {k}")
+            raise ValueError(_too_few_generators(st, able, k))
         for gi in sorted(rng.choice(len(able), size=k, replace=False)):
             rows.append({"statement_id": st.statement_id, "generator": able[gi].name})
     return pd.DataFrame(rows)

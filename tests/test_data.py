@@ -159,8 +159,8 @@ def test_each_source_kind(tmp_path):
     _write(tmp_path, "s.json", json.dumps(frame.to_dict("records")))
     for kind in ("csv", "jsonl", "json", "parquet"):
         src = SourceConfig(kind=kind, name=kind, path=str(tmp_path / f"s.{kind}"), text_column="body", id_column="qid")
-        kept, dropped = data.load_source(src)
-        assert kept["source_id"].tolist() == ["a1", "a2"], kind
+        kept, dropped, _, rows = data.load_source(src)
+        assert kept["source_id"].tolist() == ["a1", "a2"] and rows == 2, kind
         assert kept["source"].eq(kind).all() and dropped.empty
 
 
@@ -172,9 +172,9 @@ def test_hub_source_reads_local_dataset_directory(tmp_path):
                   "questionText": [LONG, LONG + "again"]}).to_parquet(folder / "train-00000-of-00001.parquet")
     src = SourceConfig(kind="hub", name="counsel-chat", hub_id=str(tmp_path / "fake_counsel_chat"),
                        text_column="questionText", id_column="questionID", title_column="questionTitle")
-    kept, _ = data.load_source(src)
+    kept = data.load_source(src).statements
     assert kept["source_id"].tolist() == ["1", "2"]
-    assert kept["text"].iloc[0].startswith("Can't sleep\n")
+    assert kept["text"].iloc[0].startswith("Can't sleep. I keep")
 
 
 def test_missing_column_names_source_and_columns(tmp_path):
@@ -207,7 +207,7 @@ def test_invalid_jsonl_names_line(tmp_path):
 def test_non_text_cells_are_counted_drops(tmp_path):
     _write(tmp_path, "mixed.jsonl", "\n".join(json.dumps(r) for r in [
         {"id": "x", "text": LONG}, {"id": "y", "text": 42}, {"id": "z", "text": None}, {"id": "w"}]))
-    kept, dropped = data.load_source(SourceConfig(kind="jsonl", name="mixed", path=str(tmp_path / "mixed.jsonl"),
+    kept, dropped, _, _ = data.load_source(SourceConfig(kind="jsonl", name="mixed", path=str(tmp_path / "mixed.jsonl"),
                                                   id_column="id"))
     assert kept["source_id"].tolist() == ["x"]
     assert dropped["source_id"].tolist() == ["y", "z", "w"]
