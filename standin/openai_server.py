@@ -11,9 +11,14 @@
   (the answer comes after ``hang_seconds``), ``malformed`` (half the JSON), ``refusal``, ``truncated`` (a third of
   the JSON with finish_reason "length"), ``missing_field``, ``out_of_range``, and ``auth_echo`` (a 401 that quotes
   the API key back, as real providers do; ``reject_key`` does that on every route).  Batch lines get faults at
-  ``batch_fault_rate``; ``batch_end_status="expired"`` ends a batch with only half of its lines answered.
-* It counts requests, records each request's headers, path and body, and the largest number of chat requests in
-  flight at once.
+  ``batch_fault_rate`` (``error_object``: an error-file line with an error object and no response);
+  ``batch_end_status="expired"`` ends a batch with only half of its lines answered, ``"failed"`` with none and the
+  batch's own ``errors`` (``batch_errors``: ``(line or None, code, message)``).
+* Events instead of clocks, for tests: ``hold_after=N`` answers the first N chat requests and holds the rest until
+  :meth:`FakeOpenAI.release` (``held`` is set when one is held); ``answer_in_groups_of=K`` holds each chat request
+  until K are in flight together (a barrier).
+* It counts requests, records each request's headers, path and body, the largest number of chat requests in flight
+  at once, and the largest number of batches in flight at once (created and not yet ended).
 
 It binds to 127.0.0.1 on a free port and stops on :meth:`FakeOpenAI.close` (or leaving a ``with`` block), and by
 itself after ``max_lifetime_s`` at the latest, so a test that forgets it leaves nothing running.
@@ -31,7 +36,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("429", "500", "timeout", "malformed", "refusal", "truncated", "missing_field", "out_of_range")
-BATCH_FAULTS = ("500", "malformed", "refusal", "truncated")
+BATCH_FAULTS = ("500", "malformed", "refusal", "truncated", "error_object")
+TOKEN_LIMIT = (None, "token_limit_exceeded",
+               "Enqueued token limit reached for this model. Wait for a batch to finish before submitting more.")
 
 
 def _scores_for(user: str) -> tuple[dict, str]:
@@ -81,7 +88,8 @@ class FakeOpenAI:
 
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, faults=FAULTS, retry_after: float = 0.01,
                  hang_seconds: float = 1.5, latency: float = 0.0, batch_polls_before_done: int = 1,
-                 batch_fault_rate: float = 0.0, batch_end_status: str = "completed", reject_key: bool = False,
+                 batch_fault_rate: float = 0.0, batch_end_status: str = "completed", batch_errors=(TOKEN_LIMIT,),
+                 hold_after: int | None = None, answer_in_groups_of: int | None = None, reject_key: bool = False,
                  max_lifetime_s: float = 600):
         self.fault_rate = fault_rate
         self.rng = random.Random(seed)
@@ -92,6 +100,14 @@ class FakeOpenAI:
         self.batch_polls_before_done = batch_polls_before_done
         self.batch_fault_rate = batch_fault_rate
         self.batch_end_status = batch_end_status
+        self.batch_errors = list(batch_errors)
+        self.hold_after = hold_after
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._group = threading.Barrier(answer_in_groups_of) if answer_in_groups_of else None
+        self.answered = 0
+        self.batches_in_flight = 0
+        self.max_batches_in_flight = 0
         self.reject_key = reject_key
         self.lock = threading.RLock()
         self.stopping = threading.Event()
@@ -130,10 +146,32 @@ class FakeOpenAI:
                 return
             self._closed = True
         self.stopping.set()
+        self._released.set()
+        if self._group is not None:
+            self._group.abort()
         self._watchdog.cancel()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+    def release(self) -> None:
+        """Answer the chat requests held by ``hold_after``, and every later one."""
+        self.hold_after = None
+        self._released.set()
+
+    def _wait_turn(self) -> None:
+        """Hold a chat request as ``hold_after`` and ``answer_in_groups_of`` say (events, not clocks)."""
+        with self.lock:
+            hold = self.hold_after is not None and self.answered >= self.hold_after
+            self.answered += not hold
+        if hold:
+            self.held.set()
+            self._released.wait()
+        if self._group is not None:
+            try:
+                self._group.wait(timeout=30)
+            except threading.BrokenBarrierError:  # closing, or fewer requests than a group: answer anyway
+                pass
 
     def __enter__(self) -> FakeOpenAI:
         return self
@@ -194,6 +232,11 @@ class FakeOpenAI:
         lines = [line for line in self.files[batch["input"]].decode().splitlines() if line.strip()]
         if self.batch_end_status == "expired":
             lines = lines[: len(lines) // 2]
+        elif self.batch_end_status == "failed":
+            lines = []
+            batch["errors"] = {"object": "list", "data": [{"code": code, "message": message, "param": None,
+                                                           "line": line} for line, code, message in self.batch_errors]}
+        self.batches_in_flight -= 1
         out, err = [], []
         for line in lines:
             request = json.loads(line)
@@ -203,6 +246,10 @@ class FakeOpenAI:
                 record.update(response={"status_code": 500, "request_id": uuid.uuid4().hex[:8],
                                         "body": {"error": {"message": "server error", "type": "server_error"}}},
                               error=None)
+                err.append(json.dumps(record))
+            elif fault == "error_object":
+                record.update(response=None, error={"code": "batch_expired",
+                                                    "message": "This line was not executed before the batch ended."})
                 err.append(json.dumps(record))
             else:
                 record.update(response={"status_code": 200, "request_id": uuid.uuid4().hex[:8],
@@ -220,7 +267,7 @@ class FakeOpenAI:
         batch = self.batches[batch_id]
         total = len([x for x in self.files[batch["input"]].decode().splitlines() if x.strip()])
         done, failed = batch.get("counts", (0, 0))
-        return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+        return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": batch.get("errors"),
                 "input_file_id": batch["input"], "completion_window": "24h", "status": batch["status"],
                 "output_file_id": batch.get("output"), "error_file_id": batch.get("error"),
                 "created_at": int(batch["created"]), "metadata": batch.get("metadata"),
@@ -300,6 +347,7 @@ class FakeOpenAI:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
+                    server._wait_turn()
                     fault = server._draw_fault(server.fault_rate, server.faults)
                     if server.latency:
                         server.stopping.wait(server.latency)
@@ -340,8 +388,11 @@ class FakeOpenAI:
                 if body.get("input_file_id") not in server.files:
                     return self._send(400, {"error": {"message": "unknown input file"}})
                 batch_id = f"batch_{uuid.uuid4().hex[:12]}"
-                server.batches[batch_id] = {"input": body["input_file_id"], "polls": 0, "status": "validating",
-                                            "created": time.time(), "metadata": body.get("metadata")}
+                with server.lock:
+                    server.batches[batch_id] = {"input": body["input_file_id"], "polls": 0, "status": "validating",
+                                                "created": time.time(), "metadata": body.get("metadata")}
+                    server.batches_in_flight += 1
+                    server.max_batches_in_flight = max(server.max_batches_in_flight, server.batches_in_flight)
                 self._send(200, server.batch_json(batch_id))
 
             def _get_batch(self, batch_id: str):

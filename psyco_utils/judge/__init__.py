@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 from ..principles import PRINCIPLE_KEYS, PROMPT_VERSION, rubric_text
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
+from .openai_backend import EndpointDown, Task
+from .progress import Progress
 from .rubric import RUBRIC_VERSION, rubric_compare, rubric_features, rubric_score
 from .schemas import CompareItem, CompareResult, ScoreItem, ScoreResult
 
@@ -90,91 +92,133 @@ class Judge:
             params = {"tie_margin": self.config.tie_margin}
         return cache_key("rubric", self.model, self.prompt_version, kind, messages, params), item
 
-    def _resolve(self, kind: str, requests: list[tuple[str, object]], progress: bool, retry_failed: bool,
-                 labels: list[str] | None = None) -> tuple[list[dict], set[str]]:
-        """The cache row of every request, judging the missing ones (and failed ones if asked); returns the rows in
-        request order and the keys judged now."""
-        keys = [key for key, _ in requests]
+    def _resolve(self, tasks: list[tuple[str, str, list[tuple[str, object]]]], progress: bool,
+                 retry_failed: bool | None, labels: list[str] | None = None) -> tuple[dict[str, dict], set[str]]:
+        """The cache row of every request of every task ``(name, kind, requests)``, judging the missing ones and
+        (by default) those that failed before, all tasks together; returns rows by key and the keys judged now."""
+        retry_failed = self.config.retry_failed if retry_failed is None else retry_failed
+        keys = [key for _, _, requests in tasks for key, _ in requests]
         rows = self.cache.get_many(keys)
-        payloads = dict(reversed(requests))  # the first payload of each key
-        todo = [k for k in dict.fromkeys(keys) if k not in rows or (retry_failed and rows[k]["status"] == "failed")]
-        fresh = set(todo)
+        claimed: set[str] = set()
+        todo_tasks = []
+        for name, kind, requests in tasks:
+            payloads = dict(reversed(requests))  # the first payload of each key
+            todo = [k for k in payloads if k not in claimed
+                    and (k not in rows or (retry_failed and rows[k]["status"] == "failed"))]
+            claimed.update(todo)
+            todo_tasks.append(Task(name, kind, [(k, payloads[k]) for k in todo], labels))
         self._counts["requested"] += len(keys)
-        self._counts["cache_hits"] += sum(1 for k in keys if k not in fresh)
-        if todo:
-            if self._backend is None:
-                self._judge_offline(kind, [(k, payloads[k]) for k in todo], progress)
-            else:
-                if len(todo) > self.config.estimate_above:
-                    print(self._estimate_line(kind, [payloads[k] for k in todo]))
-                run_counts = self._backend.run(kind, [(k, payloads[k]) for k in todo], self.cache, progress,
-                                               labels=labels)
-                self._counts.update(run_counts)
+        self._counts["cache_hits"] += sum(1 for k in keys if k not in claimed)
+        if claimed:
+            self._judge(todo_tasks, progress, keys)
             rows = self.cache.get_many(keys)
         lost = [k for k in keys if k not in rows]
         if lost:  # cannot happen unless the cache file was changed underneath: say so rather than drop items
-            raise RuntimeError(f"{len(lost)} {kind} judgments are missing from the cache {self.cache.path}")
-        return [rows[k] for k in keys], fresh
+            raise RuntimeError(f"{len(lost)} judgments are missing from the cache {self.cache.path}")
+        return rows, claimed
 
-    def _judge_offline(self, kind: str, todo: list[tuple[str, object]], progress: bool) -> None:
+    def _judge(self, tasks: list[Task], progress: bool, keys: list[str]) -> None:
+        if self._backend is None:
+            for task in tasks:
+                self._judge_offline(task, progress)
+            return
+        for task in tasks:
+            paid = self.cache.pending_batch_keys(self.model, task.kind) if self.config.use_batch_api else set()
+            unpaid = [body for key, body in task.requests if key not in paid]
+            if len(unpaid) > self.config.estimate_above:
+                print(self._estimate_line(task.kind, unpaid))
+        try:
+            self._backend.run(tasks, self.cache, progress, counts=self._counts)
+        except EndpointDown as exc:
+            rows = self.cache.get_many(keys)
+            safe = sum(row["status"] == "ok" for row in rows.values())
+            raise exc.with_safe_count(f"{safe:,} of the {len(set(keys)):,} judgments asked for are safe in the cache "
+                                      f"({self.cache.path.name}).") from None
+
+    def _judge_offline(self, task: Task, progress: bool) -> None:
         batch = []
-        for key, item in tqdm(todo, desc=f"rubric {kind}", disable=not progress or len(todo) < 500,
-                              mininterval=1.0):
-            if kind == "score":
+        tracker = Progress(task.name, len(task.requests))
+        for key, item in tqdm(task.requests, desc=f"rubric {task.kind}",
+                              disable=not progress or len(task.requests) < 500, mininterval=1.0):
+            if task.kind == "score":
                 ratings, rationale = rubric_score(item.statement, item.response)
                 result = {"rationale": rationale, **ratings}
             else:
                 per, overall, rationale = rubric_compare(item.statement, item.response_a, item.response_b,
                                                          self.config.tie_margin)
                 result = {"rationale": rationale, **per, "overall": overall}
-            batch.append((key, {"backend": "rubric", "model": self.model, "kind": kind, "status": "ok",
+            batch.append((key, {"backend": "rubric", "model": self.model, "kind": task.kind, "status": "ok",
                                 "result": result}))
+            tracker.add("ok")
             if len(batch) >= _RUBRIC_COMMIT_EVERY:
                 self.cache.put_many(batch)
                 batch = []
         if batch:
             self.cache.put_many(batch)
-        self._counts.update({"sent": len(todo), "attempts": len(todo), "ok": len(todo)})
+        tracker.finish()
+        n = len(task.requests)
+        self._counts.update({"sent": n, "attempts": n, "ok": n})
 
-    # ------------------------------------------------------------------ the two operations
+    # ------------------------------------------------------------------ the operations
 
-    def score_many(self, items: list[ScoreItem], progress: bool = True, retry_failed: bool = False
-                   ) -> list[ScoreResult]:
+    def judge_together(self, tasks: dict[str, list], progress: bool = True, retry_failed: bool | None = None
+                       ) -> dict[str, list]:
+        """Several lists of judgments at once, by task name: ``{"scoring pool responses": [ScoreItem, ...],
+        "swap check, chosen first": [CompareItem, ...], ...}`` -> the results of each list, in its order.
+
+        Online, all the requests share one pool of connections; in Batch API mode each task is its own batch and
+        all are submitted together and awaited together (one wait where there would be several).  Each list holds
+        items of one kind.  A failed judgment is sent again unless ``retry_failed`` (default: the config's
+        ``retry_failed``) is false.  Raises :class:`EndpointDown` when the endpoint stops answering.
+        """
+        prepared = []
+        for name, items in tasks.items():
+            kinds = {type(item) for item in items}
+            if not kinds <= {ScoreItem, CompareItem} or len(kinds) > 1:
+                raise TypeError(f"task {name!r} must hold only ScoreItem or only CompareItem objects")
+            kind = "compare" if kinds == {CompareItem} else "score"
+            prepared.append((name, kind, [self._request(kind, item) for item in items]))
+        rows, fresh = self._resolve(prepared, progress, retry_failed)
+        return {name: [self._result(kind, rows[key], key not in fresh) for key, _ in requests]
+                for name, kind, requests in prepared}
+
+    @staticmethod
+    def _result(kind: str, row: dict, from_cache: bool) -> ScoreResult | CompareResult:
+        r = row["result"]
+        if kind == "score":
+            if row["status"] != "ok":
+                return ScoreResult(None, "", "failed", row["error"], from_cache)
+            return ScoreResult({k: int(r[k]) for k in PRINCIPLE_KEYS}, r.get("rationale", ""), "ok", None,
+                               from_cache)
+        if row["status"] != "ok":
+            return CompareResult(None, None, "", "failed", row["error"], from_cache)
+        return CompareResult({k: r[k] for k in PRINCIPLE_KEYS}, r["overall"], r.get("rationale", ""), "ok", None,
+                             from_cache)
+
+    def score_many(self, items: list[ScoreItem], progress: bool = True, retry_failed: bool | None = None,
+                   task: str = "scoring responses") -> list[ScoreResult]:
         """Rate each response on the seven principles, 1 to 5, with a rationale (chapter 02 "Judging").
 
         Cached judgments are returned without a request (``from_cache=True``); before more than
-        ``config.estimate_above`` uncached API requests the estimated cost is printed.
+        ``config.estimate_above`` uncached API requests the estimated cost is printed.  A judgment that failed
+        before is sent again unless ``retry_failed`` (default: the config's) is false.  ``task`` names the work in
+        the live progress file.
         """
-        requests = [self._request("score", item) for item in items]
-        rows, fresh = self._resolve("score", requests, progress, retry_failed)
-        results = []
-        for (key, _), row in zip(requests, rows):
-            if row["status"] == "ok":
-                r = row["result"]
-                results.append(ScoreResult({k: int(r[k]) for k in PRINCIPLE_KEYS}, r.get("rationale", ""), "ok",
-                                           None, key not in fresh))
-            else:
-                results.append(ScoreResult(None, "", "failed", row["error"], key not in fresh))
-        return results
+        return self.judge_together({task: list(items)}, progress, retry_failed)[task]
 
-    def compare_many(self, items: list[CompareItem], progress: bool = True, retry_failed: bool = False
-                     ) -> list[CompareResult]:
+    def compare_many(self, items: list[CompareItem], progress: bool = True, retry_failed: bool | None = None,
+                     task: str = "comparing responses") -> list[CompareResult]:
         """Compare two responses per principle and overall: "A", "B" or "tie" (chapter 02's position-swap check
         and chapter 06's win rates, which call it in both orders)."""
-        requests = [self._request("compare", item) for item in items]
-        rows, fresh = self._resolve("compare", requests, progress, retry_failed)
-        results = []
-        for (key, _), row in zip(requests, rows):
-            if row["status"] == "ok":
-                r = row["result"]
-                results.append(CompareResult({k: r[k] for k in PRINCIPLE_KEYS}, r["overall"], r.get("rationale", ""),
-                                             "ok", None, key not in fresh))
-            else:
-                results.append(CompareResult(None, None, "", "failed", row["error"], key not in fresh))
-        return results
+        items = list(items)
+        if not items:
+            return []
+        if not all(isinstance(item, CompareItem) for item in items):
+            raise TypeError("compare_many takes CompareItem objects")
+        return self.judge_together({task: items}, progress, retry_failed)[task]
 
     def classify_many(self, texts: list[str], labels: list[str], instructions: str, progress: bool = True,
-                      retry_failed: bool = False) -> list[str | None]:
+                      retry_failed: bool | None = None) -> list[str | None]:
         """One label from ``labels`` per text, following ``instructions`` (chapter 01: LLM theme labels in the
         colab and paper profiles); None where the judgment failed (its reason is in the cache)."""
         if self._backend is None:
@@ -189,8 +233,8 @@ class Judge:
             messages = self._backend.classify_messages(text, labels, instructions)
             key = cache_key("openai", self.model, CLASSIFY_VERSION, "classify", messages, params)
             requests.append((key, self._backend.body("classify", messages, params=params)))
-        rows, _ = self._resolve("classify", requests, progress, retry_failed, labels=labels)
-        return [row["result"]["label"] if row["status"] == "ok" else None for row in rows]
+        rows, _ = self._resolve([("labelling themes", "classify", requests)], progress, retry_failed, labels)
+        return [rows[key]["result"]["label"] if rows[key]["status"] == "ok" else None for key, _ in requests]
 
     # ------------------------------------------------------------------ accounting
 
@@ -214,7 +258,8 @@ class Judge:
                 "cache_rows": summary["rows"], "cache_failed": summary["failed"],
                 "prompt_tokens": total["prompt_tokens"], "completion_tokens": total["completion_tokens"],
                 "cached_tokens": total["cached_tokens"], "cost_usd": round(total["cost_usd"], 4),
-                "failures_by_reason": summary["failures_by_reason"], "per_model": per_model}
+                "failures_by_reason": summary["failures_by_reason"],
+                "failures_recorded": summary["failures_recorded"], "per_model": per_model}
 
     def estimate_cost(self, n_score: int = 0, n_compare: int = 0, avg_statement_chars: float = 500,
                       avg_response_chars: float = 900) -> dict:

@@ -5,9 +5,14 @@ every outcome into the same SQLite cache as the online path, so a notebook re-ru
 * Requests are split into batches of at most 50,000 lines and about 190 MB, the provider's limits.
 * Each submitted batch is recorded in the cache with the keys it answers before any waiting starts: a run that is
   killed or interrupted while a batch is pending picks the same batch up on its re-run instead of paying twice.
+* Independent tasks (chapter 02: the pool's scores and both orders of the position-swap check) are one batch each,
+  submitted together and awaited together: one wait for the provider's turnaround, not one per task.
 * Lines the batch answered with an error, answers that fail validation (malformed, truncated, refused) and requests
-  the batch never answered (failed, expired or cancelled batches) are recorded as failed with their reason.  They
-  are not retried inside the batch; ``retry_failed=True`` on a later call submits them again.
+  the batch never answered (failed, expired or cancelled batches) are recorded as failed with their reason; a failed
+  batch's own errors are shown with their line numbers and kept in the failures' text.  They are not retried inside
+  the batch: the next run submits them again in a new batch (``judge.retry_failed``, on by default).
+* Polling survives short network trouble; after ``judge.stop_after_consecutive_errors`` connection or server errors
+  in a row it stops with :class:`~psyco_utils.judge.openai_backend.EndpointDown`, and the batches stay remembered.
 * Costs are recorded at half the online price, the Batch API's discount.
 """
 
@@ -22,7 +27,8 @@ from collections import Counter
 import openai
 
 from .cache import JudgmentCache
-from .openai_backend import BATCH_ERROR, InvalidAnswer, extract, redact, run_in_thread
+from .openai_backend import BATCH_ERROR, InvalidAnswer, Outage, extract, redact, run_in_thread
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def split_batches(lines: list[tuple[str, str]], max_lines: int = MAX_LINES, max_
 
 def parse_output_line(backend, kind: str, record: dict, labels: list[str] | None = None) -> dict:
     """Cache fields (status, result or error and reason, tokens, cost) for one line of a batch's output or error
-    file."""
+    file.  A line may carry an HTTP response, or only an error object (``{"code", "message"}``) and no response."""
     response = record.get("response") or {}
     body = response.get("body") or {}
     usage = body.get("usage") or {}
@@ -71,8 +77,12 @@ def parse_output_line(backend, kind: str, record: dict, labels: list[str] | None
     status_code = response.get("status_code")
     if record.get("error") or status_code != 200:
         error = record.get("error") or body.get("error") or {}
-        message = error.get("message", "") if isinstance(error, dict) else str(error)
-        detail = redact(f"HTTP {status_code}: {message}", backend._api_key)[:200]
+        if isinstance(error, dict):
+            code, message = error.get("code") or error.get("type"), error.get("message") or ""
+        else:
+            code, message = None, str(error)
+        where = f"HTTP {status_code}" if status_code is not None else (code or "no response")
+        detail = redact(f"{where}: {message}" if message else where, backend._api_key)[:200]
         return {"status": "failed", "reason": BATCH_ERROR, "error": f"{BATCH_ERROR}: {detail}", "cost_usd": cost,
                 **tokens}
     try:
@@ -80,69 +90,106 @@ def parse_output_line(backend, kind: str, record: dict, labels: list[str] | None
                     (c.get("message") or {}).get("refusal")) for c in body.get("choices") or []]
         result = extract(kind, choices, labels)
     except InvalidAnswer as exc:
-        return {"status": "failed", "reason": exc.reason, "error": f"{exc} (batch)", "cost_usd": cost, **tokens}
+        return {"status": "failed", "reason": exc.reason, "error": f"{exc.reason}: {exc.detail or 'unusable answer'}"
+                f" (batch)", "cost_usd": cost, **tokens}
     return {"status": "ok", "result": result, "cost_usd": cost, **tokens}
 
 
-def run_batch(backend, kind: str, requests: list[tuple[str, dict]], cache: JudgmentCache,
-              labels: list[str] | None = None, say=print) -> Counter:
-    """Judge ``requests`` (cache key, request body) through the Batch API and write every outcome to ``cache``.
+def batch_errors(batch) -> list[tuple[int | None, str]]:
+    """The batch's own errors (a batch that failed validation, for example over the enqueued-token limit), as
+    ``(line number in the input file or None, "code: message")``."""
+    errors = getattr(batch, "errors", None)
+    data = getattr(errors, "data", None) if errors is not None else None
+    out = []
+    for error in data or []:
+        code, message = getattr(error, "code", None), getattr(error, "message", None) or ""
+        out.append((getattr(error, "line", None), f"{code}: {message}" if code else message or "no message"))
+    return out
+
+
+def run_batch(backend, tasks: list, cache: JudgmentCache, counts: Counter | None = None, say=print) -> Counter:
+    """Judge every task (its name, kind and ``(cache key, request body)`` requests) through the Batch API, one
+    batch per task (more when a task is over the limits), all submitted together and awaited together, and write
+    every outcome to ``cache``.
 
     Pending batches from an earlier, interrupted run that cover some of these keys are collected rather than
-    submitted again.  ``say`` prints the submission and progress lines (the notebook shows them).  Returns counts:
-    ``sent`` (requests submitted now), ``attempts``, ``ok``, ``failed`` and ``batches``.
+    submitted again.  ``say`` prints the submission and progress lines (the notebook shows them).  ``counts``
+    (updated in place): ``sent`` (requests submitted now), ``attempts``, ``ok``, ``failed`` and ``batches``.
     """
     config = backend.config
     model = config.model
-    wanted = {key for key, _ in requests}
-    resumed = [b for b in cache.pending_batches(model, kind) if wanted.intersection(b["keys"])]
-    covered = set().union(*(set(b["keys"]) for b in resumed)) if resumed else set()
-    fresh = [(key, batch_line(key, body)) for key, body in requests if key not in covered]
-    chunks = split_batches(fresh)
-    counts: Counter = Counter()
+    counts = Counter() if counts is None else counts
+    say = say or (lambda line: None)
+    wanted = {key for task in tasks for key, _ in task.requests}
+    kinds = {task.kind for task in tasks}
+    resumed = [dict(b, kind=kind, name=f"{kind} (submitted earlier)") for kind in sorted(kinds)
+               for b in cache.pending_batches(model, kind) if wanted.intersection(b["keys"])]
+    covered = {key for b in resumed for key in b["keys"]}
+    submissions = [(task, chunk) for task in tasks
+                   for chunk in split_batches([(key, batch_line(key, body)) for key, body in task.requests
+                                               if key not in covered])]
     for b in resumed:
-        say(f"judge: resuming batch {b['id']} ({len(b['keys']):,} {kind} requests, submitted earlier)")
+        say(f"judge: resuming batch {b['id']} ({len(b['keys']):,} {b['kind']} requests, submitted earlier)")
+    trackers = {b["id"]: Progress(b["name"], len(b["keys"])) for b in resumed}
+    labels_of = {task.kind: task.labels for task in tasks}
 
     async def submit_and_collect():
         client = backend.client()
+        outage = Outage(config.stop_after_consecutive_errors, redact(str(client.base_url), backend._api_key))
         try:
-            ids = {b["id"]: b["keys"] for b in resumed}
-            for i, chunk in enumerate(chunks):
+            jobs = {b["id"]: (b["kind"], b["keys"]) for b in resumed}
+            for i, (task, chunk) in enumerate(submissions):
                 data = ("\n".join(line for _, line in chunk) + "\n").encode("utf-8")
-                upload = await client.files.create(file=(f"psycopref-{kind}-{i}.jsonl", data, "application/jsonl"),
-                                                   purpose="batch")
+                upload = await client.files.create(file=(f"psycopref-{task.kind}-{i}.jsonl", data,
+                                                         "application/jsonl"), purpose="batch")
                 batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
                                                     completion_window="24h",
-                                                    metadata={"project": "psycopref-book", "kind": kind})
+                                                    metadata={"project": "psycopref-book", "task": task.name[:64]})
                 keys = [key for key, _ in chunk]
-                cache.add_batch(batch.id, model, kind, keys, batch.status)
-                ids[batch.id] = keys
+                cache.add_batch(batch.id, model, task.kind, keys, batch.status)
+                jobs[batch.id] = (task.kind, keys)
+                trackers[batch.id] = Progress(task.name, len(keys))
                 counts["sent"] += len(chunk)
                 counts["attempts"] += len(chunk)
-                say(f"judge: submitted batch {batch.id} with {len(chunk):,} {kind} requests to {model}")
-            counts["batches"] = len(ids)
-            remaining, last_seen = set(ids), {}
+                say(f"judge: submitted batch {batch.id} with {len(chunk):,} {task.kind} requests ({task.name}) "
+                    f"to {model}")
+            counts["batches"] += len(jobs)
+            remaining, last_seen = set(jobs), {}
             while remaining:
                 for batch_id in sorted(remaining):
-                    batch = await client.batches.retrieve(batch_id)
-                    counts_now = getattr(batch, "request_counts", None)
-                    seen = (batch.status, getattr(counts_now, "completed", None), getattr(counts_now, "failed", None))
+                    try:
+                        batch = await client.batches.retrieve(batch_id)
+                        outage.answered()
+                    except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                        outage.failed(redact(f"{type(exc).__name__}: {exc}", backend._api_key)[:160])
+                        continue
+                    request_counts = getattr(batch, "request_counts", None)
+                    seen = (batch.status, getattr(request_counts, "completed", None),
+                            getattr(request_counts, "failed", None))
                     if seen != last_seen.get(batch_id):
                         last_seen[batch_id] = seen
-                        done = f": {seen[1]:,}/{counts_now.total:,} done, {seen[2]:,} failed" if counts_now else ""
+                        done = (f": {seen[1]:,}/{request_counts.total:,} done, {seen[2]:,} failed"
+                                if request_counts else "")
                         say(f"judge: batch {batch_id} {batch.status}{done}")
+                        if request_counts:
+                            trackers[batch_id].set((seen[1] or 0) + (seen[2] or 0), seen[2] or 0)
                     if batch.status in TERMINAL:
-                        await collect(client, batch, ids[batch_id])
+                        kind, keys = jobs[batch_id]
+                        await collect(client, batch, kind, keys)
                         remaining.discard(batch_id)
                 if remaining:
                     await asyncio.sleep(config.batch_poll_s)
         finally:
+            for tracker in trackers.values():
+                tracker.finish()
             await client.close()
 
-    async def collect(client, batch, keys: list[str]) -> None:
+    async def collect(client, batch, kind: str, keys: list[str]) -> None:
         answered: set[str] = set()
         expected = set(keys)
         rows: list[tuple[str, dict]] = []
+        tracker = trackers[batch.id]
+        tracker.done = tracker.failed = 0
         for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
             if not file_id:
                 continue
@@ -155,17 +202,31 @@ def run_batch(backend, kind: str, requests: list[tuple[str, dict]], cache: Judgm
                 if key not in expected or key in answered:
                     continue
                 answered.add(key)
-                fields = parse_output_line(backend, kind, record, labels)
+                fields = parse_output_line(backend, kind, record, labels_of.get(kind))
                 rows.append((key, {"backend": "openai", "model": model, "kind": kind, **fields}))
                 counts[fields["status"]] += 1
+                tracker.add(fields["status"], fields["cost_usd"])
                 if len(rows) >= 500:
                     cache.put_many(rows)
                     rows = []
         missing = [key for key in keys if key not in answered]
+        errors = batch_errors(batch)
+        for number, message in errors[:10]:
+            say(f"judge: batch {batch.id} {batch.status}: " + (f"line {number}: " if number is not None else "")
+                + message)
+        if len(errors) > 10:
+            say(f"judge: batch {batch.id}: {len(errors) - 10:,} more errors")
+        by_line = {number: message for number, message in errors if number is not None}
+        overall = next((message for number, message in errors if number is None), errors[0][1] if errors else None)
+        line_of = {key: i + 1 for i, key in enumerate(keys)}  # the input file's lines, the first is line 1
         for key in missing:
+            why = by_line.get(line_of[key])
+            why = f"line {line_of[key]}: {why}" if why else overall
+            error = f"{BATCH_ERROR}: batch {batch.id} ended {batch.status} without an answer" + (
+                f" ({redact(why, backend._api_key)[:160]})" if why else "")
             rows.append((key, {"backend": "openai", "model": model, "kind": kind, "status": "failed",
-                               "reason": BATCH_ERROR, "attempts": 1,
-                               "error": f"{BATCH_ERROR}: batch {batch.id} ended {batch.status} without an answer"}))
+                               "reason": BATCH_ERROR, "attempts": 1, "error": error}))
+            tracker.add("failed")
         counts["failed"] += len(missing)
         cache.put_many(rows)
         cache.finish_batch(batch.id, batch.status)
@@ -186,4 +247,4 @@ def run_batch(backend, kind: str, requests: list[tuple[str, dict]], cache: Judgm
     return counts
 
 
-__all__ = ["BatchAPIError", "batch_line", "parse_output_line", "run_batch", "split_batches"]
+__all__ = ["BatchAPIError", "batch_errors", "batch_line", "parse_output_line", "run_batch", "split_batches"]

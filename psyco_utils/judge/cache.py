@@ -4,7 +4,9 @@ A row per request, keyed by a SHA-256 of (backend, model, prompt version, kind, 
 (:func:`cache_key`).  Each result is committed as soon as it completes (WAL journal; the offline rubric judge commits in
 small batches), so a killed process loses no completed judgment and a re-run resumes; a warm re-run sends no requests.
 Failed judgments are kept with their reason (a short category such as "rate limited" or "invalid answer") and the
-error text; they are retried only when asked.  Rows also hold the tokens, the cost and the number of attempts, summed
+error text, and a re-run retries them (unless the profile says ``judge.retry_failed: false``); every failure is also
+appended to a ``failures`` table, so the history of what went wrong survives a later success.  A row that holds a
+paid answer is never overwritten by a later failure.  Rows also hold the tokens, the cost and the number of attempts, summed
 over re-tries, so the usage report (chapter 02 "Judging") counts what was really spent.  A second table remembers the
 Batch API jobs submitted from this cache, so a run killed while a batch is pending collects that batch on its re-run
 instead of paying for a second one.  The API key is never part of a key, a row, or an error stored here.
@@ -38,6 +40,16 @@ CREATE TABLE IF NOT EXISTS judgments (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS judgments_status ON judgments(status);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_key ON failures(key);
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
     model TEXT NOT NULL,
@@ -49,6 +61,9 @@ CREATE TABLE IF NOT EXISTS batches (
     updated REAL NOT NULL
 );
 """
+
+#: The cache file's layout version (SQLite ``user_version``): 2 added the ``failures`` history table.
+SCHEMA_VERSION = 2
 
 _COLUMNS = ("status", "result", "error", "reason", "attempts", "prompt_tokens", "completion_tokens", "cached_tokens",
             "cost_usd", "created", "updated")
@@ -72,10 +87,21 @@ class JudgmentCache:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a cache file written by an older version up to :data:`SCHEMA_VERSION`, keeping every row."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        had_failures_table = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'failures'").fetchone() is not None
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(judgments)")}
         if "reason" not in columns:  # a cache written before failure reasons had their own column
             self._db.execute("ALTER TABLE judgments ADD COLUMN reason TEXT")
+        if version < SCHEMA_VERSION and not had_failures_table:  # the failures so far become the first history
+            self._db.execute("INSERT INTO failures (key, model, kind, reason, error, attempts, created) SELECT key, "
+                             "model, kind, reason, error, attempts, updated FROM judgments WHERE status = 'failed'")
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.commit()
 
     # ------------------------------------------------------------------ reading
@@ -115,8 +141,11 @@ class JudgmentCache:
     _UPSERT = (
         "INSERT INTO judgments (key, backend, model, kind, status, result, error, reason, attempts, prompt_tokens, "
         "completion_tokens, cached_tokens, cost_usd, created, updated) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
-        "result=excluded.result, error=excluded.error, reason=excluded.reason, "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+        "status=CASE WHEN judgments.status = 'ok' THEN 'ok' ELSE excluded.status END, "
+        "result=CASE WHEN judgments.status = 'ok' THEN judgments.result ELSE excluded.result END, "
+        "error=CASE WHEN judgments.status = 'ok' THEN judgments.error ELSE excluded.error END, "
+        "reason=CASE WHEN judgments.status = 'ok' THEN judgments.reason ELSE excluded.reason END, "
         "attempts=judgments.attempts + excluded.attempts, "
         "prompt_tokens=judgments.prompt_tokens + excluded.prompt_tokens, "
         "completion_tokens=judgments.completion_tokens + excluded.completion_tokens, "
@@ -135,20 +164,35 @@ class JudgmentCache:
         return (key, backend, model, kind, status, json.dumps(result) if result is not None else None, error,
                 reason, attempts, prompt_tokens, completion_tokens, cached_tokens, cost_usd, now, now)
 
+    _HISTORY = "INSERT INTO failures (key, model, kind, reason, error, attempts, created) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+    @staticmethod
+    def _history(values: tuple) -> tuple:
+        key, _, model, kind, _, _, error, reason, attempts, *_, created, _ = values
+        return key, model, kind, reason, error, attempts, created
+
     def put(self, key: str, **fields) -> None:
         """Write one outcome and commit.  Re-writing a key (a retried failure) replaces its status, result and
-        error and adds its attempts, tokens and cost to what the row already holds."""
-        values = self._values(key, **fields)
-        with self._lock:
-            self._db.execute(self._UPSERT, values)
-            self._db.commit()
+        error, unless the row already holds an answer (a paid answer is never overwritten by a failure), and adds
+        its attempts, tokens and cost to what the row already holds.  A failure is also added to the history."""
+        self.put_many([(key, fields)])
 
     def put_many(self, rows: list[tuple[str, dict]]) -> None:
         """Write several outcomes, ``(key, fields)`` each, in one transaction (the offline judge's small batches)."""
         values = [self._values(key, **fields) for key, fields in rows]
+        history = [self._history(v) for v in values if v[4] == "failed"]
         with self._lock:
             self._db.executemany(self._UPSERT, values)
+            if history:
+                self._db.executemany(self._HISTORY, history)
             self._db.commit()
+
+    def failure_history(self, key: str) -> list[dict]:
+        """Every failure recorded for ``key``, oldest first: reason, error text, attempts and time."""
+        with self._lock:
+            rows = self._db.execute("SELECT reason, error, attempts, created FROM failures WHERE key = ? "
+                                    "ORDER BY created, rowid", (key,)).fetchall()
+        return [{"reason": r, "error": e, "attempts": a, "created": c} for r, e, a, c in rows]
 
     # ------------------------------------------------------------------ Batch API jobs
 
@@ -167,6 +211,10 @@ class JudgmentCache:
             rows = self._db.execute("SELECT id, keys, status, created FROM batches WHERE model = ? AND kind = ? AND "
                                     "collected = 0 ORDER BY created", (model, kind)).fetchall()
         return [{"id": i, "keys": json.loads(k), "status": s, "created": c} for i, k, s, c in rows]
+
+    def pending_batch_keys(self, model: str, kind: str) -> set[str]:
+        """The keys answered by batches still pending for ``model`` and ``kind`` (already paid for)."""
+        return {key for batch in self.pending_batches(model, kind) for key in batch["keys"]}
 
     def finish_batch(self, batch_id: str, status: str) -> None:
         """Mark a batch as collected (its outcomes are in the judgments table)."""
@@ -191,8 +239,9 @@ class JudgmentCache:
                     "SELECT model, COUNT(*), SUM(status = 'failed'), SUM(attempts), SUM(prompt_tokens), "
                     "SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd) FROM judgments GROUP BY model "
                     "ORDER BY model").fetchall()}
+            history = self._db.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
         return {"rows": sum(by_status.values()), "ok": by_status.get("ok", 0), "failed": by_status.get("failed", 0),
-                "failures_by_reason": reasons, "per_model": per_model}
+                "failures_by_reason": reasons, "failures_recorded": history, "per_model": per_model}
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,10 @@ class JudgeConfig(BaseModel):
     ``max_retries`` times with exponential backoff from ``backoff_base_s`` (capped at ``backoff_max_s``, with
     jitter; a Retry-After header is honoured); an unusable answer (malformed, incomplete, out of range, truncated or
     refused) is asked again at most ``max_invalid_retries`` times, then recorded as failed with its reason.
+    A re-run retries the judgments that failed before (``retry_failed``; false keeps them as failed).  After
+    ``stop_after_consecutive_errors`` connection errors, timeouts or 5xx answers in a row the run stops with an
+    error that names the endpoint: a dead endpoint is not hammered for the length of a chapter.  A chapter whose
+    judged set falls short of what it asked for by more than ``max_failed_share`` fails its quality check.
     Prices are US dollars per million tokens, for the cost estimate and the usage report (the Batch API costs half).
     ``tie_margin`` is the rubric judge's overall compare threshold on the difference of mean scores.
     Unknown keys are errors that name the key.
@@ -36,6 +40,9 @@ class JudgeConfig(BaseModel):
     backoff_max_s: float = Field(60.0, ge=0)
     temperature: float = Field(0.0, ge=0)
     max_output_tokens: int = Field(600, ge=16)
+    retry_failed: bool = True
+    stop_after_consecutive_errors: int = Field(20, ge=1)
+    max_failed_share: float = Field(0.02, ge=0, le=1)
     use_batch_api: bool = False
     batch_poll_s: float = Field(30.0, gt=0)
     estimate_above: int = Field(200, ge=0)

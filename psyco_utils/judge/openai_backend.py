@@ -26,9 +26,11 @@ import json
 import logging
 import os
 import random
+import signal
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -37,6 +39,7 @@ from tqdm.auto import tqdm
 from ..principles import rubric_text
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
+from .progress import Progress
 from .schemas import (COMPARE_FORMAT, SCORE_FORMAT, CompareItem, PrincipleScores, PrincipleVerdicts, ScoreItem,
                       label_format)
 
@@ -68,6 +71,7 @@ TRUNCATED = "truncated answer"
 REFUSAL = "refusal"
 EMPTY_ANSWER = "empty answer"
 BATCH_ERROR = "batch error"
+INTERRUPTED = "interrupted"
 UNEXPECTED = "unexpected error"
 
 _RETRY_STATUS = {408, 409, 429}  # and every 5xx, as the openai client's own retry policy does
@@ -79,7 +83,71 @@ class InvalidAnswer(Exception):
 
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        self.reason, self.detail = reason, detail
+
+
+class EndpointDown(RuntimeError):
+    """The endpoint gave too many connection errors, timeouts or server errors in a row, and the run stopped.
+
+    ``endpoint`` is the base URL (never the key), ``last_error`` the last error seen; the judge adds how many of the
+    judgments asked for are already safe in the cache."""
+
+    def __init__(self, endpoint: str, in_a_row: int, last_error: str, safe: str = ""):
+        self.endpoint, self.in_a_row, self.last_error = endpoint, in_a_row, last_error
+        super().__init__(
+            f"judge endpoint {endpoint} looks down: {in_a_row} connection errors, timeouts or server errors in a "
+            f"row, so the run stopped (judge.stop_after_consecutive_errors). Last error: {last_error}."
+            + (f" {safe}" if safe else "")
+            + " Re-run when the endpoint answers again: only judgments not yet answered are sent.")
+
+    def with_safe_count(self, safe: str) -> EndpointDown:
+        return EndpointDown(self.endpoint, self.in_a_row, self.last_error, safe)
+
+
+@dataclass
+class Task:
+    """Requests of one kind sent together under one name: the progress line's task, and one batch per task in
+    Batch API mode."""
+
+    name: str
+    kind: str
+    requests: list[tuple[str, dict]]
+    labels: list[str] | None = None
+
+
+class Outage:
+    """Connection errors, timeouts and 5xx answers in a row, across all requests in flight; any other answer
+    resets the count.  Raises :class:`EndpointDown` at ``limit``."""
+
+    def __init__(self, limit: int, endpoint: str):
+        self.limit, self.endpoint = limit, endpoint
+        self.in_a_row = 0
+
+    def answered(self) -> None:
+        self.in_a_row = 0
+
+    def failed(self, error: str) -> None:
+        self.in_a_row += 1
+        if self.in_a_row >= self.limit:
+            raise EndpointDown(self.endpoint, self.in_a_row, error)
+
+
+@dataclass
+class Tally:
+    """One judgment's requests so far and the tokens their answers reported."""
+
+    attempts: int = 0
+    usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0})
+
+    def fields(self, status: str, backend: OpenAIBackend, **extra) -> dict:
+        """The cache fields of the outcome: ``extra`` (result, or error and reason), attempts, tokens and cost."""
+        return {"status": status, **extra, "attempts": self.attempts, "cost_usd": backend.cost(**self.usage),
+                **self.usage}
+
+    def interrupted(self, backend: OpenAIBackend) -> dict:
+        return self.fields("failed", backend, reason=INTERRUPTED,
+                           error=f"{INTERRUPTED}: the run stopped before this judgment was answered "
+                                 f"({self.attempts} request{'s' if self.attempts != 1 else ''} sent)")
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -126,8 +194,8 @@ def extract(kind: str, choices: list[tuple[str | None, str | None, str | None]],
         return model.model_validate_json(content).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "answer"
-        raise InvalidAnswer(INVALID_ANSWER, f"{where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidAnswer(INVALID_ANSWER, f"{where}: {first['msg']}" if where else first["msg"]) from None
 
 
 class OpenAIBackend:
@@ -135,12 +203,7 @@ class OpenAIBackend:
 
     def __init__(self, config: JudgeConfig):
         self.config = config
-        self._api_key = os.environ.get(config.api_key_env)
-        if not self._api_key:
-            raise RuntimeError(
-                f"judge backend 'openai' needs an API key in the environment variable {config.api_key_env} "
-                "(for a local vLLM or Ollama server any non-empty value works, with OPENAI_BASE_URL or judge.base_url "
-                "pointing at the server)")
+        self._api_key = os.environ.get(config.api_key_env)  # checked only when a request is to be sent
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBackend(model={self.config.model!r}, base_url={self.config.base_url!r})"
@@ -196,101 +259,153 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ running
 
+    def require_key(self) -> str:
+        """The API key, read from the environment only when a request is about to be sent (a fully cached re-run
+        needs none)."""
+        key = os.environ.get(self.config.api_key_env)
+        if not key:
+            raise RuntimeError(
+                f"judge backend 'openai' needs an API key in the environment variable {self.config.api_key_env} "
+                "(for a local vLLM or Ollama server any non-empty value works, with OPENAI_BASE_URL or judge.base_url "
+                "pointing at the server)")
+        self._api_key = key
+        return key
+
     def client(self, base_url: str | None = None):
         """An ``AsyncOpenAI`` client; with no base URL here or in the config, the client reads OPENAI_BASE_URL."""
         from openai import AsyncOpenAI
 
-        return AsyncOpenAI(api_key=self._api_key, base_url=base_url or self.config.base_url,
+        return AsyncOpenAI(api_key=self.require_key(), base_url=base_url or self.config.base_url,
                            timeout=self.config.timeout_s, max_retries=0)
 
-    def run(self, kind: str, requests: list[tuple[str, dict]], cache: JudgmentCache, progress: bool = True,
-            labels: list[str] | None = None, base_url: str | None = None) -> Counter:
-        """Send ``requests`` (cache key, request body); every outcome is written to ``cache`` as it completes.
+    def run(self, tasks: list[Task], cache: JudgmentCache, progress: bool = True, base_url: str | None = None,
+            counts: Counter | None = None) -> Counter:
+        """Send every task's requests (cache key, request body) together; each outcome is written to ``cache`` as
+        it completes.
 
-        Returns counts of this run: ``sent`` (judgments), ``attempts`` (HTTP requests), ``ok`` and ``failed``.
-        Score and compare requests go through the Batch API when the config asks for it.
+        ``counts`` (updated in place, so a stopped run still accounts for what it sent): ``sent`` (judgments),
+        ``attempts`` (HTTP requests, those in flight at a stop included), ``ok`` and ``failed``.  Score and compare
+        tasks go through the Batch API when the config asks for it, each task its own batch, all in flight at once.
+        Raises :class:`EndpointDown` after ``stop_after_consecutive_errors`` connection or server errors in a row.
         """
-        if self.config.use_batch_api and kind in ("score", "compare"):
+        counts = Counter() if counts is None else counts
+        tasks = [t for t in tasks if t.requests]
+        if not tasks:
+            return counts
+        self.require_key()
+        if self.config.use_batch_api and all(t.kind in ("score", "compare") for t in tasks):
             from .batch import run_batch
 
-            return run_batch(self, kind, requests, cache, labels=labels)
-        return run_in_thread(self._run_async(kind, requests, cache, progress, labels, base_url))
-
-    async def _run_async(self, kind, requests, cache, progress, labels, base_url) -> Counter:
-        counts: Counter = Counter()
-        if not requests:
-            return counts
-        client = self.client(base_url)
-        semaphore = asyncio.Semaphore(self.config.concurrency)
-        model = requests[0][1]["model"]
-        bar = tqdm(total=len(requests), desc=f"{model} {kind}", disable=not progress, mininterval=1.0)
-
-        async def one(key: str, body: dict) -> None:
-            async with semaphore:
-                outcome = await self.request_with_retries(client, kind, body, labels)
-            cache.put(key, backend="openai", model=body["model"], kind=kind, **outcome)
-            counts["sent"] += 1
-            counts["attempts"] += outcome["attempts"]
-            counts[outcome["status"]] += 1
-            bar.update(1)
-
-        try:
-            await asyncio.gather(*(one(key, body) for key, body in requests))
-        finally:
-            bar.close()
-            await client.close()
-        if counts["failed"]:
-            log.warning("%s %s: %d of %d requests failed (reasons in the cache and in usage())", model, kind,
-                        counts["failed"], counts["sent"])
+            return run_batch(self, tasks, cache, counts)
+        run_in_thread(self._run_async(tasks, cache, progress, base_url, counts))
         return counts
 
-    async def request_with_retries(self, client, kind: str, body: dict, labels: list[str] | None = None) -> dict:
+    async def _run_async(self, tasks: list[Task], cache: JudgmentCache, progress: bool, base_url: str | None,
+                         counts: Counter) -> None:
+        client = self.client(base_url)
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+        outage = Outage(self.config.stop_after_consecutive_errors, redact(str(client.base_url), self._api_key))
+        total = sum(len(t.requests) for t in tasks)
+        bar = tqdm(total=total, desc=f"{self.config.model} {', '.join(t.name for t in tasks)}",
+                   disable=not progress, mininterval=1.0)
+        trackers = {t.name: Progress(t.name, len(t.requests)) for t in tasks}
+        failed_before, sent_before = counts["failed"], counts["sent"]
+
+        async def one(task: Task, key: str, body: dict) -> None:
+            tally = Tally()
+            try:
+                async with semaphore:
+                    outcome = await self.request_with_retries(client, task.kind, body, task.labels, tally, counts,
+                                                              outage)
+            except (asyncio.CancelledError, EndpointDown):
+                if tally.attempts:  # sent, and stopped before its answer was recorded: counted, and retried later
+                    cache.put(key, backend="openai", model=body["model"], kind=task.kind, **tally.interrupted(self))
+                    counts["failed"] += 1
+                    trackers[task.name].add("failed", self.cost(**tally.usage))
+                raise
+            cache.put(key, backend="openai", model=body["model"], kind=task.kind, **outcome)
+            counts[outcome["status"]] += 1
+            trackers[task.name].add(outcome["status"], outcome["cost_usd"])
+            bar.update(1)
+
+        jobs = [asyncio.ensure_future(one(t, key, body)) for t in tasks for key, body in t.requests]
+        try:
+            done, pending = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
+            for job in pending:
+                job.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for job in done:
+                if job.exception() is not None:
+                    raise job.exception()
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            for tracker in trackers.values():
+                tracker.finish()
+            bar.close()
+            await client.close()
+        if counts["failed"] > failed_before:
+            log.warning("%s: %d of %d requests failed (reasons in the cache and in usage())", self.config.model,
+                        counts["failed"] - failed_before, counts["sent"] - sent_before)
+
+    async def request_with_retries(self, client, kind: str, body: dict, labels: list[str] | None = None,
+                                   tally: Tally | None = None, counts: Counter | None = None,
+                                   outage: Outage | None = None) -> dict:
         """One judgment, retried as configured; returns the cache fields (status, result or error and reason,
-        attempts, tokens, cost summed over the attempts)."""
+        attempts, tokens, cost summed over the attempts).  ``tally`` holds the attempts and tokens so far (for a
+        stop in flight); ``counts`` is told of every request as it is sent; ``outage`` of every connection or server
+        error, and raises :class:`EndpointDown` when there have been too many in a row."""
         import openai
 
         c = self.config
+        tally = Tally() if tally is None else tally
+        counts = Counter() if counts is None else counts
+        outage = Outage(c.stop_after_consecutive_errors, str(client.base_url)) if outage is None else outage
         transient = invalid = 0
-        usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
 
         def failed(reason: str, detail: str) -> dict:
-            return {"status": "failed", "reason": reason, "attempts": transient + invalid + 1,
-                    "error": redact(f"{reason}: {detail}", self._api_key)[:300], "cost_usd": self.cost(**usage),
-                    **usage}
+            return tally.fields("failed", self, reason=reason,
+                                error=redact(f"{reason}: {detail}", self._api_key)[:300])
 
         while True:
             try:
+                tally.attempts += 1
+                counts["attempts"] += 1
+                counts["sent"] += tally.attempts == 1
                 response = await client.chat.completions.create(**body)
-                _add_usage(usage, getattr(response, "usage", None))
+                _add_usage(tally.usage, getattr(response, "usage", None))
+                outage.answered()
                 try:
                     choices = [(ch.message.content, ch.finish_reason, getattr(ch.message, "refusal", None))
                                for ch in response.choices or []]
                 except AttributeError as exc:
                     raise InvalidAnswer(INVALID_ANSWER, f"unexpected answer shape ({exc})") from None
-                result = extract(kind, choices, labels)
-                return {"status": "ok", "result": result, "attempts": transient + invalid + 1,
-                        "cost_usd": self.cost(**usage), **usage}
+                return tally.fields("ok", self, result=extract(kind, choices, labels))
             except InvalidAnswer as exc:
                 if invalid >= c.max_invalid_retries:
-                    return failed(exc.reason, f"{exc} (after {invalid + 1} answers)")
+                    return failed(exc.reason, f"{exc.detail or 'unusable answer'} (after {invalid + 1} answers)")
                 invalid += 1
                 log.debug("invalid answer, asking again: %s", exc)
-            except openai.APITimeoutError:
+            except openai.APIConnectionError as exc:  # timeouts included (APITimeoutError is a subclass)
+                timed_out = isinstance(exc, openai.APITimeoutError)
+                detail = (f"no answer within {c.timeout_s:g} s" if timed_out
+                          else redact(str(exc), self._api_key)[:120])
+                outage.failed(f"{TIMEOUT if timed_out else CONNECTION_ERROR}: {detail}")
                 if transient >= c.max_retries:
-                    return failed(TIMEOUT, f"no answer within {c.timeout_s:g} s, retries exhausted")
-                transient += 1
-                await asyncio.sleep(self._backoff(transient))
-            except openai.APIConnectionError as exc:
-                if transient >= c.max_retries:
-                    return failed(CONNECTION_ERROR, f"{redact(str(exc), self._api_key)[:120]}, retries exhausted")
+                    return failed(TIMEOUT if timed_out else CONNECTION_ERROR, f"{detail}, retries exhausted")
                 transient += 1
                 await asyncio.sleep(self._backoff(transient))
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 retryable = status in _RETRY_STATUS or status >= 500
+                message = redact(str(getattr(exc, "message", "") or exc), self._api_key)[:160]
+                if status >= 500:
+                    outage.failed(f"{SERVER_ERROR}: HTTP {status}: {message}")
+                else:
+                    outage.answered()
                 if not retryable or transient >= c.max_retries:
                     reason = RATE_LIMITED if status == 429 else SERVER_ERROR if status >= 500 else HTTP_ERROR
-                    message = redact(str(getattr(exc, "message", "") or exc), self._api_key)[:160]
                     suffix = ", retries exhausted" if retryable else ""
                     return failed(reason, f"HTTP {status}{suffix}: {message}")
                 transient += 1
@@ -338,10 +453,12 @@ def run_in_thread(coro):
     """Run a coroutine to completion in its own event loop on a worker thread and return its value.
 
     Jupyter already runs an event loop in the main thread, so ``asyncio.run`` cannot be called there.  An interrupt
-    (Ctrl-C, or the notebook's stop button) cancels the coroutine's tasks; what completed is already in the cache.
+    (Ctrl-C, the notebook's stop button, or SIGTERM from a runner that stops) cancels the coroutine's tasks, which
+    record the requests they had in flight; what completed is already in the cache.  After a SIGTERM, once that is
+    written, the signal is delivered again to whatever handled it before (by default: the process ends).
     """
     outcome: dict = {}
-    ready = threading.Event()
+    ready, finished = threading.Event(), threading.Event()
     holder: dict = {}
 
     async def main():
@@ -357,21 +474,55 @@ def run_in_thread(coro):
             outcome["error"] = exc
         finally:
             ready.set()
+            finished.set()
 
+    # Waiting on an event, not Thread.join: a KeyboardInterrupt inside join() can leave the thread marked as
+    # stopped while it still runs (CPython 3.11), and the worker must really have finished its writes here.
     thread = threading.Thread(target=target, name="psyco-judge", daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(0.1)
-    except KeyboardInterrupt:
-        ready.wait()
-        if "loop" in holder:
-            holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+    with _sigterm_as_interrupt() as terminated:
+        thread.start()
+        try:
+            while not finished.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            ready.wait()
+            if "loop" in holder:
+                holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+            finished.wait()
+            thread.join()
+            if not terminated:
+                raise
         thread.join()
-        raise
+    if terminated:
+        signal.raise_signal(signal.SIGTERM)  # the previous handler is back: it ends the process, or handles it
+        raise KeyboardInterrupt  # only reached when that handler returned
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+class _sigterm_as_interrupt:
+    """In the main thread: SIGTERM raises KeyboardInterrupt while the judge runs (the list it yields gets an entry),
+    so requests in flight are recorded; the previous handler is restored on exit."""
+
+    def __enter__(self) -> list:
+        self.terminated: list = []
+        self.installed = False
+        if threading.current_thread() is threading.main_thread():
+            def on_sigterm(signum, frame):
+                self.terminated.append(signum)
+                raise KeyboardInterrupt
+
+            try:
+                self.previous = signal.signal(signal.SIGTERM, on_sigterm)
+                self.installed = True
+            except (ValueError, OSError):  # not allowed here (an embedded interpreter): SIGTERM keeps its meaning
+                pass
+        return self.terminated
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 class CachedChatClient:
@@ -388,12 +539,13 @@ class CachedChatClient:
 
     def complete_many(self, messages_list: list[list[dict]], max_tokens: int = 512, temperature: float = 0.7,
                       n: int = 1, seed: int | None = None, model: str | None = None, base_url: str | None = None,
-                      progress: bool = True, retry_failed: bool = False) -> list:
+                      progress: bool = True, retry_failed: bool | None = None) -> list:
         """One completion per message list, cached; None where the request failed (the reason is in the cache).
 
         With ``n > 1`` each entry is the list of the ``n`` completions (or None).  ``model`` and ``base_url``
         default to the config's (another model behind another server, for pool generators); identical requests
-        are sent once.  A failed request is retried on a later call only with ``retry_failed=True``.
+        are sent once.  A request that failed before is sent again unless ``retry_failed`` (default: the config's
+        ``retry_failed``) is false.
         Chapter 01 draws pool responses from API models with it, chapter 06 the reference responses; their cost is
         recorded at the config's prices.
         """
@@ -405,6 +557,7 @@ class CachedChatClient:
             params["seed"] = seed
         key_params = {**params, **({"base_url": base_url} if base_url else {})}
         keys = [cache_key("openai", model, CHAT_VERSION, "chat", m, key_params) for m in messages_list]
+        retry_failed = self.config.retry_failed if retry_failed is None else retry_failed
         rows = self.cache.get_many(keys)
         todo = [k for k in dict.fromkeys(keys)
                 if k not in rows or (retry_failed and rows[k]["status"] == "failed")]
@@ -413,7 +566,13 @@ class CachedChatClient:
         if todo:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             requests = [(k, {"model": model, "messages": messages_list[first[k]], **params}) for k in todo]
-            self.counts.update(self.backend.run("chat", requests, self.cache, progress=progress, base_url=base_url))
+            try:
+                self.backend.run([Task(f"chat completions ({model})", "chat", requests)], self.cache, progress,
+                                 base_url=base_url, counts=self.counts)
+            except EndpointDown as exc:
+                safe = sum(row["status"] == "ok" for row in self.cache.get_many(keys).values())
+                raise exc.with_safe_count(f"{safe:,} of the {len(set(keys)):,} completions asked for are safe in "
+                                          f"the cache.") from None
             rows = self.cache.get_many(keys)
         out = []
         for k in keys:
@@ -437,4 +596,5 @@ class CachedChatClient:
                 "per_model": summary["per_model"]}
 
 
-__all__ = ["CachedChatClient", "InvalidAnswer", "OpenAIBackend", "extract", "redact", "run_in_thread"]
+__all__ = ["CachedChatClient", "EndpointDown", "InvalidAnswer", "OpenAIBackend", "Task", "extract", "redact",
+           "run_in_thread"]
