@@ -652,11 +652,14 @@ def _funnel(counts: list[tuple[str, int]], unit: str) -> pd.DataFrame:
 ANSWER_COLUMNS = ["statement_id", "source", "source_id", "row", "rank", "upvotes", "answer", "chars", "pii_replaced"]
 
 
-def clean_answers(raw: pd.DataFrame, statement_ids) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+def clean_answers(raw: pd.DataFrame, statement_ids, same_as: dict[str, str] | None = None
+                  ) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
     """The answers of the kept statements, normalised, de-duplicated per statement and scrubbed of personal data.
 
-    ``rank`` 1 is a statement's most upvoted answer (ties and missing votes in row order).  Also returns how many
-    answers each step kept, so that none is lost silently.
+    ``same_as`` maps a statement dropped as an exact duplicate to the statement kept in its place, which takes its
+    answers (``source`` and ``source_id`` still name the row's own question).  ``rank`` 1 is a statement's most
+    upvoted answer (ties and missing votes in row order).  Also returns how many answers each step kept, so that none
+    is lost silently.
     """
     counts = [("answer cells", len(raw))]
     answers = raw[raw["answer"].map(lambda v: _cell_problem(v, "answer") is None).astype(bool)].copy()
@@ -664,6 +667,7 @@ def clean_answers(raw: pd.DataFrame, statement_ids) -> tuple[pd.DataFrame, list[
     answers = answers[answers["answer"].str.len() > 0]
     counts.append(("with text", len(answers)))
     answers["statement_id"] = answers["source"].astype(str) + ":" + answers["source_id"].astype(str)
+    answers["statement_id"] = answers["statement_id"].replace(same_as or {})
     answers = answers[answers["statement_id"].isin(set(statement_ids))]
     counts.append(("of kept statements", len(answers)))
     answers = answers[~answers.assign(key=answers["answer"].map(exact_key)).duplicated(["statement_id", "key"])]
@@ -749,6 +753,7 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
     first = exact_duplicates(df["text"])
     ids = df["statement_id"]
     exact_reason = first.map(lambda i: None if i is None else f"exact duplicate of {ids.loc[i]}")
+    same_as = dict(zip(ids[first.notna()], first.dropna().map(ids)))
     df = _drop(report, df, first.notna(), "exact dedup", exact_reason)
     report.counts.append(("exact dedup", len(df)))
 
@@ -786,7 +791,8 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
         report.counts.append((f"sampled to max_statements={cfg.max_statements}", len(df)))
     df["chars"] = df["text"].str.len()
     df = df.reset_index(drop=True)
-    report.answers, report.answer_counts = clean_answers(pd.concat(raw_answers, ignore_index=True), df["statement_id"])
+    report.answers, report.answer_counts = clean_answers(pd.concat(raw_answers, ignore_index=True), df["statement_id"],
+                                                              same_as)
     report.per_source = pd.DataFrame({"rows": pd.Series(rows), "statements": loaded, "kept": df["source"].value_counts(),
                                       "answers kept": report.answers["source"].value_counts()}, index=labels)
     report.per_source = report.per_source.fillna(0).astype(int).rename_axis("source")
