@@ -88,7 +88,7 @@ class FakeOpenAI:
 
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, faults=FAULTS, retry_after: float = 0.01,
                  hang_seconds: float = 1.5, latency: float = 0.0, batch_polls_before_done: int = 1,
-                 batch_fault_rate: float = 0.0, batch_end_status: str = "completed", batch_errors=(TOKEN_LIMIT,),
+                 batch_fault_rate: float = 0.0, batch_faults=BATCH_FAULTS, batch_end_status: str = "completed", batch_errors=(TOKEN_LIMIT,),
                  hold_after: int | None = None, answer_in_groups_of: int | None = None, reject_key: bool = False,
                  max_lifetime_s: float = 600):
         self.fault_rate = fault_rate
@@ -99,6 +99,7 @@ class FakeOpenAI:
         self.latency = latency
         self.batch_polls_before_done = batch_polls_before_done
         self.batch_fault_rate = batch_fault_rate
+        self.batch_faults = tuple(batch_faults)
         self.batch_end_status = batch_end_status
         self.batch_errors = list(batch_errors)
         self.hold_after = hold_after
@@ -240,7 +241,7 @@ class FakeOpenAI:
         out, err = [], []
         for line in lines:
             request = json.loads(line)
-            fault = self._draw_fault(self.batch_fault_rate, BATCH_FAULTS)
+            fault = self._draw_fault(self.batch_fault_rate, self.batch_faults)
             record = {"id": f"batch_req_{uuid.uuid4().hex[:8]}", "custom_id": request["custom_id"]}
             if fault == "500":
                 record.update(response={"status_code": 500, "request_id": uuid.uuid4().hex[:8],

@@ -102,7 +102,9 @@ class Judge:
         claimed: set[str] = set()
         todo_tasks = []
         for name, kind, requests in tasks:
-            payloads = dict(reversed(requests))  # the first payload of each key
+            payloads: dict[str, object] = {}
+            for key, payload in requests:  # the first payload of each key, in the order of the items
+                payloads.setdefault(key, payload)
             todo = [k for k in payloads if k not in claimed
                     and (k not in rows or (retry_failed and rows[k]["status"] == "failed"))]
             claimed.update(todo)
