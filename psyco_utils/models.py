@@ -30,6 +30,53 @@ def resolve_model_path(name: str, cfg: ProfileConfig, run_root: Path | None = No
     return name
 
 
+def model_origin(name: str) -> str:
+    """Where a model named in a profile comes from, in words: the tiny world, a local folder, or a hub id."""
+    if name == "tiny":
+        return "the tiny world built by chapter 01"
+    if Path(name).is_dir():
+        return f"local folder {name}"
+    if Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        return f"local folder {name} (missing)"
+    return f"hub id {name}"
+
+
+class DeviceError(RuntimeError):
+    """A profile asks for hardware or an optional package that this machine lacks; the message names the fix."""
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_vllm(models: ModelsConfig) -> None:
+    """``generation_backend: vllm`` needs the ``[vllm]`` extra and a CUDA GPU: say which one is missing and what to
+    do, instead of a bare ``ModuleNotFoundError`` deep in the pool or the sampling loop."""
+    if models.generation_backend != "vllm":
+        return
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise DeviceError("models.generation_backend is 'vllm' but vLLM is not installed: install the extra with "
+                          "`pip install 'psyco-utils[vllm]'` (or `pip install -e '.[vllm]'` in a checkout), or set "
+                          "models.generation_backend=auto to use vLLM only where it is installed") from None
+    if not has_gpu():
+        raise DeviceError("models.generation_backend is 'vllm' but no CUDA GPU is visible (torch.cuda.is_available() "
+                          "is False): vLLM runs on a GPU only. Run on a GPU machine (Colab: Runtime > Change runtime "
+                          "type > T4 GPU), or set models.generation_backend=auto to generate with transformers")
+
+
+def check_precision(training: dict, section: str) -> None:
+    """fp16 mixed precision needs a CUDA GPU: say so, and name the setting, before TRL fails with a generic error."""
+    if training.get("fp16") and not has_gpu():
+        raise DeviceError(f"{section}.fp16 is true (fp16 mixed precision, for a GPU such as Colab's T4) but no CUDA "
+                          "GPU is visible (torch.cuda.is_available() is False). Run on a GPU runtime (Colab: Runtime > "
+                          f"Change runtime type > T4 GPU), or set {section}.fp16=false and models.dtype=float32 to "
+                          "train on the CPU")
+
+
 def _torch_dtype(models: ModelsConfig):
     import torch
 
@@ -186,6 +233,7 @@ def generate_responses(
 
 def load_generator(name_or_path: str, models: ModelsConfig):
     """``(model, tokenizer, backend)`` for generation: vLLM when the profile allows it and it can run, else HF."""
+    check_vllm(models)
     wants_vllm = models.generation_backend == "vllm" or (models.generation_backend == "auto" and vllm_available())
     if wants_vllm:
         from vllm import LLM

@@ -45,20 +45,21 @@ def to_conversational(dataset):
 
 
 def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, seed: int, eval_dataset=None,
-              lora=None, reuse: bool = True) -> dict:
+              lora=None, reuse: bool = True, section: str = "dpo.training") -> dict:
     """One DPO run from the policy saved at ``start_path`` (also the reference); the trained (best) model is saved to
     ``out_dir / 'model'``.  With an ``eval_dataset`` the checkpoint with the lowest eval loss is kept.
 
     With ``reuse``, a model trained earlier in ``out_dir`` on exactly these inputs is kept instead of training again
     (:mod:`psyco_utils.reuse`); the returned record then says ``reused: True`` and its times are that
-    training's."""
+    training's.  ``section`` names the profile section ``training`` came from, for error messages."""
     from transformers import PrinterCallback
     from trl import DPOTrainer
 
     from .config import trl_config
-    from .models import load_tokenizer
+    from .models import check_precision, load_tokenizer
     from .reuse import fingerprint, previous_training, save_record
 
+    check_precision(training, section)
     out_dir = Path(out_dir)
     validate_pairs(train_dataset, "DPO training pairs")
     if eval_dataset is not None:
@@ -212,7 +213,7 @@ def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, ou
         if len(frame) == 0:
             raise RuntimeError(f"DPO-Iter round {k}: every statement's samples scored the same; no pairs to train on")
         training = train_dpo(it.training, policy_path, dataset, round_dir, seed=cfg.seed + k, lora=cfg.models.lora,
-                             reuse=cfg.reuse_trained_models)
+                             reuse=cfg.reuse_trained_models, section="dpo_iter.training")
         summary.update({"round": k, "reference": policy_path, "policy": training["model_dir"],
                         "dpo_seconds": training["seconds"], "dpo_steps": training["steps"],
                         "dpo_steps_per_second": training["steps_per_second"], "dpo_reused": training["reused"],

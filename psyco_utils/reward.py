@@ -237,8 +237,10 @@ def load_backbone_tokenizer(cfg, run_root: Path | None = None):
 
 
 def _training_dtype(cfg) -> str:
-    """fp16 mixed precision (T4) needs fp32 master weights; otherwise the profile's dtype."""
-    return "float32" if cfg.reward.training.get("fp16") else cfg.models.dtype
+    """Mixed precision (fp16 on a T4, bf16 on newer GPUs) computes in half precision under autocast and keeps fp32
+    master weights, so the backbone is loaded in float32; otherwise the profile's dtype."""
+    training = cfg.reward.training
+    return "float32" if training.get("fp16") or training.get("bf16") else cfg.models.dtype
 
 
 def load_backbone(cfg, run_root: Path | None = None, dtype: str | None = None):
@@ -273,7 +275,9 @@ def reward_config(cfg, out_dir: str | Path, has_dev: bool = True, select_by: str
     highest dev accuracy with ``select_by="accuracy"``) at the end.  ``extra`` overrides any value (tests cap steps).
     """
     from .config import trl_config
+    from .models import check_precision
 
+    check_precision(cfg.reward.training, "reward.training")
     if select_by not in ("loss", "accuracy"):
         raise ValueError(f"select_by must be 'loss' or 'accuracy', not {select_by!r}")
     training = dict(cfg.reward.training)

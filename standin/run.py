@@ -1,0 +1,304 @@
+"""The stand-in run: the colab and paper profiles end to end, on a CPU, with nothing from the hub or a paid API.
+
+``python -m standin.run --profile colab paper`` (``make standin``):
+
+1. builds the stand-in of every hub model the profile names (:mod:`standin.models`; reused once built);
+2. writes the overlaid profile: the preset, its hub models replaced by their stand-ins, its hub sources by their
+   fixtures (only ``kind`` and ``path`` change), and the sizes of ``standin/overlay.yaml``;
+3. starts the loopback OpenAI-compatible server (:mod:`standin.replies`) in a process of its own;
+4. runs every chapter with ``psyco-book run`` into the stand-in's own executed folder and runs folder;
+5. asserts that every chapter executed and that every artifact of the contract (design.md) exists and loads.
+
+Everything lives under ``runs/standin/`` (``--root``): ``models/``, ``profiles/``, ``executed/<profile>/`` and the
+runs themselves in ``<profile>/``.  Each run starts from an empty runs folder unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OVERLAY = Path(__file__).with_name("overlay.yaml")
+FIXTURES = Path(__file__).with_name("fixtures")
+FIXTURE_KINDS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+DEFAULT_ROOT = REPO_ROOT / "runs" / "standin"
+PROFILES = ("colab", "paper")
+
+
+def say(message: str) -> None:
+    print(f"standin: {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ the overlaid profile
+
+
+def hub_models(raw: dict) -> list[str]:
+    """Every hub model id a preset names: policy, reward backbone, hf pool generators, off-the-shelf reward models."""
+    ids = [raw["models"]["policy"], raw["models"]["reward_backbone"]]
+    ids += [g["model"] for g in raw["pool"]["generators"] if g["kind"] == "hf"]
+    ids += list(raw.get("reward", {}).get("off_the_shelf", []))
+    return list(dict.fromkeys(ids))
+
+
+def fixture_for(source: dict) -> Path | None:
+    """The fixture of a hub source in ``standin/fixtures/``: named after the source or its hub id's last part."""
+    names = {source.get("name"), (source.get("hub_id") or "").split("/")[-1]} - {None, ""}
+    for path in sorted(FIXTURES.glob("*")) if FIXTURES.is_dir() else []:
+        if path.suffix in FIXTURE_KINDS and path.stem in names:
+            return path
+    return None
+
+
+def replace_sources(sources: list[dict]) -> tuple[list[dict], list[str]]:
+    """Each hub source with only ``kind`` and ``path`` swapped for its fixture; those without one are left out."""
+    kept, left_out = [], []
+    for source in sources:
+        if source["kind"] != "hub":
+            kept.append(dict(source))
+            continue
+        fixture = fixture_for(source)
+        if fixture is None:
+            left_out.append(source.get("name") or source["hub_id"])
+            continue
+        kept.append({**source, "kind": FIXTURE_KINDS[fixture.suffix], "path": _shown_path(fixture)})
+    if not kept:  # a preset of hub sources only, none with a fixture yet
+        kept.append({"kind": "bundled", "name": "bundled"})
+    return kept, left_out
+
+
+def _shown_path(path: Path) -> str:
+    """A path relative to the repository when inside it (the chapters run there): no machine paths on the pages."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def apply_overlay(raw: dict, overlay: dict) -> dict:
+    """The overlay's dotted keys applied to the preset; ``every_pool_generator.KEY`` sets KEY on each generator."""
+    from psyco_utils.config import apply_overrides
+
+    per_generator = {k.split(".", 1)[1]: v for k, v in overlay.items() if k.startswith("every_pool_generator.")}
+    plain = {k: v for k, v in overlay.items() if not k.startswith("every_pool_generator.")}
+    out = apply_overrides(raw, plain, str(OVERLAY))
+    out["pool"]["generators"] = [{**g, **per_generator} for g in out["pool"]["generators"]]
+    return out
+
+
+def overlaid_profile(profile: str, model_paths: dict[str, Path]) -> tuple[dict, list[str]]:
+    """The preset with its hub models and sources replaced and the overlay applied; and the sources left out."""
+    from psyco_utils.config import PRESET_DIR
+
+    raw = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text(encoding="utf-8"))
+    shown = {hub_id: _shown_path(path) for hub_id, path in model_paths.items()}
+    models = raw["models"]
+    models["policy"], models["reward_backbone"] = shown[models["policy"]], shown[models["reward_backbone"]]
+    for gen in raw["pool"]["generators"]:
+        if gen["kind"] == "hf":
+            gen["model"] = shown[gen["model"]]
+    reward = raw.setdefault("reward", {})
+    reward["off_the_shelf"] = [shown[name] for name in reward.get("off_the_shelf", [])]
+    raw["data"]["sources"], left_out = replace_sources(raw["data"]["sources"])
+    raw = apply_overlay(raw, yaml.safe_load(OVERLAY.read_text(encoding="utf-8")))
+    raw["description"] = f"stand-in run of the {profile} profile: " + raw["description"]
+    return raw, left_out
+
+
+# ----------------------------------------------------------------------------------------------- the loopback server
+
+
+@contextmanager
+def loopback_server():
+    """The loopback OpenAI-compatible server in a process of its own; yields its base URL, stops it on exit."""
+    code = ("import sys; from standin.replies import StandInServer; "
+            "server = StandInServer(max_lifetime_s=3600); print(server.base_url, flush=True); "
+            "sys.stdin.read(); server.close()")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http"):
+            raise RuntimeError(f"the loopback server did not start (exit status {process.poll()})")
+        yield base_url
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------------------------------- the contract
+
+
+def _load_parquet(path: Path, columns: tuple[str, ...] = ()):
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise AssertionError(f"{path} lacks column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise AssertionError(f"{path} is empty")
+    return frame
+
+
+def _load_json(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if not data:
+        raise AssertionError(f"{path} is empty")
+    return data
+
+
+def _load_model(path: Path, kind: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    cls = AutoModelForSequenceClassification if kind == "reward" else AutoModelForCausalLM
+    AutoTokenizer.from_pretrained(path)
+    return cls.from_pretrained(path)
+
+
+def _load_judgments(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        count = db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    if not count:
+        raise AssertionError(f"{path} holds no judgment")
+    return count
+
+
+def _load_dataset(path: Path):
+    from datasets import DatasetDict, load_from_disk
+
+    data = load_from_disk(str(path))
+    if not isinstance(data, DatasetDict) or not {"train", "test"} <= set(data):
+        raise AssertionError(f"{path} is not a DatasetDict with train and test splits")
+    return data
+
+
+def contract_checks(run: Path, rounds: int) -> list[tuple[str, object]]:
+    """``(artifact, loader)`` for every artifact of design.md's contract, in chapter order."""
+    checks = [
+        ("statements/statements.parquet", lambda: _load_parquet(run / "statements/statements.parquet", ("text",))),
+        ("pool/pool.parquet", lambda: _load_parquet(run / "pool/pool.parquet", ("statement_id", "response"))),
+        ("judgments.sqlite", lambda: _load_judgments(run / "judgments.sqlite")),
+        ("psycopref/ (DatasetDict)", lambda: _load_dataset(run / "psycopref")),
+        ("reward_model/model", lambda: _load_model(run / "reward_model/model", "reward")),
+        ("reward_model/metrics.json", lambda: _load_json(run / "reward_model/metrics.json")),
+        ("reward_model/test_predictions.parquet", lambda: _load_parquet(
+            run / "reward_model/test_predictions.parquet", ("ID", "prefID", "reward_chosen", "reward_rejected"))),
+        ("dpo/model", lambda: _load_model(run / "dpo/model", "policy")),
+        ("dpo/metrics.json", lambda: _load_json(run / "dpo/metrics.json")),
+    ]
+    for k in range(1, rounds + 1):
+        round_dir = run / "dpo_iter" / f"round_{k}"
+        checks += [(f"dpo_iter/round_{k}/model", lambda d=round_dir: _load_model(d / "model", "policy")),
+                   (f"dpo_iter/round_{k}/pairs.parquet", lambda d=round_dir: _load_parquet(d / "pairs.parquet")),
+                   (f"dpo_iter/round_{k}/metrics.json", lambda d=round_dir: _load_json(d / "metrics.json"))]
+    checks += [
+        ("eval/win_rates.json", lambda: _load_json(run / "eval/win_rates.json")),
+        ("eval/verdicts.parquet", lambda: _load_parquet(run / "eval/verdicts.parquet")),
+        ("manifest.json", lambda: _load_json(run / "manifest.json")),
+    ]
+    return checks
+
+
+def verify(run: Path, rounds: int, chapters: list[str]) -> tuple[list[str], list[dict]]:
+    """Problems found (empty when the run is complete) and the quality checks the chapters recorded."""
+    problems = []
+    for name, load in contract_checks(run, rounds):
+        try:
+            load()
+        except Exception as exc:  # any failure to load is a broken contract; name the artifact and the reason
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+    manifest_path = run / "manifest.json"
+    stages = json.loads(manifest_path.read_text()).get("stages", {}) if manifest_path.exists() else {}
+    checks = []
+    for chapter in chapters:
+        entry = stages.get(chapter)
+        if not entry or not entry.get("finished"):
+            problems.append(f"manifest.json: chapter {chapter} is not recorded as finished")
+        elif entry.get("status", "ok") not in ("ok", "checks failed"):
+            problems.append(f"manifest.json: chapter {chapter} has status {entry['status']!r}")
+        checks += [{"chapter": chapter, **c} for c in (entry or {}).get("checks", [])]
+    return problems, checks
+
+
+# ----------------------------------------------------------------------------------------------------- the run
+
+
+def run_profile(profile: str, root: Path, keep: bool) -> dict:
+    from psyco_utils.book import chapter_sources
+
+    from .models import build_standins
+
+    from psyco_utils.config import PRESET_DIR
+
+    start = time.perf_counter()
+    preset = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text(encoding="utf-8"))
+    model_paths = build_standins(root / "models", seed=preset.get("seed", 1234), hub_ids=hub_models(preset))
+    build_seconds = time.perf_counter() - start
+    raw, left_out = overlaid_profile(profile, model_paths)
+    profile_path = root / "profiles" / f"{profile}.yaml"
+    profile_path.parent.mkdir(parents=True, exist_ok=True)
+    profile_path.write_text(f"# written by standin/run.py from psyco_utils/presets/{profile}.yaml and "
+                            f"standin/overlay.yaml\n" + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    for name in left_out:
+        say(f"{profile}: source {name!r} has no fixture in standin/fixtures/ and is left out")
+    runs_root, executed = root / "runs", root / "executed" / profile
+    if not keep:
+        shutil.rmtree(runs_root / profile, ignore_errors=True)
+        shutil.rmtree(executed, ignore_errors=True)
+    chapters = [p.stem for p in chapter_sources()]
+    with loopback_server() as base_url:
+        env = {**os.environ, "PSYCO_RUNS_DIR": str(runs_root), "OPENAI_BASE_URL": base_url,
+               "OPENAI_API_KEY": "standin-not-a-secret"}
+        say(f"{profile}: running {len(chapters)} chapters with {_shown_path(profile_path)}")
+        rc = subprocess.call([sys.executable, "-m", "psyco_utils.book", "run", "--profile", _shown_path(profile_path),
+                              "--executed-dir", str(executed)], cwd=REPO_ROOT, env=env)
+    timings_path = executed / f"timings_{profile}.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    problems, checks = verify(runs_root / profile, int(raw["dpo_iter"]["rounds"]), chapters)
+    if rc != 0:  # psyco-book named the chapter and the cell; list only what never got written
+        problems = [f"psyco-book run exited with status {rc}"] + [p for p in problems if "FileNotFound" in p
+                                                                  or "not recorded" in p]
+    return {"profile": profile, "problems": problems, "checks": checks, "timings": timings,
+            "build_seconds": round(build_seconds, 1), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def report(result: dict) -> None:
+    profile = result["profile"]
+    for chapter, timing in result["timings"].items():
+        say(f"{profile}: {chapter}: {timing['seconds']:.1f} s, peak {timing['peak_memory_gib']:.2f} GiB")
+    failed = [c for c in result["checks"] if not c["passed"]]
+    say(f"{profile}: {len(result['checks'])} quality checks recorded, {len(failed)} failed (checks: report; "
+        "random-weight models are not expected to pass them)")
+    for problem in result["problems"]:
+        say(f"{profile}: PROBLEM {problem}")
+    say(f"{profile}: {'complete' if not result['problems'] else 'INCOMPLETE'} in {result['seconds']:.1f} s "
+        f"(stand-in models {result['build_seconds']:.1f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m standin.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", nargs="+", choices=PROFILES, default=list(PROFILES))
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where models, profiles and runs go")
+    parser.add_argument("--keep", action="store_true", help="keep earlier runs (reuse their caches and models)")
+    args = parser.parse_args(argv)
+    results = [run_profile(profile, args.root.resolve(), args.keep) for profile in args.profile]
+    for result in results:
+        report(result)
+    return 1 if any(r["problems"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
