@@ -18,7 +18,7 @@ from psyco_utils.config import load_profile
 
 FIXTURES = Path(__file__).parent.parent / "standin" / "fixtures"
 LOCAL_FILES = {  # source name in the presets -> (kind, file in its published format)
-    "counsel-chat": ("csv", "counsel_chat.csv"),
+    "counsel-chat": ("csv", "counsel-chat.csv"),
     "mental-health-counseling": ("jsonl", "mental_health_counseling_conversations.jsonl"),
     "mentalchat16k": ("csv", "mentalchat16k.csv"),
     "psych8k": ("json", "psych8k.json"),
@@ -130,7 +130,7 @@ def test_all_paper_sources_together_dedup_across_sources():
 
 
 def _counsel_chat_rows() -> list[dict]:
-    return list(csv.DictReader(io.StringIO((FIXTURES / "counsel_chat.csv").read_text(encoding="utf-8"))))
+    return list(csv.DictReader(io.StringIO((FIXTURES / "counsel-chat.csv").read_text(encoding="utf-8"))))
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
