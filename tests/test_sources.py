@@ -229,3 +229,17 @@ def test_tiny_profile_with_an_added_source_builds_its_pool_once_the_fix_is_appli
     assert added_rows.groupby("statement_id")["generator"].nunique().eq(4).all()
     assert set(added_rows["generator"]) <= {"tiny-policy-t0.7", "tiny-policy-t1.2", "tiny-t0.9", "tiny-t1.0"}
     assert stats["asked"].sum() == 4 * len(sample)
+
+
+def test_counsel_chat_in_the_hubs_parquet_layout_loads_through_datasets(tmp_path):
+    """The real loading path (datasets.load_dataset) on a local folder laid out like the hub's, with int64 ids and
+    upvotes as the hub publishes them; the colab entry keeps kind hub and changes only hub_id."""
+    folder = tmp_path / "counsel-chat" / "data"
+    folder.mkdir(parents=True)
+    frame = pd.DataFrame(_counsel_chat_rows()).astype({"questionID": "int64", "upvotes": "int64", "views": "int64"})
+    frame.to_parquet(folder / "train-00000-of-00001.parquet", index=False)
+    (entry,) = [s for s in load_profile("colab").data.sources if s.name == "counsel-chat"]
+    from_hub = data.load_source(entry.model_copy(update={"hub_id": str(tmp_path / "counsel-chat")}))
+    from_csv = data.load_source(preset_source("colab", "counsel-chat"))
+    assert from_hub.statements.equals(from_csv.statements)
+    assert from_hub.answers["upvotes"].astype(float).tolist() == from_csv.answers["upvotes"].tolist()
