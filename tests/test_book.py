@@ -85,3 +85,180 @@ def test_readme_judge_costs_match_the_estimate():
         quoted = float(re.search(r"about \$([\d,.]+)", row).group(1).replace(",", ""))
         estimate = judge_cost_estimate(name)["estimated cost (USD)"]
         assert abs(quoted - estimate) <= 0.25 * estimate, f"README says ${quoted:g} for {name}; estimate ${estimate:.2f}"
+
+
+def test_every_chapter_records_its_stage_under_its_own_name():
+    """psyco-book records a failed chapter under the notebook's name: each chapter's stage must be that name."""
+    import re
+
+    for source in book.chapter_sources():
+        stages = re.findall(r'start_chapter\([^)]*stage="([^"]+)"', source.read_text())
+        assert stages == [source.stem], f"{source.name} starts stage(s) {stages}"
+
+
+def test_a_failed_chapter_is_recorded_with_its_cell_and_never_finished(tmp_path, monkeypatch, capsys):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_boom.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nfrom psyco_utils import runtime\n'
+        'chapter = runtime.start_chapter(profile, overrides, stage="01_boom")\n\n# %%\nraise ValueError("bad cell")\n')
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path / "runs"))
+    manifest_path = tmp_path / "runs" / "tiny" / "manifest.json"
+    manifest_path.parent.mkdir(parents=True)
+    old = {"status": "ok", "finished": "earlier", "seconds": 1.0, "metrics": {"x": 1},
+           "checks": [{"name": "old check", "passed": False, "message": "", "mode": "report"}]}
+    manifest_path.write_text(json.dumps({"stages": {"01_boom": old}}))
+    assert book.run("tiny", None, [], tmp_path / "executed") == 1
+    stage = json.loads(manifest_path.read_text())["stages"]["01_boom"]
+    assert stage["status"] == "failed" and stage["error"] == "ValueError: bad cell"
+    assert stage["cell"].startswith("code cell 3 ")
+    assert "finished" not in stage and "metrics" not in stage and stage["checks"] == []  # a clean start, then failed
+
+
+def _executed_book(tmp_path, monkeypatch, outputs_by_chapter: dict) -> Path:
+    """A scratch repository with chapters 01 and 02 executed into ``elsewhere/`` with the given outputs."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    executed = tmp_path / "elsewhere"
+    executed.mkdir()
+    for stem in ("01_one", "02_two"):
+        (nbdir / f"{stem}.py").write_text("# %%\nx = 1\n")
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"},
+                                                  "language_info": {"name": "python"}})
+        nb.cells = [nbformat.v4.new_markdown_cell(f"# Chapter {stem}"), nbformat.v4.new_code_cell("x = 1"),
+                    nbformat.v4.new_code_cell("result = measure()\nshow(result)")]
+        nb.cells[2].outputs = outputs_by_chapter.get(stem, [])
+        nbformat.write(nb, executed / f"{stem}.ipynb")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n\nThe scratch book.\n")
+    (tmp_path / "_config.yml").write_text('title: scratch\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: "off"\n')
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       "  - file: executed/01_one\n  - file: executed/02_two\n")
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    return executed
+
+
+def _check_output(mode: str) -> dict:
+    from psyco_utils.checks import OUTPUT_METADATA_KEY
+
+    record = {"name": "DPO raises the reward", "passed": False, "message": "reward fell", "mode": mode}
+    return nbformat.v4.new_output("display_data", data={"text/html": "<div>box</div>"},
+                                  metadata={OUTPUT_METADATA_KEY: record})
+
+
+@pytest.mark.parametrize("output", [
+    nbformat.v4.new_output("error", ename="KeyError", evalue="'train'", traceback=[]),
+    _check_output("enforce"),
+], ids=["error output", "failed check under enforce"])
+def test_build_fails_before_jupyter_book_naming_chapter_and_cell(tmp_path, monkeypatch, capsys, output):
+    executed = _executed_book(tmp_path, monkeypatch, {"02_two": [output]})
+    calls = []
+    monkeypatch.setattr(book.subprocess, "call", lambda *a, **k: calls.append(a) or 0)
+    assert book.build(executed) == 1
+    err = capsys.readouterr().err
+    assert "02_two, code cell 2 ('result = measure()')" in err
+    assert ("KeyError: 'train'" in err) if output.output_type == "error" else ("'DPO raises the reward' failed" in err)
+    assert calls == []  # Jupyter Book never ran
+
+
+def test_build_shows_reported_checks_and_renders_the_folder_it_is_given(tmp_path, monkeypatch, capsys):
+    executed = _executed_book(tmp_path, monkeypatch, {"01_one": [_check_output("report")]})
+    assert book.build(executed) == 0
+    out = capsys.readouterr().out
+    assert "warning: 01_one, code cell 2 ('result = measure()'): check 'DPO raises the reward' failed" in out
+    page = (tmp_path / "_build" / "html" / "executed" / "02_two.html").read_text()
+    assert "Chapter 02_two" in page
+    assert not (tmp_path / "executed").exists()  # the default folder was neither used nor created
+
+
+def test_the_chapter_banner_names_the_judge_that_ran():
+    from psyco_utils.config import load_profile
+    from psyco_utils.runtime import profile_banner
+
+    assert "offline rubric judge" in profile_banner(load_profile("tiny"))
+    banner = profile_banner(load_profile("tiny", ["judge.backend=openai", "judge.model=gpt-4o-mini"]))
+    assert "rubric" not in banner and "gpt-4o-mini judge" in banner
+    assert "/" not in profile_banner(load_profile("colab", ["models.policy=/home/someone/models/qwen"])).split("policy ")[1].split(",")[0]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _record(done, failed=0, cost=0.0):
+    return {"task": "scoring pool responses", "done": done, "failed": failed, "total": 100, "rate_per_s": 4.0,
+            "cost_usd": cost}
+
+
+def test_progress_line_in_a_log_prints_changes_at_most_every_few_seconds_and_the_last_state():
+    import io
+
+    stream, clock = io.StringIO(), _Clock()
+    line = book.ProgressLine(stream, tty=False, min_interval_s=5.0, clock=clock)
+    line.update(_record(10))
+    line.update(_record(10))  # unchanged: nothing
+    clock.now = 1.0
+    line.update(_record(20))  # changed, but too soon: held back
+    clock.now = 6.0
+    line.update(_record(30, failed=2, cost=0.5))
+    line.update(_record(40))
+    line.close()  # the last state, held back, is printed
+    lines = stream.getvalue().splitlines()
+    assert lines == [book.format_progress(_record(10)), book.format_progress(_record(30, failed=2, cost=0.5)),
+                     book.format_progress(_record(40))]
+    assert lines[1] == "  scoring pool responses: 30/100 done, 2 failed, 4.0/s, about 18 s left, $0.50 so far"
+
+
+def test_progress_line_on_a_terminal_rewrites_one_line():
+    import io
+
+    stream = io.StringIO()
+    line = book.ProgressLine(stream, tty=True, clock=_Clock())
+    line.update(_record(10))
+    line.update(_record(20))
+    line.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+
+
+def test_judge_progress_reaches_the_terminal_and_not_the_notebook(tmp_path):
+    """The chapter writes progress as the judge does (psyco_utils.judge.progress) and waits until the test has seen
+    the line psyco-book printed; the executed notebook holds none of it."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_judging.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nimport pathlib, time\n'
+        'from psyco_utils.judge.progress import write_progress\n'
+        'write_progress("scoring pool responses", 7, 1, 12, 3.5, 0.25)\n'
+        'deadline = time.monotonic() + 300\n'
+        'while not pathlib.Path("seen").exists() and time.monotonic() < deadline:\n    time.sleep(0.05)\n'
+        'print("chapter done")\n')
+    launch = ("import sys\nfrom pathlib import Path\nfrom psyco_utils import book\nroot = Path(sys.argv[1])\n"
+              "book.NOTEBOOK_DIR, book.REPO_ROOT = root / 'notebooks', root\n"
+              "sys.exit(book.main(['run', '--profile', 'tiny', '--executed-dir', str(root / 'executed')]))\n")
+    env = {**__import__("os").environ, "PSYCO_RUNS_DIR": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-c", launch, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    expected = "  scoring pool responses: 7/12 done, 1 failed, 3.5/s, about 1 s left, $0.25 so far"
+    seen = []
+    try:
+        for out_line in proc.stdout:
+            seen.append(out_line.rstrip("\n"))
+            if seen[-1] == expected:
+                (tmp_path / "seen").write_text("yes")
+                break
+        rest = proc.communicate(timeout=300)[0]
+    finally:
+        proc.kill()
+    assert expected in seen, "\n".join(seen)
+    assert proc.returncode == 0, rest
+    executed = (tmp_path / "executed" / "01_judging.ipynb").read_text()
+    assert "chapter done" in executed and "so far" not in executed and "psyco-progress" not in executed

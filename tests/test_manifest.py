@@ -1,0 +1,95 @@
+"""The run manifest: each stage's status (running, ok, checks failed, failed), and the cost estimate beside the
+actual cost; the estimate counts every paid call."""
+
+import json
+
+import pytest
+
+from psyco_utils import checks, manifest
+from psyco_utils.config import load_profile
+from psyco_utils.runtime import Chapter, start_chapter
+
+
+def _stage(run, stage):
+    return json.loads((run / "manifest.json").read_text())["stages"][stage]
+
+
+def test_a_rerun_starts_clean_and_ends_ok_or_with_the_failed_checks_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    chapter = start_chapter("tiny", ["checks=report"], stage="04_dpo")
+    assert _stage(chapter.run, "04_dpo") == {"status": "running", "started": _stage(chapter.run, "04_dpo")["started"],
+                                             "checks": []}
+    checks.require(chapter, "DPO raises the reward", False, "reward fell")
+    checks.require(chapter, "samples differ", True, "they do")
+    chapter.finish({"reward": 0.1})
+    stage = _stage(chapter.run, "04_dpo")
+    assert stage["status"] == "checks failed" and stage["failed_checks"] == ["DPO raises the reward"]
+    assert "finished" in stage and stage["metrics"] == {"reward": 0.1}
+
+    chapter = start_chapter("tiny", ["checks=report"], stage="04_dpo")  # the re-run forgets the old checks
+    assert _stage(chapter.run, "04_dpo")["checks"] == [] and _stage(chapter.run, "04_dpo")["status"] == "running"
+    checks.require(chapter, "DPO raises the reward", True, "reward rose")
+    chapter.finish({"reward": 0.3})
+    stage = _stage(chapter.run, "04_dpo")
+    assert stage["status"] == "ok" and "failed_checks" not in stage
+
+
+def test_a_failure_replaces_finished_results(tmp_path):
+    chapter = Chapter(cfg=load_profile("tiny"), run=tmp_path, stage="02_judging")
+    chapter.finish({"pairs": 10})
+    manifest.record_failure(tmp_path, "02_judging", "KeyError: 'train'", "code cell 14 ('frames = ...')")
+    stage = _stage(tmp_path, "02_judging")
+    assert stage["status"] == "failed" and stage["cell"] == "code cell 14 ('frames = ...')"
+    assert not {"finished", "metrics", "seconds"} & set(stage)
+
+
+def _filter_counts(run, cleaned, kept):
+    (run / "statements").mkdir(parents=True)
+    (run / "statements" / "filter_counts.csv").write_text(
+        f"step,statements,removed\nloaded,{cleaned + 500},0\nnear dedup,{cleaned},500\n"
+        f"sampled to max_statements={kept},{kept},{cleaned - kept}\n")
+
+
+def test_the_estimate_counts_every_paid_call(tmp_path):
+    cfg = load_profile("colab")
+    _filter_counts(tmp_path, cleaned=2000, kept=1500)
+    calls = {name: row["calls"] for name, row in manifest.run_cost_estimate(cfg, tmp_path)["calls"].items()}
+    assert calls["theme labels (01)"] == 2000  # every cleaned statement, before max_statements samples them
+    # 4 responses per statement from 5 generators able to answer, one of them an API model
+    assert calls["pool responses (01)"] == 1500 * 4 // 5
+    assert calls["scores (02)"] == 1500 * 4
+    assert calls["swap-check compares (02)"] == 2 * cfg.judging.swap_check_pairs
+    assert calls["win-rate compares (06)"] == cfg.eval.n_statements * 3 * 2 * 2
+    assert calls["reference answers (06)"] == 2 * cfg.eval.n_statements
+    estimate = manifest.run_cost_estimate(cfg, tmp_path)
+    assert estimate["total_usd"] == pytest.approx(sum(r["cost_usd"] for r in estimate["calls"].values()))
+    assert all(r["cost_usd"] > 0 for r in estimate["calls"].values())
+    keyword = manifest.run_cost_estimate(load_profile("colab", ["data.theme_labeller=keyword",
+                                                                 "eval.reference=base_policy"]), tmp_path)
+    assert keyword["calls"]["theme labels (01)"]["calls"] == 0 == keyword["calls"]["reference answers (06)"]["calls"]
+    assert keyword["total_usd"] < estimate["total_usd"]
+
+
+def test_the_offline_profile_costs_nothing_and_the_budget_table_keeps_its_keys():
+    assert manifest.run_cost_estimate(load_profile("tiny"))["total_usd"] == 0
+    row = manifest.judge_cost_estimate("paper")
+    assert row["theme label calls"] == manifest.PAPER_STATEMENTS and row["Batch API"] is True
+    assert row["estimated cost (USD)"] > 0 and {"score calls", "compare calls", "reference answers"} <= set(row)
+
+
+def test_the_manifest_puts_the_actual_cost_beside_the_estimate(tmp_path):
+    from psyco_utils.judge.cache import JudgmentCache
+
+    estimate = manifest.run_cost_estimate(load_profile("colab"))
+    assert manifest.record_cost(tmp_path, estimate)["actual_usd"] == 0.0
+    cache = JudgmentCache(tmp_path / "judgments.sqlite")
+    cache.put("k1", backend="openai", model="gpt-4o-mini", kind="score", status="ok", result={"x": 1},
+              prompt_tokens=1000, completion_tokens=100, cost_usd=0.25)
+    cache.put("k2", backend="openai", model="gpt-4o", kind="chat", status="failed", error="timeout", attempts=3,
+              cost_usd=0.5)
+    cache.close()
+    cost = manifest.record_cost(tmp_path)
+    assert cost["estimated_usd"] == estimate["total_usd"]  # kept from the start of the run
+    assert cost["actual_usd"] == pytest.approx(0.75) and cost["actual_by_model"] == {"gpt-4o": 0.5, "gpt-4o-mini": 0.25}
+    assert cost["requests"] == 4 and cost["failed"] == 1
