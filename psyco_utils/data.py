@@ -18,7 +18,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from . import crisis
 from .config import DataConfig, SourceConfig
+from .crisis import crisis_signals
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 THEMES = (
@@ -271,7 +273,8 @@ def load_source(src: SourceConfig) -> LoadedSource:
     usable, dropped = [], []
     for row, value in df[src.text_column].items():
         problem = _cell_problem(value, src.text_column)
-        if problem is None and src.id_column and _cell_problem(ids[row], src.id_column) == "missing text":
+        if problem is None and src.id_column and _cell_problem(ids[row], src.id_column) in (
+                "missing text", f"empty cell in column {src.id_column!r}"):
             problem = f"missing id in column {src.id_column!r}"
         source_id = str(ids[row])
         if problem:
@@ -497,30 +500,8 @@ def scrub_personal_data(text: str) -> tuple[str, dict[str, int]]:
 # Crisis language
 # ----------------------------------------------------------------------------------------------------------------
 
-_CRISIS_PATTERNS = {
-    "suicidal ideation": r"\b(?:suicid\w*|kill(?:ing)? myself|end(?:ing)? (?:my|it) (?:life|all)|take my (?:own )?life"
-                         r"|(?:don'?t|do not) want to (?:be alive|live|exist|wake up|be here)|better off (?:dead|without me)"
-                         r"|no (?:reason|point) (?:to|in) (?:live|living|going on)|wish (?:I|i) (?:was|were) dead"
-                         r"|want(?:ed)? to die|not (?:be|being) here anymore|disappear forever"
-                         r"|(?:not sure|don'?t know) (?:if|whether) I wanted to wake up)\b",
-    "self-harm": r"\b(?:self[- ]harm\w*|hurt(?:ing)? myself|cut(?:ting)? myself|harm(?:ing)? myself|burn(?:ing)? myself"
-                 r"|overdos\w*|(?:took|taken|swallowed) (?:a lot|too many|a handful)(?: more)? (?:of )?(?:pills|tablets))\b",
-    "harm to others": r"\b(?:(?:want(?:ed)? to|going to|might|will|could|afraid I(?:'ll| will| would| might)"
-                      r"|scared I(?:'ll| will| would| might)|thoughts? of|urge to|snap and) "
-                      r"(?:hurt|harm|kill) (?:him|her|them|someone|somebody|my (?:baby|child|kids?|son|daughter|wife"
-                      r"|husband|partner)))\b",
-    "hopelessness": r"\b(?:can'?t go on|no way out|nothing left to live for|(?:am|feel) a burden to everyone)\b",
-}
-_CRISIS_RE = {kind: re.compile(pattern, re.I) for kind, pattern in _CRISIS_PATTERNS.items()}
-
-
-def crisis_signals(text: str) -> list[str]:
-    """The kinds of crisis language in ``text`` (suicidal ideation, self-harm, harm to others, hopelessness).
-
-    A lexicon, deliberately sensitive: a flagged statement is kept, and the book reports how each model answers
-    flagged statements (chapter 06's crisis probe).  It is no substitute for clinical risk assessment.
-    """
-    return [kind for kind, pattern in _CRISIS_RE.items() if pattern.search(text)]
+# The screen lives in psyco_utils.crisis (patterns with subject, time and negation handling, measured on a labelled
+# set in chapter 01); ``data.crisis_signals(text)`` is the flag's signals, as the chapters' examples use it.
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -778,8 +759,9 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
     for _, c in scrubbed:
         for kind, n in c.items():
             report.scrub_counts[kind] = report.scrub_counts.get(kind, 0) + n
-    df["crisis_signals"] = df["text"].map(crisis_signals)
-    df["crisis"] = df["crisis_signals"].map(bool)
+    signals = df["text"].map(crisis.find_signals)  # every signal, negated ones too; the flag ignores those
+    df["crisis_signals"] = signals.map(lambda found: [str(signal) for signal in found])
+    df["crisis"] = signals.map(crisis.is_crisis)
     if cfg.theme_labeller == "llm":
         if llm_labeller is None:
             raise ValueError("data.theme_labeller is 'llm' but no LLM labeller was given (make one from the judge client)")

@@ -243,3 +243,11 @@ def test_counsel_chat_in_the_hubs_parquet_layout_loads_through_datasets(tmp_path
     from_csv = data.load_source(preset_source("colab", "counsel-chat"))
     assert from_hub.statements.equals(from_csv.statements)
     assert from_hub.answers["upvotes"].astype(float).tolist() == from_csv.answers["upvotes"].tolist()
+
+
+def test_a_row_without_an_id_is_a_counted_drop(tmp_path):
+    rows = _counsel_chat_rows()
+    rows[3]["questionID"] = ""
+    loaded = data.load_source(preset_source("colab", "counsel-chat", _write_csv(tmp_path / "no_id.csv", rows)))
+    assert loaded.dropped.set_index("row").at[3, "reason"] == "missing id in column 'questionID'"
+    assert "" not in set(loaded.statements["source_id"])
