@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import data, pairs, plots, runtime
-from psyco_utils.judge import CompareItem, ScoreItem, make_judge
+from psyco_utils import checks, data, pairs, plots, runtime
+from psyco_utils.judge import CompareItem, ScoreItem, judged_set_report, make_judge
 from psyco_utils.principles import PRINCIPLE_KEYS, PRINCIPLES
 
 chapter = runtime.start_chapter(profile, overrides, stage="02_judging")
@@ -111,20 +111,54 @@ if cfg.judge.backend == "rubric":
 
 # %% [markdown]
 # ## Scoring the pool
+#
+# The position-swap check further down compares two responses to a statement in both orders. Its sample is drawn
+# here, before scoring (two responses to each of the first test statements, picked with the profile's seed), so that
+# the scores and both orders of the check are sent together: with the Batch API they are three batches that are
+# awaited once, not one after another. Splits are drawn by statement, so they are known before any score.
 
 # %%
-results = judge.score_many([ScoreItem(s, r) for s, r in zip(
-    pool["statement_id"].map(statements.set_index("statement_id")["text"]), pool["response"])])
-scored = pairs.scores_frame(pool, results)
+split_of = pairs.assign_splits(list(statements["statement_id"]), cfg.splits.dev_fraction, cfg.splits.test_fraction,
+                               cfg.seed)
+test_pool = pool[pool["statement_id"].map(split_of) == "test"]
+swap_ids = sorted(sid for sid, n in test_pool["statement_id"].value_counts().items() if n >= 2)
+swap_ids = swap_ids[:cfg.judging.swap_check_pairs]
+swap_sample = (test_pool[test_pool["statement_id"].isin(swap_ids)].groupby("statement_id")
+               .sample(2, random_state=cfg.seed).sort_values("statement_id", kind="stable"))
+first, second = swap_sample.iloc[0::2].reset_index(drop=True), swap_sample.iloc[1::2].reset_index(drop=True)
+statement_text = statements.set_index("statement_id")["text"]
+swap_questions = first["statement_id"].map(statement_text)
+judged = judge.judge_together({
+    "scoring pool responses": [ScoreItem(s, r) for s, r in zip(pool["statement_id"].map(statement_text),
+                                                               pool["response"])],
+    "swap check, first order": [CompareItem(q, a, b) for q, a, b in
+                                zip(swap_questions, first["response"], second["response"])],
+    "swap check, swapped order": [CompareItem(q, b, a) for q, a, b in
+                                  zip(swap_questions, first["response"], second["response"])],
+})
+scored = pairs.scores_frame(pool, judged["scoring pool responses"])
 usage = judge.usage()
-print(f"{(scored['judge_status'] == 'ok').sum():,} scored, {(scored['judge_status'] != 'ok').sum():,} failed")
 print("judge usage counts every call of this judge in this chapter so far, the demonstration above included; "
       "cache hits are judgments already in the cache, from an earlier run or an earlier cell")
 pd.Series({k: v for k, v in usage.items() if not isinstance(v, dict)}, name="judge usage").to_frame()
 
+# %% [markdown]
+# A failed judgment is not an answer: its response is left out of the pairs, and the failure is kept in the cache
+# with its reason. A re-run of this chapter sends the failed judgments again and takes the answered ones from the
+# cache. When more than `judge.max_failed_share` of what the chapter asked for has no judgment, the data set is
+# short, and the check below says so (and stops the run, unless the profile only reports checks).
+
 # %%
-failures = scored.loc[scored["judge_status"] != "ok", "judge_error"].value_counts()
-failures.rename("failed judgments").to_frame() if len(failures) else print("no failed judgments")
+rerun = f"run `psyco-book run --profile {cfg.name} --only 02`"
+score_report = judged_set_report(judged["scoring pool responses"], "pool responses", cfg.judge, rerun)
+swap_report = judged_set_report(judged["swap check, first order"] + judged["swap check, swapped order"],
+                                "position-swap comparisons", cfg.judge, rerun)
+for report in (score_report, swap_report):
+    print(report["message"])
+checks.require(chapter, "pool responses judged", score_report["complete"], score_report["message"])
+checks.require(chapter, "position-swap comparisons judged", swap_report["complete"], swap_report["message"])
+failures = scored.loc[scored["judge_status"] != "ok", "judge_error"].str.split(":").str[0].value_counts()
+failures.rename_axis("reason").rename("failed judgments").to_frame() if len(failures) else None
 
 # %% [markdown]
 # ### Score distributions
@@ -170,8 +204,6 @@ by_generator.sort_values("overall", ascending=False)
 # (1 point, as the paper); test pairs are best against worst.
 
 # %%
-split_of = pairs.assign_splits(list(statements["statement_id"]), cfg.splits.dev_fraction, cfg.splits.test_fraction,
-                               cfg.seed)
 frames, drops = pairs.build_pairs(scored, statements, split_of, min_gap=cfg.splits.min_score_gap)
 sizes = pd.DataFrame({s: {"statements": sum(v == s for v in split_of.values()),
                           "statements with a pair": f["ID"].nunique(), "pairs": len(f)}
@@ -195,7 +227,8 @@ fig.tight_layout()
 
 # %%
 per_theme = pd.concat([f.assign(split=s) for s, f in frames.items()]).pivot_table(
-    index="theme", columns="split", values="prefID", aggfunc="count", fill_value=0)[list(pairs.SPLITS)]
+    index="theme", columns="split", values="prefID", aggfunc="count", fill_value=0
+).reindex(columns=list(pairs.SPLITS), fill_value=0)
 per_theme.loc["total"] = per_theme.sum()
 per_theme
 
@@ -203,8 +236,10 @@ per_theme
 # Two example pairs from the training split, with their scores:
 
 # %%
-rating_cols = [f"{side}_{k}_rating" for k in PRINCIPLE_KEYS for side in ("chosen", "rejected")]
-for _, row in frames["train"].sort_values("score_gap", ascending=False).iloc[[0, len(frames["train"]) // 2]].iterrows():
+train = frames["train"].sort_values("score_gap", ascending=False)
+if train.empty:
+    print("no training pairs in this run: see the judged-set check above")
+for _, row in train.iloc[sorted({0, len(train) // 2})].iterrows() if len(train) else []:
     print(f"[{row['ID']}, gap {row['score_gap']:.2f}] {data.preview(row['question'], 300)}")
     print(f"  CHOSEN ({row['chosen_model']}): {data.preview(row['chosen'], 300)}")
     print(f"  REJECTED ({row['rejected_model']}): {data.preview(row['rejected'], 300)}")
@@ -214,19 +249,36 @@ for _, row in frames["train"].sort_values("score_gap", ascending=False).iloc[[0,
 # %% [markdown]
 # ## How far can the judge be trusted?
 #
-# **Position swap.** A pairwise judge should not care which response it reads first. On a sample of test pairs,
-# `compare` runs in both orders; a consistent judge names the same response both times.
+# **Position swap.** A pairwise judge should not care which response it reads first. On two responses to each of
+# a sample of test statements (drawn before scoring, above), `compare` ran in both orders; a consistent judge names
+# the same response both times. Each pair is oriented by the scores, the higher-scored response as "chosen"; pairs
+# whose scores tie, or that lack a score, are left out and counted.
 
 # %%
-sample = frames["test"].head(cfg.judging.swap_check_pairs)
-ab = judge.compare_many([CompareItem(q, c, r) for q, c, r in zip(sample["question"], sample["chosen"], sample["rejected"])])
-ba = judge.compare_many([CompareItem(q, r, c) for q, c, r in zip(sample["question"], sample["chosen"], sample["rejected"])])
-swap = pairs.swap_consistency([x.overall for x in ab], [x.overall for x in ba])
+overall_of = scored.set_index("response_id")["overall"]
+first_overall = first["response_id"].map(overall_of).to_numpy()
+second_overall = second["response_id"].map(overall_of).to_numpy()
+verdicts_first = [v.overall for v in judged["swap check, first order"]]
+verdicts_swapped = [v.overall for v in judged["swap check, swapped order"]]
+chosen_first_verdicts, chosen_second_verdicts, left_out = [], [], 0
+for a_score, b_score, v_ab, v_ba in zip(first_overall, second_overall, verdicts_first, verdicts_swapped):
+    if np.isnan(a_score) or np.isnan(b_score) or a_score == b_score:
+        left_out += 1
+    elif a_score > b_score:  # the first response is the higher-scored one: it was shown first in the first order
+        chosen_first_verdicts.append(v_ab)
+        chosen_second_verdicts.append(v_ba)
+    else:
+        chosen_first_verdicts.append(v_ba)
+        chosen_second_verdicts.append(v_ab)
+swap = pairs.swap_consistency(chosen_first_verdicts, chosen_second_verdicts)
+swap_labels = {"pairs": "pairs compared in both orders", "failed": "pairs with a failed comparison",
+               "consistent": "same response named in both orders", "consistency": "consistency",
+               "prefers_dataset_chosen_both_orders": "higher-scored response named in both orders"}
 if cfg.judge.backend == "rubric":
     print("The rubric judge scores each response on its own and compares the scores, so it is symmetric by "
           "construction: here this checks the code path, it does not measure a bias. With an LLM judge it does.")
-pd.Series({k: round(v, 3) if isinstance(v, float) else v for k, v in swap.items()}, name="position-swap check",
-          dtype=object).to_frame()
+pd.Series({**{swap_labels[k]: round(v, 3) if isinstance(v, float) else v for k, v in swap.items()},
+           "pairs left out (scores tie or missing)": left_out}, name="position-swap check", dtype=object).to_frame()
 
 # %% [markdown]
 # **Human labels.** The paper reports that two therapists agreed with the dataset's labels on 88.5% of 200 pairs
@@ -254,8 +306,9 @@ judge_desc = f"{cfg.judge.backend} backend, model {cfg.judge.model}"
 (run / "psycopref" / "README.md").write_text(pairs.dataset_card(frames, cfg.name, judge_desc, drops))
 scored.drop(columns=["rationale"]).to_parquet(run / "pool" / "scored.parquet", index=False)
 _ = chapter.finish({"train_pairs": len(frames["train"]), "dev_pairs": len(frames["dev"]), "test_pairs": len(frames["test"]),
-                "failed_judgments": int((scored["judge_status"] != "ok").sum()),
-                "swap_consistency": round(swap["consistency"], 3),
+                "failed_judgments": score_report["failed"],
+                "failed_judgments_by_reason": score_report["by_reason"],
+                "swap_consistency": round(swap["consistency"], 3) if swap["pairs"] else None,
                 "judge_cost_usd": usage["cost_usd"]})
 dataset
 
@@ -266,7 +319,8 @@ dataset
 ours = {"train pairs": f"{len(frames['train']):,}", "test pairs": f"{len(frames['test']):,}",
         "dev pairs": f"{len(frames['dev']):,}",
         "judge": f"{cfg.judge.backend} ({cfg.judge.model})",
-        "position-swap consistency": f"{swap['consistency']:.1%}",
+        "position-swap consistency": (f"{swap['consistency']:.1%}" if swap["pairs"]
+                                      else "not measured (no usable pairs)"),
         "agreement with human labels": f"{agreement['accuracy']:.1%}" if agreement else "no labels given"}
 paper = {"train pairs": "34,329", "test pairs": "2,324", "dev pairs": "10% of train statements",
          "judge": "GPT-4o", "position-swap consistency": "not reported",

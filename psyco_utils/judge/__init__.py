@@ -18,6 +18,7 @@ chapter 02 "Judging" scores the pool; chapter 06 compares policies with a refere
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -27,12 +28,12 @@ from ..principles import PRINCIPLE_KEYS, PROMPT_VERSION, rubric_text
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
 from .openai_backend import EndpointDown, Task
-from .progress import Progress
+from .progress import PROGRESS_FILE_ENV, Progress
 from .rubric import RUBRIC_VERSION, rubric_compare, rubric_features, rubric_score
 from .schemas import CompareItem, CompareResult, ScoreItem, ScoreResult
 
-__all__ = ["CompareItem", "CompareResult", "Judge", "JudgeConfig", "ScoreItem", "ScoreResult", "estimate_judge_cost",
-           "make_chat_client", "make_judge", "rubric_features"]
+__all__ = ["CompareItem", "CompareResult", "EndpointDown", "Judge", "JudgeConfig", "ScoreItem", "ScoreResult",
+           "estimate_judge_cost", "judged_set_report", "make_chat_client", "make_judge", "rubric_features"]
 
 #: Version of the classification prompt's cache keys (theme labels do not depend on the judge's rubric).
 CLASSIFY_VERSION = "classify-v1"
@@ -47,7 +48,8 @@ class Judge:
     """Score, compare and classify through the configured backend, every result cached before it is returned.
 
     Made by :func:`make_judge`.  Results come back in the order of the items; a failed judgment has status
-    "failed" and its reason in ``error`` (it is kept in the cache and retried only with ``retry_failed=True``).
+    "failed" and its reason in ``error`` (it is kept in the cache, with the history of its failures, and sent again
+    on the next call unless ``judge.retry_failed`` is false).
     Identical items are judged once.  The endpoint's URL is not part of the cache key: the same model name behind
     another URL is taken to be the same model.
     """
@@ -97,6 +99,7 @@ class Judge:
         """The cache row of every request of every task ``(name, kind, requests)``, judging the missing ones and
         (by default) those that failed before, all tasks together; returns rows by key and the keys judged now."""
         retry_failed = self.config.retry_failed if retry_failed is None else retry_failed
+        progress = progress and not os.environ.get(PROGRESS_FILE_ENV)  # psyco-book shows the progress line instead
         keys = [key for _, _, requests in tasks for key, _ in requests]
         rows = self.cache.get_many(keys)
         claimed: set[str] = set()
@@ -320,6 +323,39 @@ def estimate_judge_cost(config: JudgeConfig, n_score: int = 0, n_compare: int = 
     cacheable = n_score * system_score + n_compare * system_compare
     completion = n_score * _COMPLETION_TOKENS["score"] + n_compare * _COMPLETION_TOKENS["compare"]
     return _estimate(config, n_score + n_compare, prompt, cacheable, completion)
+
+
+_OUTAGE_REASONS = {"connection error", "timeout", "server error", "rate limited", "interrupted"}
+
+
+def judged_set_report(results: list, what: str, config: JudgeConfig, rerun: str = "run the chapter again") -> dict:
+    """How complete a judged set is (chapter 02 after scoring the pool; any chapter that judges).
+
+    Returns ``asked``, ``answered``, ``failed``, ``failed_share``, ``by_reason`` (the reason before the first colon
+    of each error, with its count), ``complete`` (the failed share is within ``config.max_failed_share``) and a
+    ``message`` that says how many failed, why, and what to do next (``rerun`` names the command).
+    """
+    asked = len(results)
+    reasons = Counter((r.error or "unknown").split(":", 1)[0] for r in results if r.status != "ok")
+    failed = sum(reasons.values())
+    share = failed / asked if asked else 0.0
+    complete = share <= config.max_failed_share
+    if not failed:
+        message = f"all {asked:,} {what} judged"
+    else:
+        why = ", ".join(f"{reason} {n:,}" for reason, n in reasons.most_common())
+        message = (f"{failed:,} of {asked:,} {what} have no judgment ({share:.1%}; at most "
+                   f"{config.max_failed_share:.0%} may fail, judge.max_failed_share): {why}. ")
+        if config.retry_failed:
+            when = " once the endpoint answers again" if set(reasons) & _OUTAGE_REASONS else ""
+            batch = " (in a new batch)" if config.use_batch_api else ""
+            message += (f"To fill the gap, {rerun}{when}: the failed judgments are sent again{batch} and the "
+                        "answered ones come from the cache.")
+        else:
+            message += (f"This profile keeps failed judgments as they are (judge.retry_failed: false): set it to "
+                        f"true and {rerun} to send them again.")
+    return {"asked": asked, "answered": asked - failed, "failed": failed, "failed_share": share,
+            "by_reason": dict(reasons.most_common()), "complete": complete, "message": message}
 
 
 def make_judge(config: JudgeConfig, cache_path: str | Path) -> Judge:

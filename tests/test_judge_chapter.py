@@ -1,0 +1,79 @@
+"""Chapter 02 against the loopback OpenAI-compatible server in Batch API mode: a batch that fails leaves the
+chapter standing (under ``checks: report``) with the failures counted and the next step named; one re-run against
+a healthy server completes the data set and sends only the failed judgments, with nothing deleted by hand."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from standin.openai_server import FakeOpenAI
+from psyco_utils import book, data
+
+STATEMENTS = 24
+
+
+def _write_inputs(run: Path) -> int:
+    """A small statements table and response pool from the bundled corpus, as chapter 01 leaves them."""
+    corpus, responses = data.load_bundled_corpus()
+    chosen = corpus[corpus["edge_case"].isna()].head(STATEMENTS)
+    statements = pd.DataFrame({"statement_id": "bundled:" + chosen["id"], "source": "bundled", "source_id": chosen["id"],
+                               "text": chosen["text"], "chars": chosen["text"].str.len(), "theme": chosen["theme"],
+                               "crisis": False, "pii_replaced": 0})
+    pool = responses[responses["statement_id"].isin(chosen["id"])].groupby("statement_id").head(4)
+    pool = pd.DataFrame({"statement_id": "bundled:" + pool["statement_id"],
+                         "response_id": "bundled:" + pool["statement_id"] + "#" + pool["style"],
+                         "generator": "bundled-" + pool["style"], "response": pool["text"],
+                         "chars": pool["text"].str.len()})
+    (run / "statements").mkdir(parents=True)
+    (run / "pool").mkdir(parents=True)
+    statements.to_parquet(run / "statements" / "statements.parquet", index=False)
+    pool.to_parquet(run / "pool" / "pool.parquet", index=False)
+    return len(pool)
+
+
+def _outputs(path: Path) -> str:
+    nb = json.loads(path.read_text())
+    texts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or (out.get("data") or {}).get("text/plain") or ""
+            texts.append(text if isinstance(text, str) else "".join(text))
+    return "\n".join(texts)
+
+
+def _manifest_stage(runs: Path) -> dict:
+    return json.loads((runs / "tiny" / "manifest.json").read_text())["stages"]["02_judging"]
+
+
+def test_chapter_02_survives_a_failed_batch_and_one_rerun_completes_it(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    n_pool = _write_inputs(runs / "tiny")
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(runs))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-chapter-02")
+    with FakeOpenAI(batch_end_status="failed") as server:
+        overrides = ["checks=report", "judge.backend=openai", "judge.model=gpt-4o-mini",
+                     f"judge.base_url={server.base_url}", "judge.use_batch_api=true", "judge.batch_poll_s=0.01",
+                     "judge.estimate_above=100000"]
+        assert book.run("tiny", ["02"], overrides, tmp_path / "failed") == 0
+        page = _outputs(tmp_path / "failed" / "02_judging.ipynb")
+        assert f"{n_pool} of {n_pool} pool responses have no judgment" in page
+        assert "token_limit_exceeded" in page and "--only 02" in page
+        checks = {c["name"]: c["passed"] for c in _manifest_stage(runs)["checks"]}
+        assert checks["pool responses judged"] is False
+        first_batches = len(server.batches)
+        assert first_batches == 3 and server.max_batches_in_flight == 3  # scores and both swap orders together
+
+        server.batch_end_status = "completed"
+        assert book.run("tiny", ["02"], overrides, tmp_path / "again") == 0
+        page = _outputs(tmp_path / "again" / "02_judging.ipynb")
+        assert f"all {n_pool} pool responses judged" in page
+        new = list(server.batches)[first_batches:]
+        lines = sum(len(server.files[server.batches[b]["input"]].decode().splitlines()) for b in new)
+        first_lines = sum(len(server.files[server.batches[b]["input"]].decode().splitlines())
+                          for b in list(server.batches)[:first_batches])
+        assert lines == first_lines  # exactly the failed judgments went out again, in new batches
+        stage = _manifest_stage(runs)
+        assert stage["metrics"]["train_pairs"] > 0 and stage["metrics"]["failed_judgments"] == 0
+        assert all(c["passed"] for c in stage["checks"])
