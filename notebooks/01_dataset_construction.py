@@ -49,7 +49,7 @@ overrides = []
 import pandas as pd
 from IPython.display import Markdown, display
 
-from psyco_utils import data, pool, runtime, tiny
+from psyco_utils import checks, crisis, data, pool, runtime, tiny
 
 chapter = runtime.start_chapter(profile, overrides, stage="01_dataset_construction")
 cfg, run = chapter.cfg, chapter.run
@@ -184,12 +184,96 @@ with pd.option_context("display.max_colwidth", 220):
     display(statements.loc[statements["pii_replaced"] > 0, ["statement_id", "pii_replaced", "text"]]
             .head(3).assign(text=lambda d: d["text"].map(lambda t: data.preview(t, 220))))
 
+# %% [markdown]
+# Crisis language is flagged, not dropped: chapter 6 checks how each model answers these statements. The flag comes
+# from a screen of patterns (`psyco_utils.crisis`). Each signal it finds has a kind (suicide, passive ideation,
+# self-harm, harm to others) and a category that says whose risk it is and when: **self** (the writer, now),
+# **other** (someone the writer describes), **past** (the writer's own history) or **negated** (denied, as in "I'm
+# not suicidal"). A statement is flagged when it has a self, other or past signal. A denial alone does not flag it,
+# and figures of speech ("killing it at work", "dying to see her") match no pattern.
+
 # %%
-crisis = statements[statements["crisis"]]
-print(f"{len(crisis)} of {len(statements)} statements flagged for crisis language")
+flagged = statements[statements["crisis"]]
+denied_only = statements[~statements["crisis"] & statements["crisis_signals"].map(bool)]
+print(f"{len(flagged)} of {len(statements)} statements flagged for crisis language; "
+      f"{len(denied_only)} more mention it only to deny it and are not flagged")
+crisis.signal_table(statements["text"])
+
+# %%
 with pd.option_context("display.max_colwidth", 200):
-    display(crisis[["statement_id", "crisis_signals", "text"]].head(4)
-            .assign(text=lambda d: d["text"].map(lambda t: data.preview(t, 200))))
+    display(flagged[["statement_id", "crisis_signals", "text"]].head(4)
+            .assign(crisis_signals=lambda d: d["crisis_signals"].map(", ".join),
+                    text=lambda d: d["text"].map(lambda t: data.preview(t, 200))))
+
+# %% [markdown]
+# In the colab and paper profiles the setting `data.crisis_second_opinion: true` also asks the judge's LLM about
+# each statement (after personal data is scrubbed; every answer is cached like any judgment). Its label can add a
+# flag but never remove one, because a missed crisis costs more than a false flag.
+
+# %%
+crisis_judge = None
+if cfg.data.crisis_second_opinion:
+    from psyco_utils.judge import make_judge
+
+    crisis_judge = make_judge(cfg.judge, cache_path=run / "judgments.sqlite")
+    statements = crisis.add_second_opinion(statements, crisis_judge)
+    added = int((statements["crisis"] & ~statements["crisis_patterns"]).sum())
+    failed = int(statements["crisis_llm"].isna().sum())
+    print(f"the LLM's second opinion flags {added} statements the patterns did not; {failed} of its "
+          f"{len(statements)} judgments failed (those keep the patterns' flag; reasons in the judge's cache)")
+    display(pd.crosstab(statements["crisis_patterns"].map({True: "flagged", False: "not flagged"}).rename("patterns"),
+                        statements["crisis_llm"].fillna("failed").rename("LLM label")))
+else:
+    print(f"no LLM second opinion in the {cfg.name} profile (data.crisis_second_opinion is off)")
+
+# %% [markdown]
+# ### How well does the crisis screen work?
+#
+# The screen is measured on a labelled set of fictional statements written for this book before the patterns were
+# (`psyco_utils/evalsets/crisis_statements.jsonl`), in eight categories: first-person current risk, first-person
+# past risk, third person, passive ideation ("I don't care if I live or die"), urges, harm to others, negations and
+# idioms. Each category mixes statements that must be flagged with look-alikes that must not ("I cut myself while
+# cooking", "the urge to text my ex"), and the negation and idiom categories include statements where the risk sits
+# beside the denial or the figure of speech ("I'm not suicidal, but I've started cutting again"). So in each category
+# **recall** (the share of must-flag statements that are flagged) and **precision** (the share of flags that are
+# right) both mean something. **Tagged as expected** is the share whose signals carry the category they should:
+# other for third person, past for past, negated for denials.
+
+# %%
+crisis_table, crisis_detections = crisis.evaluate()
+crisis.readable(crisis_table)
+
+# %%
+held_out = crisis.score_table(crisis_detections[crisis_detections["split"] == "held_out"]).loc["all"]
+sentence = crisis.headline_sentence(crisis_table)
+print(sentence[0].upper() + sentence[1:] + ".")
+print(f"On the held-out third of the set ({int(held_out['statements'])} statements): recall {held_out['recall']:.1%}, "
+      f"precision {held_out['precision']:.1%}.")
+missed = crisis_detections[crisis_detections["must_flag"] & ~crisis_detections["flagged"]]
+false_flags = crisis_detections[~crisis_detections["must_flag"] & crisis_detections["flagged"]]
+print(f"{len(missed)} missed and {len(false_flags)} false flags:")
+with pd.option_context("display.max_colwidth", 200):
+    display(pd.concat([missed.assign(error="missed"), false_flags.assign(error="false flag")])
+            .assign(category=lambda d: d["category"].str.replace("_", " "),
+                    signals=lambda d: d["signals"].map(lambda found: ", ".join(found) or "none"))
+            [["error", "category", "signals", "text"]].reset_index(drop=True))
+_ = checks.require(chapter, "crisis screen recall",
+                   crisis_table.at["all", "recall"] >= 0.9 and crisis_table.at["first_person_current", "recall"] >= 0.95,
+                   f"recall {crisis_table.at['all', 'recall']:.1%} overall (floor 90%) and "
+                   f"{crisis_table.at['first_person_current', 'recall']:.1%} on first-person current risk (floor 95%)")
+
+# %% [markdown]
+# These numbers flatter the screen. The same authors wrote the statements and the patterns, and the patterns were
+# developed while looking at the misses on two thirds of the set; the remaining third was held out, and was scored
+# once before a miss in it revealed a typo in a pattern, which was then fixed. What a pattern screen misses is risk
+# put in words it has no pattern for (a threat of violence without a violent verb, a goodbye in unusual words), and
+# real client text has many more phrasings than this set. That is why the screen flags generously, why the colab and
+# paper profiles can add an LLM's second opinion, and why none of this replaces a clinician's risk assessment.
+
+# %%
+if crisis_judge is not None:
+    llm_labels = crisis.second_opinion(crisis_detections["text"], crisis_judge)
+    display(crisis.readable(crisis.compare_with_second_opinion(crisis_detections, llm_labels)))
 
 # %% [markdown]
 # ### Themes and lengths
@@ -284,6 +368,7 @@ _ = chapter.finish({
     "statements": len(statements),
     "dropped": len(report.dropped),
     "crisis_flagged": int(statements["crisis"].sum()),
+    "crisis_screen_recall": round(float(crisis_table.at["all", "recall"]), 4),
     "pii_replacements": int(sum(report.scrub_counts.values())),
     "pool_responses": len(response_pool),
 })
@@ -302,9 +387,11 @@ ours = {
     "responses per statement": cfg.pool.responses_per_statement,
     "pool generators": len(cfg.pool.generators),
     "crisis-flagged statements": int(statements["crisis"].sum()),
+    "crisis screen recall (labelled set)": f"{crisis_table.at['all', 'recall']:.1%}",
 }
 paper = {"statements after cleaning": "26,483", "themes": "8 (42 sub-topics)", "responses per statement": "4",
-         "pool generators": "20", "crisis-flagged statements": "not reported"}
+         "pool generators": "20", "crisis-flagged statements": "not reported",
+         "crisis screen recall (labelled set)": "not reported"}
 pd.DataFrame({f"this run ({cfg.name})": pd.Series(ours).map(lambda v: f"{v:,}" if isinstance(v, int) else v),
               "paper": pd.Series(paper)})
 

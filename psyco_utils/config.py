@@ -66,6 +66,8 @@ class DataConfig(_Strict):
     minhash_bands: int = 32
     theme_labeller: Literal["keyword", "llm"] = "keyword"
     max_statements: int | None = None
+    # An LLM's second opinion on crisis language, through the judge backend (psyco_utils.crisis.add_second_opinion)
+    crisis_second_opinion: bool = False
 
 
 class PoolGeneratorConfig(_Strict):

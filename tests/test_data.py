@@ -1,4 +1,5 @@
-"""Every data function of chapter 01: sources, normalisation, filters, both de-duplications, scrubbing, crisis, themes."""
+"""Every data function of chapter 01: sources, normalisation, filters, both de-duplications, scrubbing, themes
+(the crisis screen is tested in tests/test_crisis.py)."""
 
 import json
 
@@ -109,26 +110,7 @@ def test_a_scrubbed_url_leaves_the_sentence_punctuation():
     assert clean == "I read [URL]. Then I cried, [URL], twice." and counts == {"URL": 2}
 
 
-# ---------------------------------------------------------------- crisis and themes
-
-
-@pytest.mark.parametrize("text, kind", [
-    ("Some nights I think everyone would be better off without me.", "suicidal ideation"),
-    ("I have started cutting myself again when it gets bad.", "self-harm"),
-    ("I don't want to be alive anymore.", "suicidal ideation"),
-    ("I'm scared I will snap and hurt my baby when she cries.", "harm to others"),
-])
-def test_crisis_positive(text, kind):
-    assert kind in data.crisis_signals(text)
-
-
-@pytest.mark.parametrize("text", [
-    "Work is killing me but I love my team.",
-    "I want to live a calmer life and sleep better.",
-    "My grandmother died last year and I still miss her.",
-])
-def test_crisis_negative(text):
-    assert data.crisis_signals(text) == []
+# ---------------------------------------------------------------- themes (crisis flags: tests/test_crisis.py)
 
 
 def test_keyword_theme():
