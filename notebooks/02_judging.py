@@ -47,12 +47,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import checks, data, pairs, plots, runtime
+from psyco_utils import checks, data, inputs, pairs, plots, runtime
 from psyco_utils.judge import CompareItem, ScoreItem, judged_set_report, make_judge
 from psyco_utils.principles import PRINCIPLE_KEYS, PRINCIPLES
 
 chapter = runtime.start_chapter(profile, overrides, stage="02_judging")
 cfg, run = chapter.cfg, chapter.run
+inputs.require_inputs(chapter)
 statements = pd.read_parquet(run / "statements" / "statements.parquet")
 pool = pd.read_parquet(run / "pool" / "pool.parquet")
 print(f"profile {cfg.name}: {len(pool):,} pool responses to {pool['statement_id'].nunique():,} statements")

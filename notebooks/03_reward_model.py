@@ -45,11 +45,12 @@ overrides = []
 # %%
 import pandas as pd
 
-from psyco_utils import checks, data, metrics, plots, reward, runtime
+from psyco_utils import checks, data, inputs, metrics, plots, reward, runtime
 from psyco_utils.pairs import load_preference_data
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
 cfg, run = chapter.cfg, chapter.run
+inputs.require_inputs(chapter)
 prefs = load_preference_data(cfg, run)
 test = prefs["test"].to_pandas()
 print(f"profile {cfg.name}: reward backbone {cfg.models.reward_backbone}"

@@ -50,13 +50,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import checks, data, policy, runtime
+from psyco_utils import checks, data, inputs, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
 
 chapter = runtime.start_chapter(profile, overrides, stage="05_dpo_iter")
 cfg, run = chapter.cfg, chapter.run
+inputs.require_inputs(chapter)
 dataset = load_preference_data(cfg, run)
 scorer = load_trained_reward_model(cfg, run)
 base_path = resolve_model_path(cfg.models.policy, cfg)

@@ -53,13 +53,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import checks, data, evaluate, metrics, runtime
+from psyco_utils import checks, data, evaluate, inputs, metrics, runtime
 from psyco_utils.judge import make_chat_client, make_judge
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.principles import PRINCIPLE_KEYS
 
 chapter = runtime.start_chapter(profile, overrides, stage="06_win_rate")
 cfg, run = chapter.cfg, chapter.run
+inputs.require_inputs(chapter)
 dataset = load_preference_data(cfg, run)
 items = evaluate.eval_statements(dataset["test"].to_pandas(), cfg.eval.n_statements, cfg.seed)
 policies = evaluate.policy_paths(cfg, run)

@@ -1,0 +1,234 @@
+"""The stand-in run's pieces: stand-in models, the overlaid profiles, errors that name the fix, and chapters opened on
+their own.  The stand-in run itself (``python -m standin.run``) is a CI phase of its own, not a test."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from psyco_utils import inputs, models
+from psyco_utils.config import PRESET_DIR, ProfileConfig, load_profile
+from standin import models as standin_models
+from standin import run as standin_run
+
+REPO = Path(__file__).resolve().parent.parent
+
+EXPECTED = {  # hub id -> (model_type, marker the chat template must render)
+    "Qwen/Qwen2.5-0.5B-Instruct": ("qwen2", "<|im_start|>assistant\n"),
+    "HuggingFaceTB/SmolLM2-1.7B-Instruct": ("llama", "named SmolLM"),
+    "meta-llama/Llama-3.2-3B-Instruct": ("llama", "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "mistralai/Mistral-7B-Instruct-v0.3": ("mistral", "[INST] "),
+    "google/gemma-2-9b-it": ("gemma2", "<start_of_turn>model\n"),
+    "microsoft/Phi-3.5-mini-instruct": ("phi3", "<|assistant|>\n"),
+    "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2": ("llama", "<|eot_id|>"),
+    "Skywork/Skywork-Reward-Gemma-2-27B": ("gemma2", "<end_of_turn>"),
+}
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory):
+    return standin_models.build_standins(tmp_path_factory.mktemp("standins"), seed=7)
+
+
+def test_every_hub_model_of_the_colab_and_paper_presets_has_a_standin():
+    for profile in ("colab", "paper"):
+        raw = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text())
+        assert set(standin_run.hub_models(raw)) <= set(standin_models.STANDINS), profile
+
+
+@pytest.mark.parametrize("hub_id", sorted(EXPECTED))
+def test_standin_is_a_hub_snapshot_of_the_real_architecture_and_template(standins, hub_id):
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = standins[hub_id]
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (folder / name).is_file(), name
+    config = AutoConfig.from_pretrained(folder)
+    model_type, marker = EXPECTED[hub_id]
+    assert config.model_type == model_type
+    assert config.architectures == [standin_models.STANDINS[hub_id].architecture]
+    tok = AutoTokenizer.from_pretrained(folder)
+    chat = [{"role": "user", "content": "I cannot sleep before exams."}, {"role": "assistant", "content": "That sounds hard."}]
+    rendered = tok.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(chat, tokenize=False)
+    assert "I cannot sleep before exams." in rendered and marker in (rendered + full)
+    if "ForCausalLM" in config.architectures[0]:
+        generation = json.loads((folder / "generation_config.json").read_text())
+        assert generation["eos_token_id"] is not None
+
+
+def test_family_quirks_are_kept(standins):
+    """Llama-3 ships no pad token, Gemma-2 refuses a system turn, Phi-3.5 stops at <|end|> rather than its eos."""
+    from transformers import AutoTokenizer
+
+    llama = AutoTokenizer.from_pretrained(standins["meta-llama/Llama-3.2-3B-Instruct"])
+    assert llama.pad_token is None and models.load_tokenizer(str(standins["meta-llama/Llama-3.2-3B-Instruct"])).pad_token
+    gemma = AutoTokenizer.from_pretrained(standins["google/gemma-2-9b-it"])
+    with pytest.raises(Exception, match="System role"):
+        gemma.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}], tokenize=False)
+    phi = json.loads((standins["microsoft/Phi-3.5-mini-instruct"] / "generation_config.json").read_text())
+    phi_tok = AutoTokenizer.from_pretrained(standins["microsoft/Phi-3.5-mini-instruct"])
+    assert phi_tok.convert_tokens_to_ids("<|end|>") in phi["eos_token_id"] and phi_tok.eos_token == "<|endoftext|>"
+
+
+def test_standins_are_reused_once_built(standins):
+    before = {h: (p / "model.safetensors").stat().st_mtime_ns for h, p in standins.items()}
+    again = standin_models.build_standins(next(iter(standins.values())).parents[1], seed=7)
+    assert {h: (p / "model.safetensors").stat().st_mtime_ns for h, p in again.items()} == before
+
+
+def _flatten(node, prefix=""):
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+@pytest.mark.parametrize("profile", ["colab", "paper"])
+def test_overlaid_profile_differs_from_the_preset_only_where_the_overlay_says(tmp_path, profile):
+    preset = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text())
+    paths = {h: tmp_path / h for h in standin_run.hub_models(preset)}
+    raw, left_out = standin_run.overlaid_profile(profile, paths)
+    cfg = ProfileConfig.model_validate(raw)  # a valid profile
+    assert cfg.name == profile and cfg.checks == "report" and cfg.models.generation_backend == "auto"
+    assert cfg.models.lora == ProfileConfig.model_validate(preset).models.lora
+    assert cfg.judge.use_batch_api == ProfileConfig.model_validate(preset).judge.use_batch_api
+    overlay = yaml.safe_load(standin_run.OVERLAY.read_text())
+    allowed = {k for k in overlay if not k.startswith("every_pool_generator.")}
+    replaced = {"models.policy", "models.reward_backbone", "reward.off_the_shelf", "data.sources", "pool.generators",
+                "description"}
+    before, after = _flatten(preset), _flatten(raw)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert {k for k in changed if not any(k == r or k.startswith(r + ".") for r in replaced)} <= allowed
+    # models: every hub id is replaced by its stand-in's folder
+    named = [cfg.models.policy, cfg.models.reward_backbone, *cfg.reward.off_the_shelf]
+    named += [g.model for g in cfg.pool.generators if g.kind == "hf"]
+    assert set(named) <= {str(p) for p in paths.values()}
+    # pool generators: only the models and the overlay's per-generator keys change
+    per_generator = {k.split(".", 1)[1] for k in overlay if k.startswith("every_pool_generator.")}
+    for old, new in zip(preset["pool"]["generators"], raw["pool"]["generators"]):
+        assert {k for k in set(old) | set(new) if old.get(k) != new.get(k)} <= per_generator | {"model"}
+    # sources: a hub source keeps its own entry with only kind and path changed, or is reported as left out
+    kept = {s.get("name"): s for s in raw["data"]["sources"]}
+    for source in preset["data"]["sources"]:
+        if source["kind"] != "hub":
+            assert kept[source.get("name")] == source
+        elif source["name"] in kept:
+            new = kept[source["name"]]
+            unchanged = ("kind", "path")
+            assert {k: v for k, v in new.items() if k not in unchanged} == \
+                {k: v for k, v in source.items() if k not in unchanged}
+            assert (REPO / new["path"]).is_file()
+        else:
+            assert source["name"] in left_out and standin_run.fixture_for(source) is None
+
+
+def test_standin_server_answers_plain_chats_with_counselling_replies_and_structured_ones_as_the_judge():
+    from psyco_utils.data import load_bundled_corpus
+    from standin.replies import StandInServer
+
+    statements, responses = load_bundled_corpus()
+    statement = statements["text"].iloc[0]
+    own = set(responses.loc[responses["statement_id"] == statements["id"].iloc[0], "text"])
+    with StandInServer() as server:
+        chat = server.completion({"model": "m", "n": 2, "messages": [{"role": "user", "content": statement}]})
+        scored = server.completion({"model": "m", "messages": [
+            {"role": "user", "content": "CLIENT STATEMENT:\nI am sad.\n\nRESPONSE:\nIt sounds painful."}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "principle_scores"}}})
+    replies = [c["message"]["content"] for c in chat["choices"]]
+    assert len(replies) == 2 and set(replies) <= own
+    assert chat["usage"]["completion_tokens"] == sum(len(r) // 4 for r in replies)
+    assert set(json.loads(scored["choices"][0]["message"]["content"])) >= {"empathy", "staging", "rationale"}
+
+
+# ------------------------------------------------------------------------------------------ errors that name the fix
+
+
+def test_vllm_requested_but_not_installed_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm now raises ImportError
+    cfg = load_profile("tiny", ["models.generation_backend=vllm"])
+    with pytest.raises(models.DeviceError, match=r"\[vllm\]"):
+        models.check_vllm(cfg.models)
+    with pytest.raises(models.DeviceError, match=r"\[vllm\]"):
+        models.load_generator("tiny", cfg.models)
+
+
+def test_vllm_requested_without_a_gpu_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setattr(models, "has_gpu", lambda: False)
+    cfg = load_profile("tiny", ["models.generation_backend=vllm"])
+    with pytest.raises(models.DeviceError, match="no CUDA GPU"):
+        models.check_vllm(cfg.models)
+    models.check_vllm(load_profile("tiny").models)  # hf: nothing to check
+
+
+def test_fp16_without_a_gpu_names_the_setting_before_training(monkeypatch):
+    from psyco_utils import policy, reward
+
+    monkeypatch.setattr(models, "has_gpu", lambda: False)
+    cfg = load_profile("tiny", ["reward.training.fp16=true"])
+    with pytest.raises(models.DeviceError, match=r"reward\.training\.fp16"):
+        reward.reward_config(cfg, "unused")
+    with pytest.raises(models.DeviceError, match=r"dpo_iter\.training\.fp16"):
+        policy.train_dpo({"fp16": True}, "unused", None, Path("unused"), seed=0, section="dpo_iter.training")
+
+
+def test_model_origin_reports_local_folders_as_local(tmp_path):
+    assert models.model_origin(str(tmp_path)) == f"local folder {tmp_path}"
+    assert models.model_origin("Qwen/Qwen2.5-0.5B-Instruct") == "hub id Qwen/Qwen2.5-0.5B-Instruct"
+    assert models.model_origin("runs/standin/models/Qwen/Qwen2.5-0.5B-Instruct").startswith("local folder")
+    assert models.model_origin("tiny").startswith("the tiny world")
+
+
+# --------------------------------------------------------------------------------------- a chapter opened on its own
+
+FIRST = {"02_judging": "01_dataset_construction", "03_reward_model": "01_dataset_construction",
+         "04_dpo": "01_dataset_construction", "05_dpo_iter": "01_dataset_construction",
+         "06_win_rate": "01_dataset_construction"}
+
+
+def _run_until_inputs_are_read(chapter: str, profile: str, overrides: list[str]) -> None:
+    """Execute the chapter's code cells, as papermill would with these parameters, up to its input check."""
+    import jupytext
+
+    nb = jupytext.read(REPO / "notebooks" / f"{chapter}.py")
+    namespace: dict = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        exec(compile(cell.source, f"{chapter}.py", "exec"), namespace)
+        if "parameters" in cell.metadata.get("tags", []):
+            namespace.update(profile=profile, overrides=overrides)
+        if "require_inputs" in cell.source:
+            return
+    raise AssertionError(f"{chapter} never checks its inputs with inputs.require_inputs")
+
+
+@pytest.mark.parametrize("profile", ["tiny", "colab", "paper"])
+@pytest.mark.parametrize("chapter", sorted(FIRST))
+def test_chapter_opened_on_its_own_says_what_to_run_first(tmp_path, monkeypatch, chapter, profile):
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    with pytest.raises(inputs.MissingInputs) as caught:
+        _run_until_inputs_are_read(chapter, profile, [])
+    message = str(caught.value)
+    assert f"chapter {chapter}" in message and f"Run {FIRST[chapter]}" in message and profile in message
+    if chapter != "02_judging":
+        assert "splits.source=released" in message
+    assert str(tmp_path) not in message  # no machine paths on a page
+
+
+def test_released_pairs_replace_chapters_01_and_02(tmp_path):
+    cfg = load_profile("colab", ["splits.source=released"])
+    assert inputs.missing_inputs("03_reward_model", cfg, tmp_path) == []
+    assert inputs.chapters_to_run_first("05_dpo_iter", cfg, tmp_path) == ["03_reward_model", "04_dpo"]
+    (tmp_path / "reward_model" / "model").mkdir(parents=True)
+    (tmp_path / "reward_model" / "model" / "config.json").write_text("{}")
+    assert inputs.chapters_to_run_first("05_dpo_iter", cfg, tmp_path) == ["04_dpo"]
