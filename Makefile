@@ -10,7 +10,7 @@ PROFILE ?= tiny
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= $(shell ls /opt/wheels/torch-2.13.0+cpu* >/dev/null 2>&1 || command -v nvidia-smi >/dev/null 2>&1 || echo https://download.pytorch.org/whl/cpu)
 
-.PHONY: install test book run build sync check-sync benchmark clean
+.PHONY: install test book run build sync check-sync standin benchmark clean
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ sync: install
 
 check-sync: install
 	$(VENV)/bin/psyco-book sync --check
+
+# The colab and paper profiles end to end on a CPU: stand-in models, source fixtures, the loopback OpenAI-compatible
+# server, sizes shrunk by standin/overlay.yaml (everything under runs/standin/). STANDIN_PROFILES=colab for one.
+STANDIN_PROFILES ?= colab paper
+standin: install
+	$(PY) -m standin.run --profile $(STANDIN_PROFILES)
 
 benchmark: install
 	$(PY) benchmarks/run.py
