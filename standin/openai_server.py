@@ -82,6 +82,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default backlog of 5 drops connections when a client opens many at once
 
+    def handle_error(self, request, client_address):
+        """A client that hung up (a stopped run, a timeout) is expected here: say nothing; anything else is shown."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
 
 class FakeOpenAI:
     """``with FakeOpenAI(fault_rate=0.2, seed=0) as server:`` then point the client at ``server.base_url``."""
