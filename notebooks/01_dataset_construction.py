@@ -49,7 +49,7 @@ overrides = []
 import pandas as pd
 from IPython.display import Markdown, display
 
-from psyco_utils import checks, crisis, data, pool, runtime, tiny
+from psyco_utils import checks, crisis, data, models, pool, runtime, tiny
 
 chapter = runtime.start_chapter(profile, overrides, stage="01_dataset_construction")
 cfg, run = chapter.cfg, chapter.run
@@ -314,7 +314,8 @@ if "tiny" in (cfg.models.policy, cfg.models.reward_backbone) or any(g.model == "
     display(pd.Series(info, name="tiny world").to_frame())
     fig = plots.loss_curve(world.info["sft_losses"], title="Supervised warm start of the tiny policy")
 else:
-    print(f"policy {cfg.models.policy} and reward backbone {cfg.models.reward_backbone} come from the hub")
+    print(f"policy: {models.model_origin(cfg.models.policy)}; "
+          f"reward backbone: {models.model_origin(cfg.models.reward_backbone)}")
 
 # %% [markdown]
 # ## The response pool

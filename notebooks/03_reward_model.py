@@ -45,7 +45,7 @@ overrides = []
 # %%
 import pandas as pd
 
-from psyco_utils import checks, data, inputs, metrics, plots, reward, runtime
+from psyco_utils import checks, data, inputs, metrics, models, plots, reward, runtime
 from psyco_utils.pairs import load_preference_data
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
@@ -53,7 +53,7 @@ cfg, run = chapter.cfg, chapter.run
 inputs.require_inputs(chapter)
 prefs = load_preference_data(cfg, run)
 test = prefs["test"].to_pandas()
-print(f"profile {cfg.name}: reward backbone {cfg.models.reward_backbone}"
+print(f"profile {cfg.name}: reward backbone from the {models.model_origin(cfg.models.reward_backbone)}"
       + (f" with LoRA (r={cfg.models.lora.r})" if cfg.models.lora else ""))
 pd.DataFrame({"pairs": {s: len(d) for s, d in prefs.items()},
               "statements": {s: len(set(d["ID"])) for s, d in prefs.items()}})

@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from psyco_utils import checks, data, inputs, policy, runtime
+from psyco_utils import checks, data, inputs, models, policy, runtime
 from psyco_utils.models import resolve_model_path
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -55,7 +55,8 @@ cfg, run = chapter.cfg, chapter.run
 inputs.require_inputs(chapter)
 dataset = load_preference_data(cfg, run)
 base_path = resolve_model_path(cfg.models.policy, cfg)
-print(f"policy: {cfg.models.policy}; train pairs {len(dataset['train']):,}, dev pairs {len(dataset['dev']):,}")
+print(f"policy from the {models.model_origin(cfg.models.policy)}; "
+      f"train pairs {len(dataset['train']):,}, dev pairs {len(dataset['dev']):,}")
 
 # %% [markdown]
 # ## Training
