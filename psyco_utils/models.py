@@ -231,15 +231,21 @@ def generate_responses(
     return outputs
 
 
-def load_generator(name_or_path: str, models: ModelsConfig):
-    """``(model, tokenizer, backend)`` for generation: vLLM when the profile allows it and it can run, else HF."""
+def load_generator(name_or_path: str, models: ModelsConfig, tensor_parallel_size: int = 1,
+                   gpu_memory_utilization: float | None = None):
+    """``(model, tokenizer, backend)`` for generation: vLLM when the profile allows it and it can run, else HF.
+
+    ``tensor_parallel_size`` (vLLM) splits the model across that many GPUs; ``gpu_memory_utilization`` is the share of
+    each GPU's memory the engine may take (default ``PSYCO_VLLM_GPU_MEMORY`` or 0.45).
+    """
     check_vllm(models)
     wants_vllm = models.generation_backend == "vllm" or (models.generation_backend == "auto" and vllm_available())
     if wants_vllm:
         from vllm import LLM
 
+        memory = gpu_memory_utilization or float(os.environ.get("PSYCO_VLLM_GPU_MEMORY", "0.45"))
         llm = LLM(model=name_or_path, dtype=models.dtype if models.dtype != "float32" else "auto",
-                  gpu_memory_utilization=float(os.environ.get("PSYCO_VLLM_GPU_MEMORY", "0.45")))
+                  tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=memory)
         return llm, load_tokenizer(name_or_path), "vllm"
     model, tok = load_policy(name_or_path, models)
     return model, tok, "hf"
