@@ -15,7 +15,8 @@
   ``batch_end_status="expired"`` ends a batch with only half of its lines answered, ``"failed"`` with none and the
   batch's own ``errors`` (``batch_errors``: ``(line or None, code, message)``).
 * Events instead of clocks, for tests: ``hold_after=N`` answers the first N chat requests and holds the rest until
-  :meth:`FakeOpenAI.release` (``held`` is set when one is held); ``answer_in_groups_of=K`` holds each chat request
+  :meth:`FakeOpenAI.release` (``held`` is set when one is held, :meth:`FakeOpenAI.wait_until_holding` waits for
+  several); ``answer_in_groups_of=K`` holds each chat request
   until K are in flight together (a barrier).
 * It counts requests, records each request's headers, path and body, the largest number of chat requests in flight
   at once, and the largest number of batches in flight at once (created and not yet ended).
@@ -98,6 +99,7 @@ class FakeOpenAI:
                  batch_fault_rate: float = 0.0, batch_faults=BATCH_FAULTS, batch_end_status: str = "completed", batch_errors=(TOKEN_LIMIT,),
                  hold_after: int | None = None, answer_in_groups_of: int | None = None, reject_key: bool = False,
                  max_lifetime_s: float = 600):
+        self.lock = threading.RLock()
         self.fault_rate = fault_rate
         self.rng = random.Random(seed)
         self.faults = tuple(faults)
@@ -111,13 +113,14 @@ class FakeOpenAI:
         self.batch_errors = list(batch_errors)
         self.hold_after = hold_after
         self.held = threading.Event()
+        self.holding = 0
+        self._holding_changed = threading.Condition(self.lock)
         self._released = threading.Event()
         self._group = threading.Barrier(answer_in_groups_of) if answer_in_groups_of else None
         self.answered = 0
         self.batches_in_flight = 0
         self.max_batches_in_flight = 0
         self.reject_key = reject_key
-        self.lock = threading.RLock()
         self.stopping = threading.Event()
         self.requests = 0
         self.chat_requests = 0
@@ -167,14 +170,25 @@ class FakeOpenAI:
         self.hold_after = None
         self._released.set()
 
+    def wait_until_holding(self, n: int, timeout: float = 120) -> bool:
+        """Block until ``n`` chat requests are held by ``hold_after`` at once (a client with ``n`` slots has then
+        written every answer it got); False if that never happens within ``timeout``."""
+        with self.lock:
+            return self._holding_changed.wait_for(lambda: self.holding >= n, timeout)
+
     def _wait_turn(self) -> None:
         """Hold a chat request as ``hold_after`` and ``answer_in_groups_of`` say (events, not clocks)."""
         with self.lock:
             hold = self.hold_after is not None and self.answered >= self.hold_after
             self.answered += not hold
         if hold:
+            with self.lock:
+                self.holding += 1
+                self._holding_changed.notify_all()
             self.held.set()
             self._released.wait()
+            with self.lock:
+                self.holding -= 1
         if self._group is not None:
             try:
                 self._group.wait(timeout=30)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..principles import PRINCIPLE_KEYS, PROMPT_VERSION, rubric_text
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
-from .openai_backend import EndpointDown, Task
+from .openai_backend import EndpointDown, Task, needs_request
 from .progress import PROGRESS_FILE_ENV, Progress
 from .rubric import RUBRIC_VERSION, rubric_compare, rubric_features, rubric_score
 from .schemas import CompareItem, CompareResult, ScoreItem, ScoreResult
@@ -108,8 +108,7 @@ class Judge:
             payloads: dict[str, object] = {}
             for key, payload in requests:  # the first payload of each key, in the order of the items
                 payloads.setdefault(key, payload)
-            todo = [k for k in payloads if k not in claimed
-                    and (k not in rows or (retry_failed and rows[k]["status"] == "failed"))]
+            todo = [k for k in payloads if k not in claimed and needs_request(rows.get(k), retry_failed)]
             claimed.update(todo)
             todo_tasks.append(Task(name, kind, [(k, payloads[k]) for k in todo], labels))
         self._counts["requested"] += len(keys)

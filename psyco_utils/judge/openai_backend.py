@@ -78,6 +78,14 @@ _RETRY_STATUS = {408, 409, 429}  # and every 5xx, as the openai client's own ret
 _MAX_RETRY_AFTER_S = 300.0
 
 
+def needs_request(row: dict | None, retry_failed: bool) -> bool:
+    """Whether a judgment must be (re)sent: not in the cache, failed (unless the profile keeps failures), or
+    interrupted by a stop (always: the stop was ours, not the endpoint's)."""
+    if row is None:
+        return True
+    return row["status"] == "failed" and (retry_failed or row["reason"] == INTERRUPTED)
+
+
 class InvalidAnswer(Exception):
     """An answer that arrived but cannot be used; ``reason`` is one of the reasons above."""
 
@@ -559,8 +567,7 @@ class CachedChatClient:
         keys = [cache_key("openai", model, CHAT_VERSION, "chat", m, key_params) for m in messages_list]
         retry_failed = self.config.retry_failed if retry_failed is None else retry_failed
         rows = self.cache.get_many(keys)
-        todo = [k for k in dict.fromkeys(keys)
-                if k not in rows or (retry_failed and rows[k]["status"] == "failed")]
+        todo = [k for k in dict.fromkeys(keys) if needs_request(rows.get(k), retry_failed)]
         self.counts["requested"] += len(keys)
         self.counts["cache_hits"] += sum(1 for k in keys if k not in set(todo))
         if todo:
