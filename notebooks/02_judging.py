@@ -85,7 +85,10 @@ with pd.option_context("display.max_colwidth", 200):
 #   well on empathy, and chapters 4 to 6 show the tiny policies learning exactly that.
 #
 # Both write every judgment to one SQLite cache before it is used, keyed by backend, model, prompt version and
-# messages: a re-run sends no requests, and a run that is killed resumes where it stopped.
+# messages: a re-run sends only the judgments that are missing or failed, and a run that is stopped resumes where it
+# stopped. A failure is kept with its reason, and stays in the cache's history after a later success. When the
+# endpoint stops answering (`judge.stop_after_consecutive_errors` connection errors, timeouts or server errors in a
+# row), the run stops with an error that names the endpoint and says how many judgments are already safe.
 
 # %%
 judge = make_judge(cfg.judge, cache_path=run / "judgments.sqlite")
