@@ -17,7 +17,8 @@
 * Events instead of clocks, for tests: ``hold_after=N`` answers the first N chat requests and holds the rest until
   :meth:`FakeOpenAI.release` (``held`` is set when one is held, :meth:`FakeOpenAI.wait_until_holding` waits for
   several); ``answer_in_groups_of=K`` holds each chat request
-  until K are in flight together (a barrier).
+  until K are in flight together (a barrier); ``fail_after=N`` answers HTTP 500 to every chat request after the
+  first N (an outage that starts part-way through a run; set it to None and the server is back).
 * It counts requests, records each request's headers, path and body, the largest number of chat requests in flight
   at once, and the largest number of batches in flight at once (created and not yet ended).
 
@@ -97,7 +98,7 @@ class FakeOpenAI:
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, faults=FAULTS, retry_after: float = 0.01,
                  hang_seconds: float = 1.5, latency: float = 0.0, batch_polls_before_done: int = 1,
                  batch_fault_rate: float = 0.0, batch_faults=BATCH_FAULTS, batch_end_status: str = "completed", batch_errors=(TOKEN_LIMIT,),
-                 hold_after: int | None = None, answer_in_groups_of: int | None = None, reject_key: bool = False,
+                 hold_after: int | None = None, fail_after: int | None = None, answer_in_groups_of: int | None = None, reject_key: bool = False,
                  max_lifetime_s: float = 600):
         self.lock = threading.RLock()
         self.fault_rate = fault_rate
@@ -112,6 +113,7 @@ class FakeOpenAI:
         self.batch_end_status = batch_end_status
         self.batch_errors = list(batch_errors)
         self.hold_after = hold_after
+        self.fail_after = fail_after
         self.held = threading.Event()
         self.holding = 0
         self._holding_changed = threading.Condition(self.lock)
@@ -370,7 +372,9 @@ class FakeOpenAI:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     server._wait_turn()
-                    fault = server._draw_fault(server.fault_rate, server.faults)
+                    with server.lock:
+                        down = server.fail_after is not None and server.chat_requests > server.fail_after
+                    fault = "500" if down else server._draw_fault(server.fault_rate, server.faults)
                     if server.latency:
                         server.stopping.wait(server.latency)
                     if fault == "429":

@@ -3,6 +3,7 @@ chapter standing (under ``checks: report``) with the failures counted and the ne
 a healthy server completes the data set and sends only the failed judgments, with nothing deleted by hand."""
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -77,3 +78,34 @@ def test_chapter_02_survives_a_failed_batch_and_one_rerun_completes_it(tmp_path,
         stage = _manifest_stage(runs)
         assert stage["metrics"]["train_pairs"] > 0 and stage["metrics"]["failed_judgments"] == 0
         assert all(c["passed"] for c in stage["checks"])
+
+
+def _ok_judgments(runs: Path) -> int:
+    with sqlite3.connect(runs / "tiny" / "judgments.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM judgments WHERE status = 'ok'").fetchone()[0]
+
+
+def test_chapter_02_stops_when_the_endpoint_goes_down_and_completes_when_it_is_back(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    n_pool = _write_inputs(runs / "tiny")
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(runs))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-chapter-02")
+    with FakeOpenAI(fail_after=40) as server:  # 40 answers, then HTTP 500 to everything
+        overrides = ["judge.backend=openai", "judge.model=gpt-4o-mini", "judge.estimate_above=100000",
+                     "judge.backoff_base_s=0.01", "judge.backoff_max_s=0.02", "judge.concurrency=4",
+                     f"judge.base_url={server.base_url}"]
+        assert book.run("tiny", ["02"], overrides, tmp_path / "down") != 0
+        stage = _manifest_stage(runs)
+        assert stage["status"] == "failed" and "looks down" in stage["error"]
+        assert server.base_url in stage["error"] and "safe in the cache" in stage["error"]
+        assert "sk-test-chapter-02" not in json.dumps(stage)
+        kept = _ok_judgments(runs)
+        assert kept == 40  # every answer before the outage is kept
+        server.fail_after = None  # back
+        sent = server.chat_requests
+        assert book.run("tiny", ["02"], overrides, tmp_path / "back") == 0
+        page = _outputs(tmp_path / "back" / "02_judging.ipynb")
+        assert f"all {n_pool} pool responses judged" in page
+        stage = _manifest_stage(runs)
+        assert stage["status"] == "ok" and stage["metrics"]["train_pairs"] > 0
+        assert server.chat_requests - sent == _ok_judgments(runs) - kept  # only what had no answer went out again
