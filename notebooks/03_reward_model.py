@@ -43,6 +43,8 @@ profile = "tiny"
 overrides = []
 
 # %%
+from pathlib import Path
+
 import pandas as pd
 
 from psyco_utils import checks, data, inputs, metrics, models, plots, reward, runtime
@@ -121,7 +123,7 @@ print(f"trained on {result.train_pairs:,} pairs x {result.epochs:g} epochs in {r
 print(f"RewardTrainer dropped {result.dropped_by_trl} train pairs for length; "
       f"our count above said {int(length_table.loc['train', 'dropped'])}")
 kept = str(result.best_checkpoint).rstrip("/").rsplit("/", 1)[-1] if result.best_checkpoint else "final weights"
-print(f"kept: {result.selected_by} -> {kept}; saved to {result.model_dir}")
+print(f"kept: {result.selected_by} -> {kept}; saved to runs/{cfg.name}/{Path(result.model_dir).relative_to(run)}")
 
 # %% tags=["hide-input"]
 fig = plots.reward_training_curve(

@@ -143,8 +143,6 @@ metrics_out = {"steps": training["steps"], "seconds": training["seconds"], "step
                "held_out_mean_length_tokens": {"base": float(base_lengths.mean()), "DPO": float(dpo_lengths.mean())},
                "held_out_statements": len(questions)}
 (out_dir / "metrics.json").write_text(json.dumps(metrics_out, indent=2))
-_ = chapter.finish({"held_out_reward_base": round(float(base_rewards.mean()), 3),
-                    "held_out_reward_DPO": round(float(dpo_rewards.mean()), 3)})
 
 # %% [markdown]
 # ## What we found
@@ -170,3 +168,5 @@ print(("The DPO policy repeats itself more than the base policy, alongside its h
       + " Chapter 6 asks whether the judge prefers it.")
 if raised.passed:
     print(f"check passed: held-out reward {base_rewards.mean():+.3f} (base) -> {dpo_rewards.mean():+.3f} (DPO)")
+_ = chapter.finish({"held_out_reward_base": round(float(base_rewards.mean()), 3),
+                    "held_out_reward_DPO": round(float(dpo_rewards.mean()), 3)})

@@ -153,7 +153,6 @@ summary = {"rounds": rounds.drop(columns=["policy", "reference"]).to_dict("recor
            "held_out_mean_length_tokens": {k: float(v[2].mean()) for k, v in held_out.items()},
            "held_out_distinct_words_first_30_pct": comparison[policy.DISTINCT_WORDS].to_dict()}
 (out_root / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
-_ = chapter.finish({f"held_out_reward_{k}": round(float(v[0].mean()), 3) for k, v in held_out.items()})
 
 # %% [markdown]
 # The reward model's mean score on held-out statements must rise from the base policy to DPO to DPO-Iter: in the
@@ -172,6 +171,7 @@ print("Distinct words in the first 30: " + ", ".join(f"{k} {v:.0f}%" for k, v in
       + ("DPO-Iter repeats itself more than DPO, alongside its higher reward." if change < -5 else
          "DPO-Iter repeats itself less than DPO." if change > 5 else
          "DPO-Iter repeats itself about as much as DPO."))
+_ = chapter.finish({f"held_out_reward_{k}": round(float(v[0].mean()), 3) for k, v in held_out.items()})
 
 # %% [markdown]
 # ## What we found

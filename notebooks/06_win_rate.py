@@ -266,7 +266,6 @@ win_rates = {
     "crisis_probe": probe.reset_index().to_dict("records"),
 }
 (run / "eval" / "win_rates.json").write_text(json.dumps(win_rates, indent=2))
-_ = chapter.finish({f"win_rate {s} {p}": round(float(r["win_rate"]), 3) for (s, p), r in headline.iterrows()})
 
 # %% [markdown]
 # Two checks that must hold whenever the reference is the base policy (the tiny profile): the base policy judged
@@ -355,3 +354,4 @@ if len(crisis):
                     "answer a person at risk.")
 for line in findings:
     print("- " + line)
+_ = chapter.finish({f"win_rate {s} {p}": round(float(r["win_rate"]), 3) for (s, p), r in headline.iterrows()})
