@@ -232,3 +232,19 @@ def test_released_pairs_replace_chapters_01_and_02(tmp_path):
     (tmp_path / "reward_model" / "model").mkdir(parents=True)
     (tmp_path / "reward_model" / "model" / "config.json").write_text("{}")
     assert inputs.chapters_to_run_first("05_dpo_iter", cfg, tmp_path) == ["04_dpo"]
+
+
+@pytest.mark.parametrize("hub_id", [h for h, s in standin_models.STANDINS.items() if "CausalLM" in s.architecture
+                                    and h in EXPECTED])
+def test_every_standin_family_generates_through_the_one_generation_interface(standins, hub_id):
+    """Left-padded batched sampling with the family's template, with the length-constraint system prompt where the
+    template has a system turn (Gemma-2 has none: chapter 06 then leaves it out)."""
+    from psyco_utils import evaluate
+
+    cfg = load_profile("tiny")
+    model, tok = models.load_policy(str(standins[hub_id]), cfg.models, device="cpu")
+    system = "Answer in at most 60 words." if evaluate._supports_system(tok) else None
+    assert (system is None) == (hub_id == "google/gemma-2-9b-it")
+    out = models.generate_responses(model, tok, ["I feel alone at work.", "My sister and I argue."], n=2,
+                                    max_new_tokens=6, batch_size=2, system_prompt=system)
+    assert [len(group) for group in out] == [2, 2] and all(isinstance(t, str) for group in out for t in group)
