@@ -80,6 +80,10 @@ class PoolGeneratorConfig(_Strict):
     top_p: float = 0.95
     max_new_tokens: int = 256
     base_url: str | None = None
+    # kind hf through vLLM only: the GPUs one engine spans (a model too large for one GPU: 4 or 8 for a 70B) and the
+    # share of each GPU's memory it may take (default PSYCO_VLLM_GPU_MEMORY or 0.45); see psyco_utils.pool.
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
 
 
 class PoolConfig(_Strict):
