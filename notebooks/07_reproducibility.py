@@ -45,8 +45,8 @@ others = {name: entry for name, entry in sorted(manifest["stages"].items()) if n
 if not any("finished" in entry for entry in others.values()):
     raise FileNotFoundError(f"no chapter of the {cfg.name} profile has finished in this run folder yet: run chapters "
                             f"01 to 06 first (psyco-book run --profile {cfg.name})")
-pd.Series({k: manifest.get(k, "not recorded")
-           for k in ("profile", "description", "seed", "git_commit", "python", "platform", "updated")},
+pd.Series({"profile": cfg.name, "what ran": runtime.profile_summary(cfg),
+           **{k: manifest.get(k, "not recorded") for k in ("seed", "git_commit", "python", "platform", "updated")}},
           name="this run").to_frame()
 
 # %%

@@ -151,7 +151,8 @@ _LABEL_TOKENS = 12  # one theme label in a JSON answer
 
 def _statement_counts(cfg: ProfileConfig, run_root: Path | None) -> tuple[int, int, str]:
     """(statements labelled, statements kept, where the counts come from): chapter 01's filter counts when it has
-    run, else the profile's ``max_statements`` (or the paper's count) for both."""
+    run; else the bundled corpus's size for a bundled-only profile, or the profile's ``max_statements`` (or the
+    paper's count) for both."""
     counts_file = Path(run_root) / "statements" / "filter_counts.csv" if run_root else None
     if counts_file is not None and counts_file.exists():
         import pandas as pd
@@ -159,10 +160,16 @@ def _statement_counts(cfg: ProfileConfig, run_root: Path | None) -> tuple[int, i
         counts = pd.read_csv(counts_file)
         cleaned = counts[~counts["step"].str.startswith("sampled")]["statements"].iloc[-1]
         return int(cleaned), int(counts["statements"].iloc[-1]), "chapter 01's counts"
-    n = cfg.data.max_statements or PAPER_STATEMENTS
-    basis = ("assumed: max_statements; the labeller labels every cleaned statement before sampling, more if the "
-             "sources hold more" if cfg.data.max_statements else "assumed: the paper's 26,483 statements")
-    return n, n, basis
+    if all(src.kind == "bundled" for src in cfg.data.sources):
+        from .data import load_bundled_corpus
+
+        n = len(load_bundled_corpus()[0])
+        return n, min(n, cfg.data.max_statements or n), "the bundled corpus's statements before cleaning"
+    if cfg.data.max_statements:
+        return cfg.data.max_statements, cfg.data.max_statements, (
+            "assumed: max_statements; the labeller labels every cleaned statement before sampling, more if the "
+            "sources hold more")
+    return PAPER_STATEMENTS, PAPER_STATEMENTS, "assumed: the paper's 26,483 statements"
 
 
 def _online_cost(judge, prompt_tokens: float, completion_tokens: float) -> float:

@@ -262,3 +262,19 @@ def test_judge_progress_reaches_the_terminal_and_not_the_notebook(tmp_path):
     assert proc.returncode == 0, rest
     executed = (tmp_path / "executed" / "01_judging.ipynb").read_text()
     assert "chapter done" in executed and "so far" not in executed and "psyco-progress" not in executed
+
+
+def test_a_paid_run_prints_its_estimate_first_and_records_it_beside_the_actual(tmp_path, monkeypatch, capsys):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_nothing.py").write_text('# %%\nprint("nothing paid here")\n')
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path / "runs"))
+    assert book.run("colab", None, ["data.max_statements=100"], tmp_path / "executed") == 0
+    out = capsys.readouterr().out
+    assert out.index("paid calls this run makes") < out.index("[1/1] notebooks/01_nothing.py")
+    assert "theme labels (01)" in out and "reference answers (06)" in out
+    assert "judge cost $0.00 (estimated $" in out
+    cost = json.loads((tmp_path / "runs" / "colab" / "manifest.json").read_text())["cost"]
+    assert cost["estimated_usd"] > 0 and cost["actual_usd"] == 0.0
