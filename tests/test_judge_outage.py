@@ -34,7 +34,8 @@ def api_key(monkeypatch):
 
 
 def _config(base_url, **kw):
-    base = dict(backend="openai", model="gpt-4o-mini", base_url=base_url, concurrency=8, timeout_s=5.0,
+    # a generous timeout: a loaded machine must not turn a slow answer into a retry
+    base = dict(backend="openai", model="gpt-4o-mini", base_url=base_url, concurrency=8, timeout_s=60.0,
                 max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02, estimate_above=10_000, batch_poll_s=0.01)
     base.update(kw)
     return JudgeConfig(**base)
