@@ -267,3 +267,23 @@ def test_an_older_cache_gets_its_failure_history_and_no_answer_is_overwritten(tm
         assert [h["reason"] for h in cache.failure_history("paid")] == ["server error"]
     with JudgmentCache(path) as cache:  # opening again does not copy the history twice
         assert len(cache.failure_history("lost")) == 1
+
+
+# ---------------------------------------------------------------------------------------- the judged set, reported
+
+def test_the_judged_set_report_counts_reasons_and_names_the_next_step():
+    from psyco_utils.judge import ScoreResult, judged_set_report
+
+    ok = ScoreResult({"empathy": 3}, "", "ok", None, False)
+    results = [ok] * 97 + [ScoreResult(None, "", "failed", "server error: HTTP 500, retries exhausted", False)] * 2 \
+        + [ScoreResult(None, "", "failed", "refusal: I can't help with that. (after 3 answers)", False)]
+    report = judged_set_report(results, "pool responses", JudgeConfig(backend="openai"), "run chapter 02 again")
+    assert (report["asked"], report["answered"], report["failed"]) == (100, 97, 3)
+    assert report["by_reason"] == {"server error": 2, "refusal": 1} and report["complete"] is False  # 3% > 2%
+    assert report["message"].startswith("3 of 100 pool responses have no judgment (3.0%; at most 2% may fail")
+    assert "run chapter 02 again once the endpoint answers again" in report["message"]
+    lenient = judged_set_report(results, "pool responses", JudgeConfig(max_failed_share=0.05), "x")
+    assert lenient["complete"] is True
+    kept = judged_set_report(results, "pool responses", JudgeConfig(retry_failed=False), "run chapter 02 again")
+    assert "judge.retry_failed: false" in kept["message"]
+    assert judged_set_report([ok] * 4, "pool responses", JudgeConfig(), "x")["message"] == "all 4 pool responses judged"

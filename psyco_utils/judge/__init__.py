@@ -13,7 +13,13 @@ chapter 02 "Judging" scores the pool; chapter 06 compares policies with a refere
     judge = make_judge(cfg.judge, cache_path=run / "judgments.sqlite")
     results = judge.score_many([ScoreItem(statement, response), ...])
     verdicts = judge.compare_many([CompareItem(statement, response_a, response_b), ...])
+    both = judge.judge_together({"scores": [ScoreItem(...)], "comparisons": [CompareItem(...)]})
     judge.usage()
+
+A failure is not an answer: a re-run sends the failed judgments again (``judge.retry_failed``), and
+:func:`judged_set_report` says how complete a judged set is and what to run next.  An endpoint that stops answering
+ends the run with :class:`EndpointDown` (``judge.stop_after_consecutive_errors``).  With ``PSYCO_PROGRESS_FILE`` set,
+progress goes to that file (:mod:`psyco_utils.judge.progress`) instead of a progress bar.
 """
 
 from __future__ import annotations
@@ -246,8 +252,10 @@ class Judge:
         """What this judge did, and what its cache holds (chapter 02 shows it after scoring the pool).
 
         This session: ``requested`` judgments, ``cache_hits``, ``requests_sent`` (judgments computed by the rubric
-        judge or sent to the API), ``api_attempts`` (HTTP requests, retries included), ``failed_now``.  The cache
-        (every session, every model in the file): ``cache_rows``, ``cache_failed``, ``failures_by_reason``, total
+        judge or sent to the API), ``api_attempts`` (HTTP requests, retries and requests in flight at a stop
+        included), ``failed_now``.  The cache (every session, every model in the file): ``cache_rows``,
+        ``cache_failed`` (judgments whose latest outcome is a failure), ``failures_by_reason``,
+        ``failures_recorded`` (every failure ever recorded, later successes included), total
         ``prompt_tokens``, ``completion_tokens``, ``cached_tokens`` and ``cost_usd``, and ``per_model`` with the
         same figures for each model.
         """
