@@ -291,7 +291,7 @@ def _draw_missing(share: _Share, loaded: LoadedGenerator, path: str, cfg: Profil
     from .judge.progress import write_progress
     from .models import GenerationStats, generate_responses
 
-    gen = share.gen
+    gen, drawn, spent = share.gen, 0, 0.0
     for b in tqdm(share.missing, desc=gen.name, disable=not progress):
         stat = GenerationStats()
         outs = generate_responses(loaded.model, loaded.tokenizer, share.texts[share.span(b)], n=1,
@@ -302,9 +302,9 @@ def _draw_missing(share: _Share, loaded: LoadedGenerator, path: str, cfg: Profil
                   "new_tokens": stat.new_tokens, "seconds": round(stat.seconds, 3)}
         _write_batch(share.directory / f"batch_{b:05d}.json", record)
         share.saved[b] = record
+        drawn, spent = drawn + len(outs), spent + stat.seconds
         done = sum(len(r["statement_ids"]) for r in share.saved.values())
-        write_progress(f"pool responses ({gen.name})", done, 0, len(share.ids), len(outs) / max(stat.seconds, 1e-9),
-                       0.0)
+        write_progress(f"pool responses ({gen.name})", done, 0, len(share.ids), drawn / max(spent, 1e-9), 0.0)
         emit(PoolEvent("batch", (gen.name,), path, batch=b, prompts=len(outs)))
 
 
