@@ -343,14 +343,52 @@ def _execute_chapter(source: Path, out_path: Path, profile: str, overrides: list
     return monitor
 
 
+def _run_chapter(source: Path, executed_dir: Path, profile: str, overrides: list[str], progress_file: Path,
+                 run_root: Path) -> tuple[int, dict | None]:
+    """Execute one chapter: ``(0, its time and peak memory)``, or ``(exit status, None)`` once the failure or the
+    stop is reported and recorded in the manifest (a stop first ends the chapter's kernel and its processes)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from .manifest import record_cost, record_failure
+
+    out_path = executed_dir / f"{source.stem}.ipynb"
+    name = source.relative_to(REPO_ROOT)
+    children_before = {p.pid for p in _children()}
+    start = time.perf_counter()
+    try:
+        monitor = _execute_chapter(source, out_path, profile, overrides, progress_file)
+    except PapermillExecutionError as exc:
+        where = _failed_cell(out_path) or f"cell {exc.cell_index}"
+        record_failure(run_root, source.stem, f"{exc.ename}: {exc.evalue}", where)
+        print(f"psyco-book: FAILED {name} at {where}: {exc.ename}: {exc.evalue}\n"
+              f"psyco-book: partially executed notebook kept at {out_path}", file=sys.stderr)
+        return 1, None
+    except (KeyboardInterrupt, RunStopped) as exc:
+        signum = exc.signum if isinstance(exc, RunStopped) else signal.SIGINT
+        stopped = f"stopped by {signal.Signals(signum).name}"
+        with _signals_ignored():
+            end_kernels(children_before)
+            record_failure(run_root, source.stem, stopped, _failed_cell(out_path))
+        print(f"\npsyco-book: {stopped} during {name}; its kernel and the kernel's processes were ended"
+              f"\npsyco-book: partially executed notebook kept at {out_path}", file=sys.stderr)
+        return 128 + signum, None
+    except Exception as exc:  # kernel died, papermill could not start, ...
+        record_failure(run_root, source.stem, f"{type(exc).__name__}: {exc}")
+        print(f"psyco-book: FAILED {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1, None
+    finally:
+        record_cost(run_root)
+    fold_injected_parameters(out_path)
+    seconds = time.perf_counter() - start
+    return 0, {"seconds": round(seconds, 1), "peak_memory_gib": round(monitor.peak_bytes / 2**30, 2)}
+
+
 def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir: Path) -> int:
     """Execute the chapters in order; the first failure stops the run, names the chapter and the cell, and is
     recorded in the run manifest.  Returns the exit status (128 + the signal's number when stopped by a signal)."""
-    from papermill.exceptions import PapermillExecutionError
-
     from .config import load_profile, run_dir
     from .lifeline import RUNNER_PID_ENV
-    from .manifest import format_cost_estimate, record_cost, record_failure, run_cost_estimate
+    from .manifest import format_cost_estimate, record_cost, run_cost_estimate
     from .runtime import profile_summary
 
     cfg = load_profile(profile, overrides)  # fail before any kernel starts on a bad profile or override
@@ -376,40 +414,13 @@ def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir
         env.update({PROGRESS_FILE_ENV: str(progress_file), RUNNER_PID_ENV: str(os.getpid())})
         with _environment(env):
             for i, source in enumerate(sources, 1):
-                out_path = executed_dir / f"{source.stem}.ipynb"
-                name = source.relative_to(REPO_ROOT)
-                print(f"[{i}/{len(sources)}] {name} ...", flush=True)
-                children_before = {p.pid for p in _children()}
-                start = time.perf_counter()
-                try:
-                    monitor = _execute_chapter(source, out_path, profile, overrides, progress_file)
-                except PapermillExecutionError as exc:
-                    where = _failed_cell(out_path) or f"cell {exc.cell_index}"
-                    record_failure(run_root, source.stem, f"{exc.ename}: {exc.evalue}", where)
-                    print(f"psyco-book: FAILED {name} at {where}: {exc.ename}: {exc.evalue}\n"
-                          f"psyco-book: partially executed notebook kept at {out_path}", file=sys.stderr)
-                    return 1
-                except (KeyboardInterrupt, RunStopped) as exc:
-                    signum = exc.signum if isinstance(exc, RunStopped) else signal.SIGINT
-                    stopped = f"stopped by {signal.Signals(signum).name}"
-                    with _signals_ignored():
-                        end_kernels(children_before)
-                        record_failure(run_root, source.stem, stopped, _failed_cell(out_path))
-                    print(f"\npsyco-book: {stopped} during {name}; its kernel and the kernel's processes were ended"
-                          f"\npsyco-book: partially executed notebook kept at {out_path}", file=sys.stderr)
-                    return 128 + signum
-                except Exception as exc:  # kernel died, papermill could not start, ...
-                    record_failure(run_root, source.stem, f"{type(exc).__name__}: {exc}")
-                    print(f"psyco-book: FAILED {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                    return 1
-                finally:
-                    record_cost(run_root)
-                elapsed = time.perf_counter() - start
-                fold_injected_parameters(out_path)
-                peak_gib = monitor.peak_bytes / 2**30
-                timings[source.stem] = {"seconds": round(elapsed, 1), "peak_memory_gib": round(peak_gib, 2)}
-                print(f"[{i}/{len(sources)}] {source.stem} done in {elapsed:.1f} s, kernel peak memory "
-                      f"{peak_gib:.2f} GiB", flush=True)
+                print(f"[{i}/{len(sources)}] {source.relative_to(REPO_ROOT)} ...", flush=True)
+                rc, timing = _run_chapter(source, executed_dir, profile, overrides, progress_file, run_root)
+                if rc:
+                    return rc
+                timings[source.stem] = timing
+                print(f"[{i}/{len(sources)}] {source.stem} done in {timing['seconds']:.1f} s, kernel peak memory "
+                      f"{timing['peak_memory_gib']:.2f} GiB", flush=True)
     total = time.perf_counter() - total_start
     timing_file = executed_dir / f"timings_{cfg.name}.json"
     previous = json.loads(timing_file.read_text()) if timing_file.exists() else {}
@@ -527,7 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         from .lifeline import follow_parent
 
         follow_parent()  # the death of the shell or job that started psyco-book stops the run
-        return run(args.profile, args.only, args.overrides, args.executed_dir)
+        try:
+            return run(args.profile, args.only, args.overrides, args.executed_dir)
+        except (KeyboardInterrupt, RunStopped) as exc:  # between chapters: no kernel is running
+            signum = exc.signum if isinstance(exc, RunStopped) else signal.SIGINT
+            print(f"\npsyco-book: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+            return 128 + signum
     if args.command == "build":
         return build(args.executed_dir)
     return sync(args.check)

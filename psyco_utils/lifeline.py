@@ -26,7 +26,8 @@ import threading
 #: Set by ``psyco-book`` for its kernels: the PID the kernel must outlive no longer than a grace period.
 RUNNER_PID_ENV = "PSYCO_BOOK_PID"
 #: The kernel's start-up line (IPython ``exec_lines``); it leaves no name behind in the notebook's namespace.
-KERNEL_EXEC_LINE = "import psyco_utils.lifeline as _psyco_lifeline; _psyco_lifeline.bind_kernel_to_runner(); del _psyco_lifeline"
+KERNEL_EXEC_LINE = ("import psyco_utils.lifeline as _psyco_lifeline; _psyco_lifeline.bind_kernel_to_runner(); "
+                    "del _psyco_lifeline")
 #: How long an interrupted cell may take to end (the judge recording its cancelled requests) before the kernel exits.
 KERNEL_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
