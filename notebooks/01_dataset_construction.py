@@ -53,7 +53,7 @@ from psyco_utils import checks, crisis, data, models, pool, runtime, tiny
 
 chapter = runtime.start_chapter(profile, overrides, stage="01_dataset_construction")
 cfg, run = chapter.cfg, chapter.run
-print(f"artifacts: {run}")
+print(f"artifacts: runs/{cfg.name}/ (or $PSYCO_RUNS_DIR/{cfg.name}/ when that is set)")
 
 # %% [markdown]
 # ## Sources
@@ -362,6 +362,7 @@ with pd.option_context("display.max_colwidth", 400):
 (run / "pool").mkdir(exist_ok=True)
 statements.to_parquet(run / "statements" / "statements.parquet", index=False)
 report.dropped.to_parquet(run / "statements" / "dropped.parquet", index=False)
+data.save_answers(report.answers, run / "statements")
 counts.to_csv(run / "statements" / "filter_counts.csv", index=False)
 response_pool.to_parquet(run / "pool" / "pool.parquet", index=False)
 generator_stats.to_csv(run / "pool" / "generators.csv", index=False)

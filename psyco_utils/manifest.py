@@ -183,6 +183,12 @@ def _row(calls: int, prompt: float, completion: float, cost: float) -> dict:
             "cost_usd": round(cost, 2)}
 
 
+def _crisis_evaluation_statements() -> int:
+    from .crisis import load_evaluation_set
+
+    return len(load_evaluation_set())
+
+
 def run_cost_estimate(cfg: ProfileConfig, run_root: Path | None = None) -> dict:
     """Every paid call a run of ``cfg`` makes, by kind, with tokens and US dollars (printed by ``psyco-book run``
     before a paid run, recorded in the manifest beside the actual cost, shown in the reproducibility chapter).
@@ -193,13 +199,16 @@ def run_cost_estimate(cfg: ProfileConfig, run_root: Path | None = None) -> dict:
       answer it, so each ``openai`` generator answers a share of them;
     * scores (chapter 02): every pool response once; compares: chapter 02's swap check in both orders, and chapter
       06's three policies against the reference in both orders and both settings;
-    * reference answers (chapter 06, ``eval.reference: openai``): one per evaluation statement and setting.
+    * reference answers (chapter 06, ``eval.reference: openai``): one per evaluation statement and setting;
+    * crisis second opinions (chapter 01, ``data.crisis_second_opinion``): one per kept statement and one per
+      statement of the crisis evaluation set.
 
     Lengths are the bundled corpus's mean statement and response (about 4 characters per token); chat answers are
     priced at their token cap, an upper bound.  Score and compare calls use the judge's own estimate (prompt cache
     for the rubric, or the Batch API's half price); everything is priced at the judge's prices, as the cache records
     it.  Calls already in the run's cache are not paid again; the estimate counts them all.
     """
+    from .crisis import SECOND_OPINION_INSTRUCTIONS
     from .data import THEME_DESCRIPTIONS, THEMES, load_bundled_corpus
     from .judge import estimate_judge_cost
 
@@ -216,6 +225,11 @@ def run_cost_estimate(cfg: ProfileConfig, run_root: Path | None = None) -> dict:
     label_prompt = label_calls * (statement_tokens + instructions / _CHARS_PER_TOKEN)
     rows["theme labels (01)"] = _row(label_calls, label_prompt, label_calls * _LABEL_TOKENS,
                                      _online_cost(judge, label_prompt, label_calls * _LABEL_TOKENS))
+
+    opinion_calls = (n + _crisis_evaluation_statements()) if cfg.data.crisis_second_opinion else 0
+    opinion_prompt = opinion_calls * (statement_tokens + len(SECOND_OPINION_INSTRUCTIONS) / _CHARS_PER_TOKEN)
+    rows["crisis second opinions (01)"] = _row(opinion_calls, opinion_prompt, opinion_calls * _LABEL_TOKENS,
+                                               _online_cost(judge, opinion_prompt, opinion_calls * _LABEL_TOKENS))
 
     answering = [g for g in cfg.pool.generators if g.kind != "bundled"] or cfg.pool.generators
     share = min(1.0, cfg.pool.responses_per_statement / max(1, len(answering)))
