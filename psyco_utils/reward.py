@@ -436,7 +436,7 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
     state = trainer.state
     result = RewardTrainingResult(
         model_dir=model_dir, model=model, tokenizer=tok, log_history=list(state.log_history),
-        pairs_given=len(train_frame), train_pairs=len(trainer.train_dataset), epochs=float(args.num_train_epochs),
+        pairs_given=len(train_frame), train_pairs=len(trainer.train_dataset), epochs=float(state.epoch or args.num_train_epochs),
         seconds=seconds, selected_by=f"dev {args.metric_for_best_model.removeprefix('eval_')}" if has_dev
         else "last step (no dev split)",
         best_checkpoint=state.best_model_checkpoint, best_metric=state.best_metric, peak_memory_mb=peak_memory_mb(),
