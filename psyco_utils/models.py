@@ -69,12 +69,20 @@ def check_vllm(models: ModelsConfig) -> None:
 
 
 def check_precision(training: dict, section: str) -> None:
-    """fp16 mixed precision needs a CUDA GPU: say so, and name the setting, before TRL fails with a generic error."""
-    if training.get("fp16") and not has_gpu():
-        raise DeviceError(f"{section}.fp16 is true (fp16 mixed precision, for a GPU such as Colab's T4) but no CUDA "
-                          "GPU is visible (torch.cuda.is_available() is False). Run on a GPU runtime (Colab: Runtime > "
-                          f"Change runtime type > T4 GPU), or set {section}.fp16=false and models.dtype=float32 to "
-                          "train on the CPU")
+    """Mixed precision needs a CUDA GPU (and bf16 one of Ampere or newer): say so, and name the setting, before
+    transformers fails with a generic error."""
+    for flag, gpu in (("fp16", "a GPU such as Colab's T4"), ("bf16", "an Ampere or newer GPU")):
+        if training.get(flag) and not has_gpu():
+            raise DeviceError(f"{section}.{flag} is true ({flag} mixed precision, for {gpu}) but no CUDA GPU is "
+                              "visible (torch.cuda.is_available() is False). Run on a GPU runtime (Colab: Runtime > "
+                              f"Change runtime type > T4 GPU), or set {section}.{flag}=false and models.dtype=float32 "
+                              "to train on the CPU")
+    if training.get("bf16") and has_gpu():
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise DeviceError(f"{section}.bf16 is true but this GPU ({torch.cuda.get_device_name()}) has no bf16: "
+                              f"set {section}.bf16=false and {section}.fp16=true (as the colab profile does for a T4)")
 
 
 def _torch_dtype(models: ModelsConfig):

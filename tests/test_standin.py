@@ -178,6 +178,8 @@ def test_fp16_without_a_gpu_names_the_setting_before_training(monkeypatch):
         reward.reward_config(cfg, "unused")
     with pytest.raises(models.DeviceError, match=r"dpo_iter\.training\.fp16"):
         policy.train_dpo({"fp16": True}, "unused", None, Path("unused"), seed=0, section="dpo_iter.training")
+    with pytest.raises(models.DeviceError, match=r"reward\.training\.bf16=false"):
+        reward.reward_config(load_profile("tiny", ["reward.training.bf16=true"]), "unused")
 
 
 def test_model_origin_reports_local_folders_as_local(tmp_path):
