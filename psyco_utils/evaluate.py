@@ -80,7 +80,7 @@ def reference_responses(cfg, run_root: Path, questions: list[str], constrained: 
             messages.append(m)
         max_tokens = cfg.eval.constrained_max_new_tokens if constrained else cfg.eval.max_new_tokens
         out = chat_client.complete_many(messages, model=cfg.eval.reference_model, max_tokens=max_tokens,
-                                        temperature=cfg.eval.temperature)
+                                        temperature=cfg.eval.temperature, progress=False)
         return [o if o is not None else "" for o in out]
     from .models import resolve_model_path
 
