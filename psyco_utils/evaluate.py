@@ -81,7 +81,12 @@ def reference_responses(cfg, run_root: Path, questions: list[str], constrained: 
         max_tokens = cfg.eval.constrained_max_new_tokens if constrained else cfg.eval.max_new_tokens
         out = chat_client.complete_many(messages, model=cfg.eval.reference_model, max_tokens=max_tokens,
                                         temperature=cfg.eval.temperature, progress=False)
-        return [o if o is not None else "" for o in out]
+        failed = [i for i, o in enumerate(out) if o is None]
+        if failed:  # an empty reference would hand the policy a free win: stop instead, nothing is lost
+            raise RuntimeError(f"{len(failed)} of {len(out)} reference answers from {cfg.eval.reference_model} failed "
+                               f"(e.g. statement {failed[0]}); the reasons are in the judge cache's failures table. "
+                               "Re-run the chapter to ask again: the answers that arrived are cached")
+        return out
     from .models import resolve_model_path
 
     cache = Path(run_root) / "eval" / f"reference_{'constrained' if constrained else 'free'}.parquet"

@@ -250,3 +250,15 @@ def test_every_standin_family_generates_through_the_one_generation_interface(sta
     out = models.generate_responses(model, tok, ["I feel alone at work.", "My sister and I argue."], n=2,
                                     max_new_tokens=6, batch_size=2, system_prompt=system)
     assert [len(group) for group in out] == [2, 2] and all(isinstance(t, str) for group in out for t in group)
+
+
+def test_a_failed_reference_answer_stops_chapter_06_instead_of_handing_the_policy_a_free_win(tmp_path):
+    from psyco_utils import evaluate
+
+    class OneFails:
+        def complete_many(self, messages, **kwargs):
+            return [None if i == 1 else "A reply." for i in range(len(messages))]
+
+    cfg = load_profile("colab")
+    with pytest.raises(RuntimeError, match="1 of 2 reference answers"):
+        evaluate.reference_responses(cfg, tmp_path, ["first statement", "second statement"], False, OneFails())
