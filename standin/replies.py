@@ -41,10 +41,24 @@ def counselling_reply(prompt: str, sample: int = 0) -> str:
 
 
 class StandInServer(FakeOpenAI):
-    """:class:`FakeOpenAI` whose plain chat answers are :func:`counselling_reply` (one per requested choice)."""
+    """:class:`FakeOpenAI` whose plain chat answers are :func:`counselling_reply` (one per requested choice), and
+    which counts what it answered by kind (:meth:`served`), so the stand-in run can tell every paid path was taken."""
+
+    def __init__(self, *args, **kwargs):
+        self.answers_by_kind: dict[str, int] = {}
+        super().__init__(*args, **kwargs)
+
+    def served(self) -> dict[str, int]:
+        """Answers given per kind (``principle_scores``, ``principle_verdicts``, ``label``, ``chat``) and the
+        number of Batch API jobs."""
+        with self.lock:
+            return {**self.answers_by_kind, "batches": len(self.batches)}
 
     def completion(self, body: dict, fault: str | None = None) -> dict:
         out = super().completion(body, fault)
+        kind = ((body.get("response_format") or {}).get("json_schema") or {}).get("name") or "chat"
+        with self.lock:
+            self.answers_by_kind[kind] = self.answers_by_kind.get(kind, 0) + 1
         if body.get("response_format") or fault:
             return out
         user = next((m.get("content") or "" for m in reversed(body.get("messages") or []) if m.get("role") == "user"),

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from psyco_utils.config import ProfileConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OVERLAY = Path(__file__).with_name("overlay.yaml")
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -117,11 +119,12 @@ def overlaid_profile(profile: str, model_paths: dict[str, Path]) -> tuple[dict, 
 
 
 @contextmanager
-def loopback_server():
-    """The loopback OpenAI-compatible server in a process of its own; yields its base URL, stops it on exit."""
-    code = ("import sys; from standin.replies import StandInServer; "
+def loopback_server(served: dict | None = None):
+    """The loopback OpenAI-compatible server in a process of its own; yields its base URL, stops it on exit and
+    fills ``served`` with what it answered, by kind (:meth:`standin.replies.StandInServer.served`)."""
+    code = ("import json, sys; from standin.replies import StandInServer; "
             "server = StandInServer(max_lifetime_s=3600); print(server.base_url, flush=True); "
-            "sys.stdin.read(); server.close()")
+            "sys.stdin.read(); server.close(); print(json.dumps(server.served()), flush=True)")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
     try:
@@ -132,10 +135,14 @@ def loopback_server():
     finally:
         process.stdin.close()
         try:
+            summary = process.stdout.readline().strip()
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            summary = ""
+        if served is not None and summary.startswith("{"):
+            served.update(json.loads(summary))
 
 
 # ------------------------------------------------------------------------------------------------- the contract
@@ -233,6 +240,20 @@ def verify(run: Path, rounds: int, chapters: list[str]) -> tuple[list[str], list
     return problems, checks
 
 
+def unserved_paths(cfg, served: dict[str, int]) -> list[str]:
+    """Every paid path the profile takes must have reached the loopback server: the judge's scores and verdicts,
+    the LLM theme labeller, the openai pool generators and reference model (plain chats), the Batch API."""
+    expected = {"principle_scores": "the judge's scores", "principle_verdicts": "the judge's comparisons"}
+    if cfg.data.theme_labeller == "llm":
+        expected["label"] = "the LLM theme labeller"
+    if any(g.kind == "openai" for g in cfg.pool.generators) or cfg.eval.reference == "openai":
+        expected["chat"] = "the openai pool generators and reference model"
+    if cfg.judge.use_batch_api:
+        expected["batches"] = "the Batch API"
+    return [f"the loopback server answered nothing for {what} ({kind})" for kind, what in expected.items()
+            if not served.get(kind)]
+
+
 # ----------------------------------------------------------------------------------------------------- the run
 
 
@@ -259,7 +280,8 @@ def run_profile(profile: str, root: Path, keep: bool) -> dict:
         shutil.rmtree(runs_root / profile, ignore_errors=True)
         shutil.rmtree(executed, ignore_errors=True)
     chapters = [p.stem for p in chapter_sources()]
-    with loopback_server() as base_url:
+    served: dict[str, int] = {}
+    with loopback_server(served) as base_url:
         env = {**os.environ, "PSYCO_RUNS_DIR": str(runs_root), "OPENAI_BASE_URL": base_url,
                "OPENAI_API_KEY": "standin-not-a-secret"}
         say(f"{profile}: running {len(chapters)} chapters with {_shown_path(profile_path)}")
@@ -268,10 +290,11 @@ def run_profile(profile: str, root: Path, keep: bool) -> dict:
     timings_path = executed / f"timings_{profile}.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     problems, checks = verify(runs_root / profile, int(raw["dpo_iter"]["rounds"]), chapters)
+    problems += unserved_paths(ProfileConfig.model_validate(raw), served)
     if rc != 0:  # psyco-book named the chapter and the cell; list only what never got written
         problems = [f"psyco-book run exited with status {rc}"] + [p for p in problems if "FileNotFound" in p
                                                                   or "not recorded" in p]
-    return {"profile": profile, "problems": problems, "checks": checks, "timings": timings,
+    return {"profile": profile, "problems": problems, "checks": checks, "timings": timings, "served": served,
             "build_seconds": round(build_seconds, 1), "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -279,6 +302,7 @@ def report(result: dict) -> None:
     profile = result["profile"]
     for chapter, timing in result["timings"].items():
         say(f"{profile}: {chapter}: {timing['seconds']:.1f} s, peak {timing['peak_memory_gib']:.2f} GiB")
+    say(f"{profile}: the loopback server answered " + ", ".join(f"{n} {k}" for k, n in result["served"].items()))
     failed = [c for c in result["checks"] if not c["passed"]]
     say(f"{profile}: {len(result['checks'])} quality checks recorded, {len(failed)} failed (checks: report; "
         "random-weight models are not expected to pass them)")

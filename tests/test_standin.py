@@ -142,6 +142,7 @@ def test_standin_server_answers_plain_chats_with_counselling_replies_and_structu
         scored = server.completion({"model": "m", "messages": [
             {"role": "user", "content": "CLIENT STATEMENT:\nI am sad.\n\nRESPONSE:\nIt sounds painful."}],
             "response_format": {"type": "json_schema", "json_schema": {"name": "principle_scores"}}})
+        assert server.served() == {"chat": 1, "principle_scores": 1, "batches": 0}
     replies = [c["message"]["content"] for c in chat["choices"]]
     assert len(replies) == 2 and set(replies) <= own
     assert chat["usage"]["completion_tokens"] == sum(len(r) // 4 for r in replies)
@@ -262,3 +263,11 @@ def test_a_failed_reference_answer_stops_chapter_06_instead_of_handing_the_polic
     cfg = load_profile("colab")
     with pytest.raises(RuntimeError, match="1 of 2 reference answers"):
         evaluate.reference_responses(cfg, tmp_path, ["first statement", "second statement"], False, OneFails())
+
+
+def test_the_run_names_every_paid_path_the_loopback_server_never_saw():
+    colab, paper = load_profile("colab"), load_profile("paper")
+    assert len(standin_run.unserved_paths(colab, {})) == 4  # scores, verdicts, labeller, plain chats
+    assert any("Batch API" in p for p in standin_run.unserved_paths(paper, {"batches": 0}))
+    served = {"principle_scores": 3, "principle_verdicts": 2, "label": 5, "chat": 4, "batches": 1}
+    assert standin_run.unserved_paths(paper, served) == []
