@@ -466,7 +466,18 @@ def test_classify_returns_one_of_the_labels(tmp_path, server):
         "substance use", "family", "grief"]
 
 
-def test_an_interrupted_run_keeps_what_completed_and_resumes(tmp_path):
+@pytest.fixture
+def sigint_interrupts():
+    """SIGINT raises KeyboardInterrupt, as in an interactive session or a kernel.  A suite started in the background
+    by a shell inherits SIGINT ignored, and then ``_thread.interrupt_main()`` does nothing at all."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_run_keeps_what_completed_and_resumes(tmp_path, sigint_interrupts):
     import _thread
     import threading
 
