@@ -6,11 +6,12 @@
 2. writes the overlaid profile: the preset, its hub models replaced by their stand-ins, its hub sources by their
    fixtures (only ``kind`` and ``path`` change), and the sizes of ``standin/overlay.yaml``;
 3. starts the loopback OpenAI-compatible server (:mod:`standin.replies`) in a process of its own;
-4. runs every chapter with ``psyco-book run`` into the stand-in's own executed folder and runs folder;
+4. runs every chapter with ``psyco-book run`` into the stand-in's own executed folder and runs folder (the two
+   profiles side by side, each with its own server, their output in ``logs/<profile>.log``; ``--jobs 1`` in turn);
 5. asserts that every chapter executed and that every artifact of the contract (design.md) exists and loads.
 
-Everything lives under ``runs/standin/`` (``--root``): ``models/``, ``profiles/``, ``executed/<profile>/`` and the
-runs themselves in ``<profile>/``.  Each run starts from an empty runs folder unless ``--keep``.
+Everything lives under ``runs/standin/`` (``--root``): ``models/``, ``profiles/``, ``executed/<profile>/``,
+``logs/`` and the runs themselves in ``runs/<profile>/``.  Each run starts from an empty runs folder unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -257,12 +258,11 @@ def unserved_paths(cfg, served: dict[str, int]) -> list[str]:
 # ----------------------------------------------------------------------------------------------------- the run
 
 
-def run_profile(profile: str, root: Path, keep: bool) -> dict:
-    from psyco_utils.book import chapter_sources
+def prepare_profile(profile: str, root: Path, keep: bool) -> dict:
+    """Build the profile's stand-in models, write its overlaid profile, and clear its earlier run unless ``keep``."""
+    from psyco_utils.config import PRESET_DIR
 
     from .models import build_standins
-
-    from psyco_utils.config import PRESET_DIR
 
     start = time.perf_counter()
     preset = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text(encoding="utf-8"))
@@ -275,27 +275,47 @@ def run_profile(profile: str, root: Path, keep: bool) -> dict:
                             f"standin/overlay.yaml\n" + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     for name in left_out:
         say(f"{profile}: source {name!r} has no fixture in standin/fixtures/ and is left out")
-    runs_root, executed = root / "runs", root / "executed" / profile
     if not keep:
-        shutil.rmtree(runs_root / profile, ignore_errors=True)
-        shutil.rmtree(executed, ignore_errors=True)
+        shutil.rmtree(root / "runs" / profile, ignore_errors=True)
+        shutil.rmtree(root / "executed" / profile, ignore_errors=True)
+    return {"profile": profile, "raw": raw, "profile_path": profile_path, "build_seconds": round(build_seconds, 1)}
+
+
+def execute_profile(prepared: dict, root: Path, log: Path | None) -> dict:
+    """Run every chapter of a prepared profile against its own loopback server, then check the contract.
+
+    With ``log``, psyco-book's output goes to that file (profiles running side by side); otherwise to the console.
+    """
+    from psyco_utils.book import chapter_sources
+
+    profile, raw = prepared["profile"], prepared["raw"]
+    start = time.perf_counter()
+    runs_root, executed = root / "runs", root / "executed" / profile
     chapters = [p.stem for p in chapter_sources()]
     served: dict[str, int] = {}
     with loopback_server(served) as base_url:
         env = {**os.environ, "PSYCO_RUNS_DIR": str(runs_root), "OPENAI_BASE_URL": base_url,
                "OPENAI_API_KEY": "standin-not-a-secret"}
-        say(f"{profile}: running {len(chapters)} chapters with {_shown_path(profile_path)}")
-        rc = subprocess.call([sys.executable, "-m", "psyco_utils.book", "run", "--profile", _shown_path(profile_path),
-                              "--executed-dir", str(executed)], cwd=REPO_ROOT, env=env)
+        say(f"{profile}: running {len(chapters)} chapters with {_shown_path(prepared['profile_path'])}"
+            + (f" (output in {_shown_path(log)})" if log else ""))
+        command = [sys.executable, "-m", "psyco_utils.book", "run", "--profile", _shown_path(prepared["profile_path"]),
+                   "--executed-dir", str(executed)]
+        if log:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("w") as out:
+                rc = subprocess.call(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        else:
+            rc = subprocess.call(command, cwd=REPO_ROOT, env=env)
     timings_path = executed / f"timings_{profile}.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     problems, checks = verify(runs_root / profile, int(raw["dpo_iter"]["rounds"]), chapters)
     problems += unserved_paths(ProfileConfig.model_validate(raw), served)
     if rc != 0:  # psyco-book named the chapter and the cell; list only what never got written
-        problems = [f"psyco-book run exited with status {rc}"] + [p for p in problems if "FileNotFound" in p
-                                                                  or "not recorded" in p]
+        failed = [line for line in log.read_text().splitlines() if "FAILED" in line] if log else []
+        problems = [f"psyco-book run exited with status {rc}", *failed] + [
+            p for p in problems if "FileNotFound" in p or "not recorded" in p]
     return {"profile": profile, "problems": problems, "checks": checks, "timings": timings, "served": served,
-            "build_seconds": round(build_seconds, 1), "seconds": round(time.perf_counter() - start, 1)}
+            "build_seconds": prepared["build_seconds"], "seconds": round(time.perf_counter() - start, 1)}
 
 
 def report(result: dict) -> None:
@@ -317,10 +337,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", nargs="+", choices=PROFILES, default=list(PROFILES))
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where models, profiles and runs go")
     parser.add_argument("--keep", action="store_true", help="keep earlier runs (reuse their caches and models)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="profiles run side by side (default 2: each chapter's imports and kernel start-up are "
+                             "single-threaded, so two profiles share two cores better than one)")
     args = parser.parse_args(argv)
-    results = [run_profile(profile, args.root.resolve(), args.keep) for profile in args.profile]
+    root = args.root.resolve()
+    prepared = [prepare_profile(profile, root, args.keep) for profile in args.profile]
+    start = time.perf_counter()
+    if args.jobs > 1 and len(prepared) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(lambda p: execute_profile(p, root, root / "logs" / f"{p['profile']}.log"),
+                                    prepared))
+    else:
+        results = [execute_profile(p, root, None) for p in prepared]
     for result in results:
         report(result)
+    say(f"{len(results)} profile(s) in {time.perf_counter() - start:.1f} s (stand-in models built beforehand)")
     return 1 if any(r["problems"] for r in results) else 0
 
 
