@@ -271,3 +271,17 @@ def test_the_run_names_every_paid_path_the_loopback_server_never_saw():
     assert any("Batch API" in p for p in standin_run.unserved_paths(paper, {"batches": 0}))
     served = {"principle_scores": 3, "principle_verdicts": 2, "label": 5, "chat": 4, "batches": 1}
     assert standin_run.unserved_paths(paper, served) == []
+
+
+def test_contract_check_names_every_missing_artifact_and_unfinished_chapter(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {
+        "01_dataset_construction": {"status": "ok", "finished": "now", "checks": []},
+        "02_judging": {"status": "failed", "cell": 3, "checks": []}}}))
+    problems, _ = standin_run.verify(tmp_path, rounds=2, chapters=["01_dataset_construction", "02_judging", "03_x"])
+    text = "\n".join(problems)
+    for artifact in ("statements/statements.parquet", "judgments.sqlite", "psycopref/", "reward_model/model",
+                     "reward_model/test_predictions.parquet", "dpo/model", "dpo_iter/round_2/model",
+                     "eval/win_rates.json"):
+        assert artifact in text
+    assert "chapter 02_judging is not recorded as finished" in text and "chapter 03_x" in text
+    assert "chapter 01_dataset_construction" not in text
