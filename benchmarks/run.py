@@ -259,7 +259,8 @@ def scaling_pool_and_rounds() -> str:
     statements, _ = data.prepare_statements(cfg.data)
     pool_rows = []
     for k in (2, 4, 6):
-        sized = load_profile("tiny", [f"pool.responses_per_statement={k}"])
+        # reuse off: the pool would otherwise come from the batches an earlier size saved under pool/partial/
+        sized = load_profile("tiny", ["reuse_trained_models=false", f"pool.responses_per_statement={k}"])
         start = time.perf_counter()
         responses, stats = pool.build_pool(statements, sized, WORK, progress=False)
         pool_s = time.perf_counter() - start
