@@ -107,9 +107,23 @@ def build_pairs(scored: pd.DataFrame, statements: pd.DataFrame, split_of: dict[s
     return frames, pd.Series(drops, name="count").to_frame()
 
 
+_MORE_PAIRS_IN = {"train": "lower splits.dev_fraction or splits.test_fraction", "dev": "raise splits.dev_fraction",
+                  "test": "raise splits.test_fraction"}
+
+
 def to_dataset_dict(frames: dict[str, pd.DataFrame]):
-    """A ``datasets.DatasetDict`` with the released column types (ratings and prefID int64, the rest strings)."""
+    """A ``datasets.DatasetDict`` with the released column types (ratings and prefID int64, the rest strings).
+
+    Every split must hold a pair: chapter 03 selects its checkpoint on dev and evaluates on test, and a saved empty
+    split cannot be loaded again; an empty split is an error that names it and the settings that fill it.
+    """
     import datasets
+
+    empty = [split for split, frame in frames.items() if frame.empty]
+    if empty:
+        split = empty[0]
+        raise ValueError(f"split {split!r} has no preference pair, too few statements reached it: use more statements "
+                         f"(data.max_statements, or more sources) or {_MORE_PAIRS_IN.get(split, 'change the splits')}")
 
     features = datasets.Features({
         "ID": datasets.Value("string"), "prefID": datasets.Value("int64"), "question": datasets.Value("string"),

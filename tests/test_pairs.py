@@ -134,3 +134,13 @@ def test_human_agreement_accuracy_and_kappa(tmp_path):
     pd.DataFrame({"ID": ["zz"], "prefID": [0], "shown_first": ["chosen"], "human_choice": ["A"]}).to_csv(path, index=False)
     with pytest.raises(pairs.SchemaError, match="row 0 names a pair"):
         pairs.human_agreement(frame, path)
+
+
+def test_an_empty_split_is_named_with_the_setting_that_fills_it():
+    import pandas as pd
+
+    from psyco_utils.pairs import to_dataset_dict
+
+    full = pd.DataFrame({"ID": ["s1"]})
+    with pytest.raises(ValueError, match="split 'dev' has no preference pair.*raise splits.dev_fraction"):
+        to_dataset_dict({"train": full, "dev": full.iloc[:0], "test": full})
