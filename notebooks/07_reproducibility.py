@@ -91,7 +91,7 @@ spent = actual_cost(run)
 paid_calls = pd.DataFrame(estimate["calls"]).T.rename(columns={"calls": "estimated calls",
                                                                "cost_usd": "estimated cost (USD)"})
 display(paid_calls[["estimated calls", "estimated cost (USD)"]].style.format(
-    {"estimated calls": "{:,}", "estimated cost (USD)": "${:,.2f}"}))
+    {"estimated calls": "{:,.0f}", "estimated cost (USD)": "${:,.2f}"}))
 pd.DataFrame({"estimated": [f"${estimate['total_usd']:,.2f}"], "actual": [f"${spent['actual_usd']:,.2f}"],
               "requests sent (retries included)": [f"{spent['requests']:,}"],
               "failed judgments in the cache": [f"{spent['failed']:,}"]}, index=[f"{cfg.name} profile"])
