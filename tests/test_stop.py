@@ -49,6 +49,16 @@ except KeyboardInterrupt:  # the judge's requests are cancelled and counted here
 BOUND_S = 180  # an upper bound for kernel start-up or shutdown on a loaded machine, not an expected duration
 
 
+def _default_signal_handling():
+    """In the child: SIGINT and SIGHUP as a terminal session has them, whatever the harness running the suite set.
+
+    A suite started in the background, or under nohup, passes SIGINT and SIGHUP on as ignored; psyco-book then
+    (rightly) does not follow its parent, since an ignored SIGHUP asks to outlive the terminal.  These tests are about
+    the ordinary case."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _scratch_book(tmp_path: Path) -> dict:
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "01_wait.py").write_text(WAITING_CHAPTER)
@@ -86,7 +96,7 @@ def _assert_all_end(pids, tmp_path) -> None:
 def _start(tmp_path, env):
     out = open(tmp_path / "psyco-book.log", "w")
     return subprocess.Popen([sys.executable, "-c", LAUNCH, str(tmp_path)], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=_default_signal_handling)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -120,7 +130,8 @@ def test_a_killed_psyco_book_takes_its_kernel_along(tmp_path):
 def test_the_death_of_psyco_books_parent_stops_the_run(tmp_path):
     env = _scratch_book(tmp_path)
     parent = subprocess.Popen([sys.executable, "-c", PARENT, LAUNCH, str(tmp_path)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              preexec_fn=_default_signal_handling)
     try:
         runner_pid = int(parent.stdout.readline())
         pids = _pids(tmp_path)
