@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -27,6 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "_work"
 sys.path.insert(0, str(ROOT))  # standin/ (the loopback OpenAI-compatible server)
+from standin.openai_server import server_in_own_process  # noqa: E402
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
@@ -79,7 +79,6 @@ def book_runs() -> tuple[str, dict]:
     return text, results
 
 
-@contextmanager
 def loopback_server(latency: float):
     """The loopback OpenAI-compatible server in a process of its own, as a real endpoint would be: its work (parsing,
     the rubric judge behind each answer) does not compete with the client for one interpreter lock."""
@@ -106,7 +105,7 @@ def judge_throughput() -> str:
     rows = []
     latency = 0.1
     # the CPU ceiling: the same client and loopback server with no latency at all (two processes on this machine's cores)
-    with loopback_server(0.0) as base_url:
+    with server_in_own_process(latency=0.0, max_lifetime_s=1800) as base_url:
         cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=base_url, concurrency=32,
                           estimate_above=10**9)
         path = WORK / "judge_ceiling.sqlite"
@@ -117,7 +116,7 @@ def judge_throughput() -> str:
         ceiling = len(items) / (time.perf_counter() - start)
     for concurrency in (1, 8, 32, 64):
         n = max(50, concurrency * 16)  # long enough for a steady state past client start-up
-        with loopback_server(latency) as base_url:
+        with server_in_own_process(latency=latency, max_lifetime_s=1800) as base_url:
             cfg = JudgeConfig(backend="openai", model="gpt-4o-mini", base_url=base_url, concurrency=concurrency,
                               estimate_above=10**9)
             path = WORK / f"judge_c{concurrency}.sqlite"
@@ -162,7 +161,7 @@ def judge_throughput() -> str:
 def generation_and_training() -> str:
     import torch
 
-    from psyco_utils.config import TinyModelConfig, load_profile
+    from psyco_utils.config import load_profile
     from psyco_utils.models import GenerationStats, generate_responses, load_policy
     from psyco_utils.tiny import build_tiny_world
 
@@ -201,7 +200,7 @@ def generation_and_training() -> str:
         args = reward.reward_config(cfg, WORK / f"rm_{n}", has_dev=False)
         args.num_train_epochs = 1
         start = time.perf_counter()
-        result = reward.train_reward_model(cfg, ds, None, WORK / f"rm_{n}", WORK, args=args)
+        reward.train_reward_model(cfg, ds, None, WORK / f"rm_{n}", WORK, args=args)
         seconds = time.perf_counter() - start
         steps = -(-n // args.per_device_train_batch_size)
         frame_rows.append({"stage": "reward model", "pairs": n, "steps": steps, "seconds": seconds,
@@ -247,7 +246,6 @@ def scaling() -> str:
 
 def scaling_pool_and_rounds() -> str:
     """How the response pool (generation and judging) grows with responses per statement, and DPO-Iter with rounds."""
-    import pandas as pd
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from psyco_utils import data, policy, pool

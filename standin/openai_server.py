@@ -32,10 +32,14 @@ import hashlib
 import json
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 FAULTS = ("429", "500", "timeout", "malformed", "refusal", "truncated", "missing_field", "out_of_range")
 BATCH_FAULTS = ("500", "malformed", "refusal", "truncated", "error_object")
@@ -433,3 +437,36 @@ class FakeOpenAI:
                 self._send(200, server.batch_json(batch_id))
 
         return Handler
+
+
+@contextmanager
+def server_in_own_process(server: str = "standin.openai_server:FakeOpenAI", served: dict | None = None, **settings):
+    """A loopback server in a process of its own, as a real endpoint would be: its work (parsing, the rubric judge
+    behind each answer) does not compete with the client for one interpreter lock.  Yields its base URL.
+
+    ``server`` names the class as ``module:Class`` and ``settings`` are its keyword arguments.  On exit the server
+    stops, and ``served``, when given, is filled with its ``served()`` summary (what it answered, by kind).
+    """
+    module, name = server.split(":")
+    code = (f"import json, sys; from {module} import {name}; server = {name}(**json.loads(sys.argv[1])); "
+            "print(server.base_url, flush=True); sys.stdin.read(); server.close(); "
+            "print(json.dumps(server.served() if hasattr(server, 'served') else {}), flush=True)")
+    process = subprocess.Popen([sys.executable, "-c", code, json.dumps(settings)],
+                               cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = process.stdout.readline().strip()
+        if not base_url.startswith("http"):
+            raise RuntimeError(f"the loopback server did not start (exit status {process.poll()})")
+        yield base_url
+    finally:
+        process.stdin.close()
+        try:
+            summary = process.stdout.readline().strip()
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            summary = ""
+        if served is not None and summary.startswith("{"):
+            served.update(json.loads(summary))

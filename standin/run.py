@@ -24,12 +24,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from psyco_utils.config import ProfileConfig
+from standin.openai_server import server_in_own_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OVERLAY = Path(__file__).with_name("overlay.yaml")
@@ -114,36 +114,6 @@ def overlaid_profile(profile: str, model_paths: dict[str, Path]) -> tuple[dict, 
     raw = apply_overlay(raw, yaml.safe_load(OVERLAY.read_text(encoding="utf-8")))
     raw["description"] = f"stand-in run of the {profile} profile: " + raw["description"]
     return raw, left_out
-
-
-# ----------------------------------------------------------------------------------------------- the loopback server
-
-
-@contextmanager
-def loopback_server(served: dict | None = None):
-    """The loopback OpenAI-compatible server in a process of its own; yields its base URL, stops it on exit and
-    fills ``served`` with what it answered, by kind (:meth:`standin.replies.StandInServer.served`)."""
-    code = ("import json, sys; from standin.replies import StandInServer; "
-            "server = StandInServer(max_lifetime_s=3600); print(server.base_url, flush=True); "
-            "sys.stdin.read(); server.close(); print(json.dumps(server.served()), flush=True)")
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = process.stdout.readline().strip()
-        if not base_url.startswith("http"):
-            raise RuntimeError(f"the loopback server did not start (exit status {process.poll()})")
-        yield base_url
-    finally:
-        process.stdin.close()
-        try:
-            summary = process.stdout.readline().strip()
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            summary = ""
-        if served is not None and summary.startswith("{"):
-            served.update(json.loads(summary))
 
 
 # ------------------------------------------------------------------------------------------------- the contract
@@ -293,7 +263,7 @@ def execute_profile(prepared: dict, root: Path, log: Path | None) -> dict:
     runs_root, executed = root / "runs", root / "executed" / profile
     chapters = [p.stem for p in chapter_sources()]
     served: dict[str, int] = {}
-    with loopback_server(served) as base_url:
+    with server_in_own_process("standin.replies:StandInServer", served, max_lifetime_s=3600) as base_url:
         env = {**os.environ, "PSYCO_RUNS_DIR": str(runs_root), "OPENAI_BASE_URL": base_url,
                "OPENAI_API_KEY": "standin-not-a-secret"}
         say(f"{profile}: running {len(chapters)} chapters with {_shown_path(prepared['profile_path'])}"
