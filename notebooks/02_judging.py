@@ -304,6 +304,8 @@ else:
 # `judgments.sqlite` holds every judgment with its usage and cost.
 
 # %%
+_ = checks.require(chapter, "every split has pairs", pairs.empty_splits_problem(frames) is None,
+                   pairs.empty_splits_problem(frames) or "train, dev and test each hold pairs")
 dataset = pairs.to_dataset_dict(frames)
 dataset.save_to_disk(str(run / "psycopref"))
 judge_desc = f"{cfg.judge.backend} backend, model {cfg.judge.model}"

@@ -111,19 +111,20 @@ _MORE_PAIRS_IN = {"train": "lower splits.dev_fraction or splits.test_fraction", 
                   "test": "raise splits.test_fraction"}
 
 
-def to_dataset_dict(frames: dict[str, pd.DataFrame]):
-    """A ``datasets.DatasetDict`` with the released column types (ratings and prefID int64, the rest strings).
-
-    Every split must hold a pair: chapter 03 selects its checkpoint on dev and evaluates on test, and a saved empty
-    split cannot be loaded again; an empty split is an error that names it and the settings that fill it.
-    """
-    import datasets
-
+def empty_splits_problem(frames: dict[str, pd.DataFrame]) -> str | None:
+    """Why the pairs cannot be trained on, when a split has no pair (chapter 03 selects its checkpoint on dev and
+    evaluates on test), with the settings that fill it; None when every split has pairs."""
     empty = [split for split, frame in frames.items() if frame.empty]
-    if empty:
-        split = empty[0]
-        raise ValueError(f"split {split!r} has no preference pair, too few statements reached it: use more statements "
-                         f"(data.max_statements, or more sources) or {_MORE_PAIRS_IN.get(split, 'change the splits')}")
+    if not empty:
+        return None
+    hints = "; ".join(f"{split}: {_MORE_PAIRS_IN.get(split, 'change the splits')}" for split in empty)
+    return (f"no preference pair in split(s) {', '.join(empty)}. If judgments failed, re-run this chapter once the "
+            f"judge answers; otherwise use more statements (data.max_statements, or more sources), or {hints}")
+
+
+def to_dataset_dict(frames: dict[str, pd.DataFrame]):
+    """A ``datasets.DatasetDict`` with the released column types (ratings and prefID int64, the rest strings)."""
+    import datasets
 
     features = datasets.Features({
         "ID": datasets.Value("string"), "prefID": datasets.Value("int64"), "question": datasets.Value("string"),
@@ -198,7 +199,11 @@ def load_preference_data(cfg, run_root: Path):
     path = Path(run_root) / "psycopref"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run chapter 02 first, or set splits.source=released")
-    return datasets.load_from_disk(str(path))
+    try:
+        return datasets.load_from_disk(str(path))
+    except IndexError:  # datasets saves an empty split but cannot load it back
+        raise ValueError(f"{path} has a split without pairs (chapter 02 says which and why): re-run chapter 02 once "
+                         "its judgments succeed, or use more statements") from None
 
 
 def dataset_card(frames: dict[str, pd.DataFrame], profile: str, judge_desc: str, drops: pd.DataFrame) -> str:

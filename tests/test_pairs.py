@@ -136,11 +136,13 @@ def test_human_agreement_accuracy_and_kappa(tmp_path):
         pairs.human_agreement(frame, path)
 
 
+
 def test_an_empty_split_is_named_with_the_setting_that_fills_it():
     import pandas as pd
 
-    from psyco_utils.pairs import to_dataset_dict
+    from psyco_utils.pairs import empty_splits_problem
 
     full = pd.DataFrame({"ID": ["s1"]})
-    with pytest.raises(ValueError, match="split 'dev' has no preference pair.*raise splits.dev_fraction"):
-        to_dataset_dict({"train": full, "dev": full.iloc[:0], "test": full})
+    assert empty_splits_problem({"train": full, "dev": full, "test": full}) is None
+    problem = empty_splits_problem({"train": full, "dev": full.iloc[:0], "test": full})
+    assert "split(s) dev" in problem and "dev: raise splits.dev_fraction" in problem
