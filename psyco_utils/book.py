@@ -118,6 +118,7 @@ def fold_injected_parameters(nb_path: Path) -> None:
 
     A reader who opens the executed notebook (on Colab, from the launch button) then finds one parameters cell that
     says which profile ran, and changing it takes effect, instead of being overwritten by the injected cell below it.
+    Papermill's record of the input and output paths keeps the file names only.
     """
     import nbformat
 
@@ -130,6 +131,10 @@ def fold_injected_parameters(nb_path: Path) -> None:
     nb.cells[declared].source = "\n".join(line for line in nb.cells[injected].source.splitlines()
                                            if not line.startswith("# Parameters"))
     del nb.cells[injected]
+    papermill = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):  # the published notebook names no folder of the machine that ran it
+        if papermill.get(key):
+            papermill[key] = Path(papermill[key]).name
     nbformat.write(nb, nb_path)
 
 

@@ -280,3 +280,18 @@ def test_a_paid_run_prints_its_estimate_first_and_records_it_beside_the_actual(t
     assert "judge cost $0.00 (estimated $" in out
     cost = json.loads((tmp_path / "runs" / "colab" / "manifest.json").read_text())["cost"]
     assert cost["estimated_usd"] > 0 and cost["actual_usd"] == 0.0
+
+
+def test_an_executed_notebook_names_no_machine_folder(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"input_path": "/tmp/tmpabc/01_x.ipynb",
+                                                          "output_path": str(tmp_path / "01_x.ipynb")}})
+    nb.cells = [nbformat.v4.new_code_cell('profile = "tiny"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\nprofile = "colab"', metadata={"tags": ["injected-parameters"]})]
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, path)
+    book.fold_injected_parameters(path)
+    folded = nbformat.read(path, as_version=4)
+    assert folded.metadata.papermill == {"input_path": "01_x.ipynb", "output_path": "01_x.ipynb"}
+    assert [c.source for c in folded.cells] == ['profile = "colab"']
