@@ -79,24 +79,6 @@ def book_runs() -> tuple[str, dict]:
     return text, results
 
 
-def loopback_server(latency: float):
-    """The loopback OpenAI-compatible server in a process of its own, as a real endpoint would be: its work (parsing,
-    the rubric judge behind each answer) does not compete with the client for one interpreter lock."""
-    code = ("import sys; from standin.openai_server import FakeOpenAI; "
-            f"server = FakeOpenAI(latency={latency!r}, max_lifetime_s=1800); print(server.base_url, flush=True); "
-            "sys.stdin.read(); server.close()")
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True)
-    try:
-        base_url = process.stdout.readline().strip()
-        if not base_url.startswith("http"):
-            raise RuntimeError(f"the loopback server did not start (exit status {process.poll()})")
-        yield base_url
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
-
-
 def judge_throughput() -> str:
     from psyco_utils.judge import JudgeConfig, ScoreItem, make_judge
 
