@@ -1,0 +1,9 @@
+"""Every figure and table of the book.  Chapters call these and draw nothing by hand.
+
+``base`` holds what all pages share (figure size and style, styled tables, findings as Markdown); the other modules
+hold the figures of one stage each.  Everything is importable from ``psyco_utils.display`` directly.
+"""
+
+from .base import *  # noqa: F401,F403
+from .dataset import *  # noqa: F401,F403
+from .reward import *  # noqa: F401,F403
