@@ -92,3 +92,16 @@ def win_rate(setting: str, policy: str, size: str = "3B") -> float:
 def reward_row(model: str = "PsyCo-Llama3-3B-Reward") -> pd.Series:
     """One model's row of the paper's reward-model table."""
     return REWARD_TABLE.loc[model]
+
+
+# Numbers added while the chapters were redesigned; each block is one chapter's, kept apart so that parallel edits merge.
+
+# -- chapter 01 (dataset) --
+
+# -- chapter 02 (judging) --
+
+# -- chapter 03 (reward model) --
+
+# -- chapters 04 and 05 (DPO, DPO-Iter) --
+
+# -- chapters 06 and 07 (win rate, reproducibility) --
