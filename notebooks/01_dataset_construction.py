@@ -120,9 +120,9 @@ counts = report.counts_table()
 counts
 
 # %%
-from psyco_utils import display
+from psyco_utils import show
 
-fig = display.filter_funnel(counts, title=f"Statements left after each cleaning step ({cfg.name} profile)")
+fig = show.filter_funnel(counts, title=f"Statements left after each cleaning step ({cfg.name} profile)")
 
 # %% [markdown]
 # What each step removed, with a few examples (shown scrubbed and shortened, like everything this book publishes):
@@ -279,7 +279,7 @@ if crisis_judge is not None:
 # ### Themes and lengths
 
 # %% tags=["hide-input"]
-fig = display.category_bars(statements["theme"].value_counts(), title=f"Statements per theme ({cfg.data.theme_labeller} labeller)",
+fig = show.category_bars(statements["theme"].value_counts(), title=f"Statements per theme ({cfg.data.theme_labeller} labeller)",
                           xlabel="statements (count)", ylabel="theme")
 
 # %%
@@ -293,7 +293,7 @@ if any(s.kind == "bundled" for s in cfg.data.sources):
 
 # %%
 all_lengths = report.dropped.loc[report.dropped["step"] == "length filter", "text"].str.len()
-fig = display.length_histogram(
+fig = show.length_histogram(
     {"kept": statements["chars"], "dropped by the length filter": all_lengths},
     window=(cfg.data.min_chars, cfg.data.max_chars), title="Length of client statements", ylabel="statements (count)")
 
@@ -312,7 +312,7 @@ if "tiny" in (cfg.models.policy, cfg.models.reward_backbone) or any(g.model == "
     world = tiny.build_tiny_world(run / "tiny_world", cfg.models.tiny, cfg.seed)
     info = {k: v for k, v in world.info.items() if k != "sft_losses"}
     display(pd.Series(info, name="tiny world").to_frame())
-    fig = display.loss_curve(world.info["sft_losses"], title="Supervised warm start of the tiny policy")
+    fig = show.loss_curve(world.info["sft_losses"], title="Supervised warm start of the tiny policy")
 else:
     print(f"policy: {models.model_origin(cfg.models.policy)}; "
           f"reward backbone: {models.model_origin(cfg.models.reward_backbone)}")
@@ -336,7 +336,7 @@ print(f"{len(response_pool)} responses to {response_pool['statement_id'].nunique
 generator_stats
 
 # %% tags=["hide-input"]
-fig = display.grouped_boxplot(response_pool, value="chars", group="generator",
+fig = show.grouped_boxplot(response_pool, value="chars", group="generator",
                             title="Response length per pool generator", ylabel="length (characters)")
 
 # %% [markdown]

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from psyco_utils import checks, data, inputs, display, pairs, runtime
+from psyco_utils import checks, data, inputs, pairs, runtime
 from psyco_utils.judge import CompareItem, ScoreItem, judged_set_report, make_judge
 from psyco_utils.principles import PRINCIPLE_KEYS, PRINCIPLES
 

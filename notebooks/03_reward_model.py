@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from psyco_utils import checks, data, display, inputs, metrics, models, reward, runtime
+from psyco_utils import checks, data, inputs, metrics, models, reward, runtime, show
 from psyco_utils.pairs import load_preference_data
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
@@ -126,7 +126,7 @@ kept = str(result.best_checkpoint).rstrip("/").rsplit("/", 1)[-1] if result.best
 print(f"kept: {result.selected_by} -> {kept}; saved to runs/{cfg.name}/{Path(result.model_dir).relative_to(run)}")
 
 # %% tags=["hide-input"]
-fig = display.reward_training_curve(
+fig = show.reward_training_curve(
     result.steps(), result.epochs_table(),
     title=f"Reward-model training ({cfg.name} profile, backbone: {cfg.models.reward_backbone})")
 result.epochs_table()
@@ -217,11 +217,11 @@ if beats_chance_and_length.passed:
 rc, rr = rewards["PsyCoPref reward model (this run)"]
 tables = {name: reward.calibration(c, r, seed=cfg.seed, n_bins=n_bins) for name, (c, r) in rewards.items()
           if name != "random"}
-fig = display.reliability_diagram(tables, title="Reliability of p = sigmoid(r_first - r_second) on the test pairs")
+fig = show.reliability_diagram(tables, title="Reliability of p = sigmoid(r_first - r_second) on the test pairs")
 tables["PsyCoPref reward model (this run)"].round(3)
 
 # %% tags=["hide-input"]
-fig = display.margin_histogram({"PsyCoPref reward model (this run)": rc - rr},
+fig = show.margin_histogram({"PsyCoPref reward model (this run)": rc - rr},
                              title=f"Reward margin on the {len(test):,} test pairs ({cfg.name} profile)")
 
 # %% [markdown]
@@ -233,13 +233,13 @@ fig = display.margin_histogram({"PsyCoPref reward model (this run)": rc - rr},
 
 # %%
 by_theme = reward.accuracy_by(test["theme"], rc, rr, seed=cfg.seed, n_boot=n_boot)
-fig = display.accuracy_by_group(by_theme, title="Test accuracy by theme", ylabel="theme")
+fig = show.accuracy_by_group(by_theme, title="Test accuracy by theme", ylabel="theme")
 by_theme.round(3)
 
 # %%
 gaps = reward.rating_gap(test)
 by_gap = reward.accuracy_by(reward.gap_bins(gaps), rc, rr, seed=cfg.seed, n_boot=n_boot)
-fig = display.accuracy_by_group(by_gap, title="Test accuracy by the judge's score gap",
+fig = show.accuracy_by_group(by_gap, title="Test accuracy by the judge's score gap",
                               ylabel="score gap (points, 1-5 scale)")
 by_gap.round(3)
 

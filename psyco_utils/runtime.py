@@ -75,7 +75,7 @@ def start_chapter(profile: str, overrides: list[str] | None, stage: str) -> Chap
     for name in ("transformers", "datasets", "httpx", "openai"):
         logging.getLogger(name).setLevel(logging.ERROR)
     seed_everything(cfg.seed)
-    from .display import use_book_style
+    from .show import use_book_style
 
     use_book_style()
     print(profile_banner(cfg))

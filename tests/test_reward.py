@@ -260,7 +260,7 @@ def test_evaluation_tables_on_known_rewards(prefs):
 
 
 def test_plots_have_titles_and_labels(prefs):
-    from psyco_utils import display as plots
+    from psyco_utils import show as plots
 
     rng = np.random.default_rng(0)
     rc, rr = rng.normal(1, 1, 40), rng.normal(0, 1, 40)

@@ -1,7 +1,7 @@
 """Every figure and table of the book.  Chapters call these and draw nothing by hand.
 
 ``base`` holds what all pages share (figure size and style, styled tables, findings as Markdown); the other modules
-hold the figures of one stage each.  Everything is importable from ``psyco_utils.display`` directly.
+hold the figures of one stage each.  Everything is importable from ``psyco_utils.show`` directly.
 """
 
 from .base import *  # noqa: F401,F403
