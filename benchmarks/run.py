@@ -49,7 +49,7 @@ def book_runs() -> tuple[str, dict]:
     results = {}
     for label in ("cold", "warm"):
         start = time.perf_counter()
-        subprocess.run([str(ROOT / ".venv" / "bin" / "psyco-book"), "run", "--profile", "tiny", "--executed-dir",
+        subprocess.run([sys.executable, "-m", "psyco_book", "run", "--profile", "tiny", "--executed-dir",
                         str(executed)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         results[label] = {"total": time.perf_counter() - start,
                           "chapters": json.loads((executed / "timings_tiny.json").read_text())}

@@ -256,7 +256,7 @@ def execute_profile(prepared: dict, root: Path, log: Path | None) -> dict:
 
     With ``log``, psyco-book's output goes to that file (profiles running side by side); otherwise to the console.
     """
-    from psyco_utils.book import chapter_sources
+    from psyco_book.book import chapter_sources
 
     profile, raw = prepared["profile"], prepared["raw"]
     start = time.perf_counter()
@@ -268,7 +268,7 @@ def execute_profile(prepared: dict, root: Path, log: Path | None) -> dict:
                "OPENAI_API_KEY": "standin-not-a-secret"}
         say(f"{profile}: running {len(chapters)} chapters with {_shown_path(prepared['profile_path'])}"
             + (f" (output in {_shown_path(log)})" if log else ""))
-        command = [sys.executable, "-m", "psyco_utils.book", "run", "--profile", _shown_path(prepared["profile_path"]),
+        command = [sys.executable, "-m", "psyco_book", "run", "--profile", _shown_path(prepared["profile_path"]),
                    "--executed-dir", str(executed)]
         if log:
             log.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,18 @@
 """The runner: the pairing check, failure reporting with the notebook and cell, parameters injected."""
 
+import io
 import json
+import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
 
-from psyco_utils import book
+from psyco_book import book, kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +72,7 @@ def test_run_rejects_bad_override_before_starting_a_kernel(tmp_path):
 
 
 def test_cli_help():
-    out = subprocess.run([sys.executable, "-m", "psyco_utils.book", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "psyco_book", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run" in out.stdout and "build" in out.stdout
 
 
@@ -233,17 +236,20 @@ def test_progress_line_on_a_terminal_rewrites_one_line():
 
 def test_judge_progress_reaches_the_terminal_and_not_the_notebook(tmp_path):
     """The chapter writes progress as the judge does (psyco_utils.judge.progress) and waits until the test has seen
-    the line psyco-book printed; the executed notebook holds none of it."""
+    the line psyco-book printed; the executed notebook holds none of it, nor the tqdm bar of the chapter's loop, and
+    the kernel does not warn about an unencrypted TCP connection."""
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     (nbdir / "01_judging.py").write_text(
         '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nimport pathlib, time\n'
         'from psyco_utils.judge.progress import write_progress\n'
         'write_progress("scoring pool responses", 7, 1, 12, 3.5, 0.25)\n'
+        'from tqdm.auto import tqdm\n'
+        'total = sum(tqdm(range(3), desc="looping over three", disable=False))\n'
         'deadline = time.monotonic() + 300\n'
         'while not pathlib.Path("seen").exists() and time.monotonic() < deadline:\n    time.sleep(0.05)\n'
         'print("chapter done")\n')
-    launch = ("import sys\nfrom pathlib import Path\nfrom psyco_utils import book\nroot = Path(sys.argv[1])\n"
+    launch = ("import sys\nfrom pathlib import Path\nfrom psyco_book import book\nroot = Path(sys.argv[1])\n"
               "book.NOTEBOOK_DIR, book.REPO_ROOT = root / 'notebooks', root\n"
               "sys.exit(book.main(['run', '--profile', 'tiny', '--executed-dir', str(root / 'executed')]))\n")
     env = {**__import__("os").environ, "PSYCO_RUNS_DIR": str(tmp_path / "runs")}
@@ -264,6 +270,10 @@ def test_judge_progress_reaches_the_terminal_and_not_the_notebook(tmp_path):
     assert proc.returncode == 0, rest
     executed = (tmp_path / "executed" / "01_judging.ipynb").read_text()
     assert "chapter done" in executed and "so far" not in executed and "psyco-progress" not in executed
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads(executed)["cells"]])
+    assert "chapter done" in outputs and "looping over three" not in outputs  # no tqdm bar on the page
+    terminal = seen + rest.splitlines()
+    assert not [line for line in terminal if "looping over three" in line or "without encryption" in line]
 
 
 def test_a_paid_run_prints_its_estimate_first_and_records_it_beside_the_actual(tmp_path, monkeypatch, capsys):
@@ -295,3 +305,67 @@ def test_an_executed_notebook_names_no_machine_folder(tmp_path):
     folded = nbformat.read(path, as_version=4)
     assert folded.metadata.papermill == {"input_path": "01_x.ipynb", "output_path": "01_x.ipynb"}
     assert [c.source for c in folded.cells] == ['profile = "colab"']
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_kernel_progress_bar_draws_on_the_terminal_whatever_file_it_asks_for():
+    terminal, page = _Terminal(), io.StringIO()
+    bar = kernel.terminal_tqdm(terminal)
+    assert sum(bar(range(3), "counting", None, True, page, mininterval=0)) == 3  # file given by position, too
+    assert sum(bar(range(3), desc="counting again", file=page, mininterval=0)) == 3
+    assert "counting" in terminal.getvalue() and "counting again" in terminal.getvalue() and page.getvalue() == ""
+
+
+def test_without_a_terminal_kernel_progress_bars_are_off():
+    page = io.StringIO()
+    bar = kernel.terminal_tqdm(None)
+    assert list(bar(range(3), desc="counting", file=page, disable=False)) == [0, 1, 2]
+    assert page.getvalue() == ""
+
+
+def test_progress_bars_to_terminal_replaces_tqdm_where_libraries_import_it(monkeypatch):
+    home = types.ModuleType("a_tqdm_home")
+    home.tqdm = home.trange = None
+    monkeypatch.setitem(sys.modules, "a_tqdm_home", home)
+    terminal = _Terminal()
+    bar = kernel.progress_bars_to_terminal(terminal, modules=("a_tqdm_home", "no_such_module_here"))
+    assert home.tqdm is bar
+    assert list(home.trange(2, desc="ranged", mininterval=0)) == [0, 1]
+    assert "ranged" in terminal.getvalue()
+
+
+def test_the_terminal_is_the_kernels_standard_error_before_capture_and_only_a_terminal(monkeypatch):
+    """ipykernel keeps a copy of the kernel's original standard error (``_original_stdstream_copy``)."""
+    import pty
+
+    captured = types.SimpleNamespace()
+    monkeypatch.setattr(sys, "stderr", captured)
+    read_end, write_end = os.pipe()
+    controller, terminal_end = pty.openpty()
+    try:
+        captured._original_stdstream_copy = write_end  # a pipe, as under CI: no terminal, bars off
+        assert kernel.terminal_stream() is None
+        captured._original_stdstream_copy = terminal_end
+        stream = kernel.terminal_stream()
+        stream.write("drawn\n")
+        stream.close()
+        assert b"drawn" in os.read(controller, 100)
+    finally:
+        for fd in (read_end, write_end, controller, terminal_end):
+            os.close(fd)
+
+
+def test_kernels_talk_over_ipc_or_encrypted_tcp():
+    config = book.kernel_connection_config()
+    manager = config.get("KernelManager", {})
+    assert manager.get("transport") == "ipc" or manager.get("transport_encryption") in ("auto", "required")
+
+
+def test_kernels_import_this_psyco_book_first(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/somewhere/else", str(book.CODE_ROOT)]))
+    path = book.kernel_environment()["PYTHONPATH"].split(os.pathsep)
+    assert path == [str(book.CODE_ROOT), "/somewhere/else"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from psyco_utils import data, evaluate, pool, sitecheck
+from psyco_book import sitecheck
+from psyco_utils import data, evaluate, pool
 from psyco_utils.config import load_profile
 
 CORPUS = Path(data.__file__).parent / "corpus"

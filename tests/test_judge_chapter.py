@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from standin.openai_server import FakeOpenAI
-from psyco_utils import book, data
+from psyco_book import book
+from psyco_utils import data
 
 STATEMENTS = 24
 

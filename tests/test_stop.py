@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 LAUNCH = """
 import sys
 from pathlib import Path
-from psyco_utils import book
+from psyco_book import book
 root = Path(sys.argv[1])
 book.NOTEBOOK_DIR, book.REPO_ROOT = root / "notebooks", root
 sys.exit(book.main(["run", "--profile", "tiny", "--executed-dir", str(root / "executed")]))

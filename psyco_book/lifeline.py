@@ -7,9 +7,10 @@ killed outright would leave it running (and sending paid requests).  Three links
   it receives SIGTERM, unless it was started under ``nohup`` (SIGHUP ignored), which asks to outlive the terminal.
 * On SIGINT, SIGTERM or SIGHUP, ``psyco-book`` sends SIGTERM to the kernel and, after a grace period, kills whatever
   is left of the kernel's process tree (:func:`end_processes`).
-* The kernel binds itself to ``psyco-book`` when it starts (:func:`bind_kernel_to_runner`, run by the kernel's
-  ``exec_lines``): the death of ``psyco-book``, even by SIGKILL, sends the kernel SIGTERM (Linux ``prctl``
-  PR_SET_PDEATHSIG; a watchdog thread polling the parent's PID does the same elsewhere).  On SIGTERM the kernel
+* The kernel binds itself to ``psyco-book`` when it starts (:func:`bind_kernel_to_runner`, run by
+  :func:`psyco_book.kernel.prepare` from the kernel's ``exec_lines``): the death of ``psyco-book``, even by SIGKILL,
+  sends the kernel SIGTERM (Linux ``prctl`` PR_SET_PDEATHSIG; a watchdog thread polling the parent's PID does the
+  same elsewhere).  On SIGTERM the kernel
   interrupts the running cell as Ctrl-C would (the judge then cancels its requests; what completed is cached), waits
   up to :data:`KERNEL_GRACE_S` for the cell to end, kills its own child processes and exits.  It takes the place of
   ipykernel's own parent poller, which would exit at once and leave the kernel's children running.
@@ -25,9 +26,6 @@ import threading
 
 #: Set by ``psyco-book`` for its kernels: the PID the kernel must outlive no longer than a grace period.
 RUNNER_PID_ENV = "PSYCO_BOOK_PID"
-#: The kernel's start-up line (IPython ``exec_lines``); it leaves no name behind in the notebook's namespace.
-KERNEL_EXEC_LINE = ("import psyco_utils.lifeline as _psyco_lifeline; _psyco_lifeline.bind_kernel_to_runner(); "
-                    "del _psyco_lifeline")
 #: How long an interrupted cell may take to end (the judge recording its cancelled requests) before the kernel exits.
 KERNEL_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
@@ -184,5 +182,5 @@ def bind_kernel_to_runner() -> bool:
     return True
 
 
-__all__ = ["KERNEL_EXEC_LINE", "KERNEL_GRACE_S", "RUNNER_PID_ENV", "bind_kernel_to_runner", "descendants",
+__all__ = ["KERNEL_GRACE_S", "RUNNER_PID_ENV", "bind_kernel_to_runner", "descendants",
            "die_with_parent", "end_processes", "follow_parent", "watch_parent"]

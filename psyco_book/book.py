@@ -7,7 +7,7 @@ the only executor and the gate: the first failing cell stops the run with a non-
 cell, records the failure in the run manifest, and keeps the partially executed notebook.  Before a paid run it
 prints the estimated cost of every paid call; during a chapter it shows the judge's live progress in the terminal
 (never in the notebooks); on SIGINT, SIGTERM, SIGHUP or the death of its parent it ends the kernel and the kernel's
-processes (:mod:`psyco_utils.lifeline`).  ``psyco-book build`` checks the executed chapters (an error output, or a
+processes (:mod:`psyco_book.lifeline`).  ``psyco-book build`` checks the executed chapters (an error output, or a
 failed check under ``checks: enforce``, stops it, naming the chapter and the cell), then renders them with ``book/``
 through Jupyter Book 1 (execution off, warnings are errors).  ``psyco-book sync`` writes the paired ``.ipynb`` files
 and ``--check`` fails when a pair is out of sync or carries outputs.
@@ -28,7 +28,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Where this code lives; the kernels import ``psyco_book`` from here.
+CODE_ROOT = Path(__file__).resolve().parent.parent
+#: The repository whose chapters run (tests point it elsewhere).
+REPO_ROOT = CODE_ROOT
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 EXECUTED_DIR = REPO_ROOT / "executed"
 #: The judge's progress file (``psyco_utils.judge.progress``): set for the kernels, read by the progress line.
@@ -96,7 +99,7 @@ def executed_problems(executed_dir: Path) -> tuple[list[str], list[str]]:
     """
     import nbformat
 
-    from .checks import OUTPUT_METADATA_KEY
+    from psyco_utils.checks import OUTPUT_METADATA_KEY
 
     errors, reported = [], []
     for source in chapter_sources():
@@ -306,6 +309,27 @@ def _environment(values: dict[str, str]):
                 os.environ[key] = value
 
 
+def kernel_connection_config():
+    """How ``psyco-book`` talks to its kernels: over local IPC sockets where the system has them (no TCP port is
+    opened), else over TCP encrypted with CurveZMQ keys the kernel manager provisions where pyzmq supports them.
+    Either way the kernel has no reason to warn that it runs over TCP without encryption."""
+    import zmq
+    from traitlets.config import Config
+
+    if os.name == "posix":
+        return Config({"KernelManager": {"transport": "ipc"}})
+    if zmq.has("curve"):
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
+
+
+def kernel_environment() -> dict[str, str]:
+    """Environment variables for the kernels: quiet libraries, and this ``psyco_book`` importable first (the kernel's
+    start-up line imports it, whatever folder the kernel starts in)."""
+    path = [str(CODE_ROOT), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**QUIET_ENV, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
+
+
 def end_kernels(started_after: set[int]) -> None:
     """End the kernels this process started since ``started_after`` (PIDs of its children then) and everything
     they started: SIGTERM (the kernel interrupts its cell and ends its own children), then SIGKILL what is left."""
@@ -324,7 +348,7 @@ def _execute_chapter(source: Path, out_path: Path, profile: str, overrides: list
     import jupytext
     import papermill
 
-    from .lifeline import KERNEL_EXEC_LINE
+    from .kernel import KERNEL_EXEC_LINE
 
     nb = jupytext.read(source)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
@@ -344,6 +368,7 @@ def _execute_chapter(source: Path, out_path: Path, profile: str, overrides: list
                 progress_bar=False,
                 request_save_on_cell_execute=True,
                 extra_arguments=[f"--IPKernelApp.exec_lines={KERNEL_EXEC_LINE}"],
+                config=kernel_connection_config(),
             )
     return monitor
 
@@ -354,7 +379,7 @@ def _run_chapter(source: Path, executed_dir: Path, profile: str, overrides: list
     stop is reported and recorded in the manifest (a stop first ends the chapter's kernel and its processes)."""
     from papermill.exceptions import PapermillExecutionError
 
-    from .manifest import record_cost, record_failure
+    from psyco_utils.manifest import record_cost, record_failure
 
     out_path = executed_dir / f"{source.stem}.ipynb"
     name = source.relative_to(REPO_ROOT)
@@ -391,15 +416,15 @@ def _run_chapter(source: Path, executed_dir: Path, profile: str, overrides: list
 def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir: Path) -> int:
     """Execute the chapters in order; the first failure stops the run, names the chapter and the cell, and is
     recorded in the run manifest.  Returns the exit status (128 + the signal's number when stopped by a signal)."""
-    from .config import load_profile, run_dir
+    from psyco_utils.config import load_profile, run_dir
     from .lifeline import RUNNER_PID_ENV
-    from .manifest import format_cost_estimate, record_cost, run_cost_estimate
-    from .runtime import profile_summary
+    from psyco_utils.manifest import format_cost_estimate, record_cost, run_cost_estimate
+    from psyco_utils.runtime import profile_summary
 
     cfg = load_profile(profile, overrides)  # fail before any kernel starts on a bad profile or override
     executed_dir.mkdir(parents=True, exist_ok=True)
     runs_root = Path(os.environ.get("PSYCO_RUNS_DIR", REPO_ROOT / "runs")).resolve()
-    env = {**QUIET_ENV, "PSYCO_RUNS_DIR": str(runs_root)}
+    env = {**kernel_environment(), "PSYCO_RUNS_DIR": str(runs_root)}
     if cfg.hub_offline:
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     sources = chapter_sources(only)

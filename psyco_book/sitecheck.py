@@ -1,6 +1,6 @@
 """Checks of the rendered site (CI): no error outputs, no secrets, no unscrubbed personal data, no broken links.
 
-``python -m psyco_utils.sitecheck _build/html`` exits non-zero and names the page and the problem.
+``python -m psyco_book.sitecheck _build/html`` exits non-zero and names the page and the problem.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .data import _PII_PATTERNS
+from psyco_utils.data import _PII_PATTERNS
 
 SECRET_PATTERNS = {
     "OpenAI-style API key": re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}"),

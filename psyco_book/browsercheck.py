@@ -1,6 +1,6 @@
 """Browser test of the rendered site (CI): headless Chromium visits every page of the table of contents.
 
-``python -m psyco_utils.browsercheck _build/html [--screenshots DIR]`` serves the site from a loopback HTTP server,
+``python -m psyco_book.browsercheck _build/html [--screenshots DIR]`` serves the site from a loopback HTTP server,
 opens each page listed in ``_toc.yml`` in Debian's headless Chromium (through chromedriver and Selenium), and checks
 that the page has its title, that every image loaded (``naturalWidth > 0``), and that the "next" link leads to the
 next page of the table of contents.  A screenshot of each page is saved.  Exits non-zero naming page and problem.
