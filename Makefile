@@ -10,7 +10,7 @@ PROFILE ?= tiny
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= $(shell ls /opt/wheels/torch-2.13.0+cpu* >/dev/null 2>&1 || command -v nvidia-smi >/dev/null 2>&1 || echo https://download.pytorch.org/whl/cpu)
 
-.PHONY: install test book run build sync check-sync standin benchmark clean
+.PHONY: install test book run build sync check-sync check-pages standin benchmark clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ sync: install
 
 check-sync: install
 	$(VENV)/bin/psyco-book sync --check
+
+# The rendered pages as a reader meets them: the site check (no paths, progress bars, dumps, errors, secrets, broken
+# links), then every page in headless Chromium at 1,280 x 800 (Debian: apt-get install chromium chromium-driver), with a
+# full-page screenshot of each in _build/screenshots.
+check-pages: install
+	$(PY) -m psyco_book.sitecheck _build/html
+	$(PY) -m psyco_book.browsercheck _build/html --screenshots _build/screenshots
 
 # The colab and paper profiles end to end on a CPU: stand-in models, source fixtures, the loopback OpenAI-compatible
 # server, sizes shrunk by standin/overlay.yaml (everything under runs/standin/). STANDIN_PROFILES=colab for one.
