@@ -75,6 +75,11 @@ const style = getComputedStyle(article);
 const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
 const h1 = document.querySelector('article h1') || document.querySelector('main h1');
 const label = (el) => (el.innerText || '').replace(/\\s+/g, ' ').trim().slice(0, 60);
+const section = (el) => {
+  const s = el.closest('section');
+  const h = s && s.querySelector('h1, h2, h3, h4');
+  return h ? h.textContent.replace(/#\\s*$/, '').trim().slice(0, 60) : '';
+};
 const longestLine = (el) => (el.innerText || '').split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
 return {
   title: document.title.trim(),
@@ -83,13 +88,13 @@ return {
   page_width: document.documentElement.scrollWidth,
   column: column,
   tables: Array.from(article.querySelectorAll('table')).map(t => ({width: t.getBoundingClientRect().width,
-                                                                   label: label(t)})),
+                                                                   label: label(t), section: section(t)})),
   images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, complete: i.complete,
                                                  natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
-                                                 in_article: article.contains(i)})),
+                                                 in_article: article.contains(i), section: section(i)})),
   long_lines: Array.from(article.querySelectorAll('.cell_output pre, .output pre'))
     .filter(p => p.scrollWidth > p.clientWidth + 1)
-    .map(p => ({excess: p.scrollWidth - p.clientWidth, label: longestLine(p).slice(0, 60)})),
+    .map(p => ({excess: p.scrollWidth - p.clientWidth, label: longestLine(p).slice(0, 60), section: section(p)})),
 };
 """
 
@@ -97,6 +102,10 @@ return {
 def _is_raster(src: str) -> bool:
     path = src.split("?")[0].lower()
     return not (path.endswith(".svg") or path.startswith("data:image/svg"))
+
+
+def _where(item: dict) -> str:
+    return f" in '{item['section']}'" if item.get("section") else ""
 
 
 def page_problems(page: str, m: dict) -> list[str]:
@@ -108,18 +117,20 @@ def page_problems(page: str, m: dict) -> list[str]:
         problems.append(f"scrolls sideways: {m['page_width']:.0f} px of content in a {m['viewport']:.0f} px window")
     for i, table in enumerate(m["tables"], 1):
         if table["width"] > m["column"] + TOLERANCE_PX:
-            problems.append(f"table {i} ('{table['label']}') is {table['width']:.0f} px wide in a "
+            problems.append(f"table {i}{_where(table)} ('{table['label']}') is {table['width']:.0f} px wide in a "
                             f"{m['column']:.0f} px column")
+    figures = [image for image in m["images"] if image["in_article"]]
     for image in m["images"]:
-        name = image["src"].rsplit("/", 1)[-1][:60]
+        name = image["src"].rsplit("/", 1)[-1][:24]
         if not image["complete"] or image["natural"] == 0:
             problems.append(f"image did not load: {name}")
         elif image["in_article"] and _is_raster(image["src"]) \
                 and image["shown"] < MIN_FIGURE_SCALE * image["natural"] - TOLERANCE_PX:
-            problems.append(f"figure {name} shown at {image['shown']:.0f} px of its {image['natural']} px "
-                            f"({image['shown'] / image['natural']:.0%}; at least {MIN_FIGURE_SCALE:.0%} is readable)")
+            problems.append(f"figure {figures.index(image) + 1}{_where(image)} ({name}) shown at {image['shown']:.0f}"
+                            f" px of its {image['natural']} px ({image['shown'] / image['natural']:.0%}; at least "
+                            f"{MIN_FIGURE_SCALE:.0%} is readable)")
     for line in m["long_lines"]:
-        problems.append(f"a printed line runs {line['excess']:.0f} px past its box: '{line['label']}'")
+        problems.append(f"a printed line{_where(line)} runs {line['excess']:.0f} px past its box: '{line['label']}'")
     return [f"{page}: {p}" for p in problems]
 
 

@@ -94,14 +94,17 @@ def test_a_page_that_reads_well_has_no_problems():
 @pytest.mark.parametrize("changes, expected", [
     ({"title": ""}, "no title or no h1 heading"),
     ({"page_width": 1410}, "scrolls sideways: 1410 px of content in a 1280 px window"),
-    ({"tables": [{"width": 905.0, "label": "metric this run paper"}]},
-     "table 1 ('metric this run paper') is 905 px wide in a 700 px column"),
+    ({"tables": [{"width": 905.0, "label": "metric this run paper", "section": "Beside the paper"}]},
+     "table 1 in 'Beside the paper' ('metric this run paper') is 905 px wide in a 700 px column"),
     ({"images": [{"src": "http://h/_images/wide.png", "complete": True, "natural": 1309, "shown": 700.0,
-                  "in_article": True}]}, "figure wide.png shown at 700 px of its 1309 px (53%"),
+                  "in_article": True, "section": "Training curves"}]},
+     "figure 1 in 'Training curves' (wide.png) shown at 700 px of its 1309 px (53%"),
     ({"images": [{"src": "http://h/_images/gone.png", "complete": True, "natural": 0, "shown": 0.0,
                   "in_article": True}]}, "image did not load: gone.png"),
     ({"long_lines": [{"excess": 312.0, "label": "Finding: the reward model beats the length baseline by"}]},
      "a printed line runs 312 px past its box: 'Finding: the reward model"),
+    ({"tables": [{"width": 640.0, "label": "a"}, {"width": 701.0, "label": "b"}, {"width": 702.0, "label": "c"}]},
+     "table 3 ('c') is 702 px wide"),
 ])
 def test_each_layout_problem_is_named_with_its_page(changes, expected):
     problems = browsercheck.page_problems("executed/03_reward_model", _measured(**changes))
