@@ -162,13 +162,19 @@ def _loaded(driver) -> None:
 
 
 def save_full_page(driver, path: Path) -> None:
-    """A screenshot of the whole page at the viewport's width (Chrome DevTools: capture beyond the viewport)."""
+    """A screenshot of the whole page as laid out at the viewport's width: the viewport is made as tall as the page
+    for the capture (Chrome's capture beyond the viewport lays the page out anew and collapses the sidebar), then
+    set back."""
     import base64
 
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": VIEWPORT[0], "height": max(VIEWPORT[1], size["height"]), "scale": 1}
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot",
-                                  {"format": "png", "captureBeyondViewport": True, "clip": clip})
+    width, height = VIEWPORT
+    full = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
+    metrics = {"width": width, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": max(height, full)})
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
     path.write_bytes(base64.b64decode(shot["data"]))
 
 

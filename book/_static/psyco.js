@@ -1,6 +1,7 @@
-// Right-aligns the numbers of every table on the page (pandas Styler, plain DataFrame and Markdown tables): a cell
-// holding a number, a percentage, a count with thousands separators, an amount in dollars or a missing value ("-")
-// gets the class psyco-num (styled by psyco.css); so does the header of a column whose cells are all numbers.
+// Right-aligns the columns of numbers of every table on the page (pandas Styler, plain DataFrame and Markdown tables):
+// in a column whose cells are all numbers (a number, a percentage, a count with thousands separators, an amount in
+// dollars) or missing values ("-"), every cell and the header get the class psyco-num (styled by psyco.css).  A
+// column that mixes numbers and text stays left-aligned.
 (function () {
   "use strict";
   var NUMBER = /^[-+\u2212]?\$?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?(e[-+]?\d+)?\s?%?$/i;
@@ -22,24 +23,29 @@
   }
 
   function alignNumbers(table) {
-    var body = table.tBodies.length ? Array.prototype.slice.call(table.tBodies) : [table];
-    var numeric = {}, seen = {};
-    body.forEach(function (section) {
+    var sections = table.tBodies.length ? Array.prototype.slice.call(table.tBodies) : [table];
+    var numeric = {}, hasNumber = {}, cells = [];
+    sections.forEach(function (section) {
       Array.prototype.forEach.call(section.rows, function (row) {
         columns(row).forEach(function (pair) {
-          var col = pair[0], cell = pair[1], k = kind(cell);
+          var col = pair[0], cell = pair[1];
           if (cell.tagName === "TH") return;  // an index label
-          if (k !== "text") cell.classList.add("psyco-num");
-          if (k === "number") seen[col] = true;
+          var k = kind(cell);
+          cells.push(pair);
+          if (k === "number") hasNumber[col] = true;
           if (k === "text") numeric[col] = false;
           else if (numeric[col] === undefined) numeric[col] = true;
         });
       });
     });
+    var isNumeric = function (col) { return numeric[col] && hasNumber[col]; };
+    cells.forEach(function (pair) {
+      if (isNumeric(pair[0])) pair[1].classList.add("psyco-num");
+    });
     if (!table.tHead) return;
     var header = table.tHead.rows[table.tHead.rows.length - 1];
     columns(header).forEach(function (pair) {
-      if (numeric[pair[0]] && seen[pair[0]]) pair[1].classList.add("psyco-num");
+      if (isNumeric(pair[0])) pair[1].classList.add("psyco-num");
     });
   }
 
