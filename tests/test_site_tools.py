@@ -1,6 +1,12 @@
-"""The site check and the browser check's judgement, on small hand-written pages and measurements (no Chromium)."""
+"""The site check and the browser check's judgement, on small hand-written pages and measurements; then the browser
+check and the page styles in headless Chromium on a two-page site (skipped where Debian's chromium and chromium-driver
+are not installed)."""
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +130,79 @@ def test_the_pages_are_visited_in_the_order_of_the_table_of_contents(tmp_path):
                    "      - file: executed/01_a\n        sections:\n          - file: executed/01b\n"
                    "      - file: book/z\n")
     assert browsercheck.toc_pages(toc) == ["book/intro", "executed/01_a", "executed/01b", "book/z"]
+
+
+# ------------------------------------------------------------------------------- in headless Chromium (when installed)
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_chromium = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                                    reason="needs Debian's chromium and chromium-driver")
+PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="../_static/psyco.css"><script src="../_static/psyco.js"></script></head>
+<body style="margin: 0"><main><article class="bd-article" style="width: 700px; padding: 0 20px">
+<section><h1>{title}</h1>{body}</section></article>{next}</main></body></html>"""
+NUMBERS = """<div class="cell_output"><table id="numbers"><thead><tr><th></th><th></th><th>this run</th><th>paper</th>
+<th>note</th></tr></thead><tbody>
+<tr><th rowspan="2">no constraint</th><th>DPO</th><td>79.0</td><td>58.5</td><td>ahead</td></tr>
+<tr><th>DPO-Iter</th><td>72.6</td><td>-</td><td>3 rounds</td></tr></tbody></table></div>"""
+
+
+def _png(path: Path, width: int) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (width, 200), "white").save(path)
+
+
+def _two_page_site(tmp_path: Path) -> tuple[Path, Path]:
+    site = tmp_path / "html"
+    for folder in ("_static", "book", "executed"):
+        (site / folder).mkdir(parents=True)
+    for name in ("psyco.css", "psyco.js"):
+        shutil.copy(ROOT / "book" / "_static" / name, site / "_static" / name)
+    _png(site / "_static" / "fits.png", 660)
+    _png(site / "_static" / "wide.png", 1300)
+    (site / "book" / "intro.html").write_text(PAGE.format(
+        title="Intro", body=NUMBERS + '<img src="../_static/fits.png">',
+        next='<a class="right-next" href="../executed/02_two.html">next</a>'))
+    wide_table = '<table style="width: 1200px"><tr><td>a table too wide for its column</td></tr></table>'
+    (site / "executed" / "02_two.html").write_text(PAGE.format(
+        title="Two", body=wide_table + '<img src="../_static/wide.png" style="max-width: 100%">', next=""))
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: executed/02_two\n")
+    return site, toc
+
+
+@needs_chromium
+def test_the_browser_check_finds_a_wide_table_and_a_shrunk_figure_and_saves_full_pages(tmp_path):
+    site, toc = _two_page_site(tmp_path)
+    problems = browsercheck.check_in_browser(site, tmp_path / "shots", toc)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("executed/02_two: table 1 in 'Two' ('a table too wide for its column') is 1200 px")
+    assert problems[1].startswith("executed/02_two: figure 1 in 'Two' (wide.png) shown at 700 px of its 1300 px")
+    from PIL import Image
+
+    shots = sorted((tmp_path / "shots").glob("*.png"))
+    assert [p.name for p in shots] == ["00_book_intro.png", "01_executed_02_two.png"]
+    assert all(Image.open(p).size[0] == browsercheck.VIEWPORT[0] for p in shots)
+
+
+@needs_chromium
+def test_the_page_styles_right_align_whole_columns_of_numbers(tmp_path):
+    site, _ = _two_page_site(tmp_path)
+    server, base = browsercheck._serve(site)
+    with tempfile.TemporaryDirectory() as profile:
+        driver = browsercheck._driver(profile)
+        try:
+            driver.get(f"{base}/book/intro.html")
+            browsercheck._loaded(driver)
+            cells = driver.execute_script(
+                "return Array.from(document.querySelectorAll('#numbers td, #numbers thead th')).map(c => "
+                "[c.textContent, c.classList.contains('psyco-num'), getComputedStyle(c).textAlign])")
+        finally:
+            driver.quit()
+            server.shutdown()
+    aligned = {text: (marked, align) for text, marked, align in cells if text}
+    for number in ("this run", "79.0", "72.6", "paper", "58.5", "-"):
+        assert aligned[number] == (True, "right"), number
+    for text in ("note", "ahead", "3 rounds"):
+        assert aligned[text] == (False, "left"), text

@@ -1,7 +1,8 @@
 // Right-aligns the columns of numbers of every table on the page (pandas Styler, plain DataFrame and Markdown tables):
 // in a column whose cells are all numbers (a number, a percentage, a count with thousands separators, an amount in
-// dollars) or missing values ("-"), every cell and the header get the class psyco-num (styled by psyco.css).  A
-// column that mixes numbers and text stays left-aligned.
+// dollars) or missing values ("-"), every cell and its header get the class psyco-num (styled by psyco.css).  A column
+// that mixes numbers and text stays left-aligned.  Columns are found on the table's grid, so the row labels of a
+// pandas MultiIndex (cells spanning several rows) do not shift the columns of the rows below them.
 (function () {
   "use strict";
   var NUMBER = /^[-+\u2212]?\$?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?(e[-+]?\d+)?\s?%?$/i;
@@ -13,23 +14,30 @@
     return text && /\d/.test(text) && NUMBER.test(text) ? "number" : "text";
   }
 
-  function columns(row) {
-    var at = 0, cells = [];
-    Array.prototype.forEach.call(row.cells, function (cell) {
-      cells.push([at, cell]);
-      at += cell.colSpan || 1;
+  // [[column, cell], ...] for every row of a table section, honouring rowspan and colspan
+  function grid(section) {
+    var covered = [];
+    return Array.prototype.map.call(section.rows, function (row) {
+      var col = 0, placed = [];
+      Array.prototype.forEach.call(row.cells, function (cell) {
+        while (covered[col] > 0) col++;
+        placed.push([col, cell]);
+        for (var k = 0; k < (cell.colSpan || 1); k++) covered[col + k] = cell.rowSpan || 1;
+        col += cell.colSpan || 1;
+      });
+      for (var c = 0; c < covered.length; c++) if (covered[c] > 0) covered[c]--;
+      return placed;
     });
-    return cells;
   }
 
   function alignNumbers(table) {
-    var sections = table.tBodies.length ? Array.prototype.slice.call(table.tBodies) : [table];
+    var bodies = table.tBodies.length ? Array.prototype.slice.call(table.tBodies) : [table];
     var numeric = {}, hasNumber = {}, cells = [];
-    sections.forEach(function (section) {
-      Array.prototype.forEach.call(section.rows, function (row) {
-        columns(row).forEach(function (pair) {
+    bodies.forEach(function (section) {
+      grid(section).forEach(function (row) {
+        row.forEach(function (pair) {
           var col = pair[0], cell = pair[1];
-          if (cell.tagName === "TH") return;  // an index label
+          if (cell.tagName === "TH") return;  // a row label
           var k = kind(cell);
           cells.push(pair);
           if (k === "number") hasNumber[col] = true;
@@ -38,14 +46,13 @@
         });
       });
     });
-    var isNumeric = function (col) { return numeric[col] && hasNumber[col]; };
+    if (table.tHead) {
+      grid(table.tHead).forEach(function (row) {
+        row.forEach(function (pair) { if ((pair[1].colSpan || 1) === 1) cells.push(pair); });
+      });
+    }
     cells.forEach(function (pair) {
-      if (isNumeric(pair[0])) pair[1].classList.add("psyco-num");
-    });
-    if (!table.tHead) return;
-    var header = table.tHead.rows[table.tHead.rows.length - 1];
-    columns(header).forEach(function (pair) {
-      if (isNumeric(pair[0])) pair[1].classList.add("psyco-num");
+      if (numeric[pair[0]] && hasNumber[pair[0]]) pair[1].classList.add("psyco-num");
     });
   }
 
