@@ -8,5 +8,8 @@
 * :mod:`psyco_book.browsercheck`: every page in headless Chromium at 1,280 x 800 (layout, tables, figures,
   navigation), with a screenshot of each.
 
-``psyco_book`` imports ``psyco_utils``; ``psyco_utils`` never imports ``psyco_book`` (``tests/test_package_structure.py``).
+``psyco_book`` imports ``psyco_utils``; ``psyco_utils`` never imports ``psyco_book``
+(``tests/test_package_structure.py``).
 """
+
+__all__ = ["book", "browsercheck", "kernel", "lifeline", "sitecheck"]

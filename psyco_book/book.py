@@ -579,5 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     return sync(args.check)
 
 
+__all__ = ["CODE_ROOT", "EXECUTED_DIR", "NOTEBOOK_DIR", "PROGRESS_FILE_ENV", "QUIET_ENV", "REPO_ROOT",
+           "ChapterMonitor", "ProgressLine", "RunStopped", "build", "chapter_sources", "end_kernels",
+           "executed_problems", "fold_injected_parameters", "format_progress", "kernel_connection_config",
+           "kernel_environment", "main", "run", "sync"]
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -231,5 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if problems else 0
 
 
+__all__ = ["MEASURE_PAGE", "MIN_FIGURE_SCALE", "VIEWPORT", "check_in_browser", "main", "page_problems",
+           "save_full_page", "toc_pages"]
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,7 +33,9 @@ SECRET_PATTERNS = {
 PII_KINDS = ("EMAIL", "PHONE", "ADDRESS", "ID_NUMBER")
 #: A path that starts at the root of a machine's disk, anywhere in the text except inside a URL or a longer path.
 MACHINE_PATH = re.compile(r"(?<![\w.:/~-])(?:/(?:work|home|tmp|root|Users)/|[A-Z]:\\)")
-PROGRESS_BAR = re.compile(r"\d{1,3}%\|[^|\n]{0,60}\|\s*\d+/\d+|\[\d+:\d\d(?::\d\d)?<[\d:?]+,\s*[\d.?]+\s*(?:it/s|s/it)\]")
+#: tqdm's text bar (``50%|█████     | 1/2``) or its timing block (``[00:04<00:04,  4.63s/it]``).
+PROGRESS_BAR = re.compile(r"\d{1,3}%\|[^|\n]{0,60}\|\s*\d+/\d+"
+                          r"|\[\d+:\d\d(?::\d\d)?<[\d:?]+,\s*[\d.?]+\s*(?:it/s|s/it)\]")
 OBJECT_DUMP = re.compile(r"\b(?:Iterable)?Dataset(?:Dict)?\(\{|<[\w.]+ object at 0x[0-9a-fA-F]+>")
 #: How notebook progress widgets (tqdm.notebook, ipywidgets) reach a page.
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sitecheck: {len(_pages(args.site))} pages checked, {len(problems)} problem(s)")
     return 1 if problems else 0
 
+
+__all__ = ["MACHINE_PATH", "OBJECT_DUMP", "PROGRESS_BAR", "SECRET_PATTERNS", "check_site", "machine_folders", "main",
+           "page_problems", "snippet", "text_problems"]
 
 if __name__ == "__main__":
     sys.exit(main())
