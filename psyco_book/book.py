@@ -37,6 +37,10 @@ EXECUTED_DIR = REPO_ROOT / "executed"
 #: The judge's progress file (``psyco_utils.judge.progress``): set for the kernels, read by the progress line.
 PROGRESS_FILE_ENV = "PSYCO_PROGRESS_FILE"
 
+#: How long a kernel may take to start (papermill's default, 60 s, is too short on a loaded CI machine: a kernel
+#: imports ipykernel and IPython before it answers).
+KERNEL_START_TIMEOUT_S = 300
+
 QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -366,6 +370,7 @@ def _execute_chapter(source: Path, out_path: Path, profile: str, overrides: list
                 cwd=str(REPO_ROOT),
                 kernel_name="python3",
                 progress_bar=False,
+                start_timeout=KERNEL_START_TIMEOUT_S,
                 request_save_on_cell_execute=True,
                 extra_arguments=[f"--IPKernelApp.exec_lines={KERNEL_EXEC_LINE}"],
                 config=kernel_connection_config(),
@@ -579,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     return sync(args.check)
 
 
-__all__ = ["CODE_ROOT", "EXECUTED_DIR", "NOTEBOOK_DIR", "PROGRESS_FILE_ENV", "QUIET_ENV", "REPO_ROOT",
-           "ChapterMonitor", "ProgressLine", "RunStopped", "build", "chapter_sources", "end_kernels",
+__all__ = ["CODE_ROOT", "EXECUTED_DIR", "KERNEL_START_TIMEOUT_S", "NOTEBOOK_DIR", "PROGRESS_FILE_ENV", "QUIET_ENV",
+           "REPO_ROOT", "ChapterMonitor", "ProgressLine", "RunStopped", "build", "chapter_sources", "end_kernels",
            "executed_problems", "fold_injected_parameters", "format_progress", "kernel_connection_config",
            "kernel_environment", "main", "run", "sync"]
 
