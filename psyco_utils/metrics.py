@@ -452,21 +452,31 @@ def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, r
     result = {"n": int(len(scores)), "excluded": int(excluded), "win_rate": raw, "lc_win_rate": raw,
               "intercept": nan, "length_coefficient": nan, "length_scale": nan,
               "mean_length_difference": float(diff.mean()) if len(diff) else nan, "fitted": False, "note": ""}
+    if len(scores):
+        result["length_scale"] = float(diff.std())
+    result["note"] = _unfittable(scores, result["length_scale"])
+    if result["note"]:
+        return result
+    result.update(_fit_length_model(diff, scores, result["length_scale"], seed))
+    return result
+
+
+def _unfittable(scores: np.ndarray, scale: float) -> str:
+    """Why the length model cannot be fitted on these scores, or "" when it can."""
     if len(scores) == 0:
-        result["note"] = "no usable outcomes: nothing to fit"
-        return result
-    scale = float(diff.std())
-    result["length_scale"] = scale
+        return "no usable outcomes: nothing to fit"
     if (scores == 1.0).all():
-        result["note"] = "all wins: the model cannot be fitted; the length-controlled rate is the raw rate"
-        return result
+        return "all wins: the model cannot be fitted; the length-controlled rate is the raw rate"
     if (scores == 0.0).all():
-        result["note"] = "all losses: the model cannot be fitted; the length-controlled rate is the raw rate"
-        return result
+        return "all losses: the model cannot be fitted; the length-controlled rate is the raw rate"
     if scale == 0.0:
-        result["note"] = ("no length variation: the length effect cannot be separated from the intercept; "
-                          "the length-controlled rate is the raw rate")
-        return result
+        return ("no length variation: the length effect cannot be separated from the intercept; "
+                "the length-controlled rate is the raw rate")
+    return ""
+
+
+def _fit_length_model(diff: np.ndarray, scores: np.ndarray, scale: float, seed: int) -> dict:
+    """The logistic regression of :func:`length_controlled_win_rate` (ties as half a win and half a loss)."""
     x = np.tanh(diff / scale)
     X = np.concatenate([x, x])[:, None]
     y = np.concatenate([np.ones(len(x), dtype=int), np.zeros(len(x), dtype=int)])
@@ -476,7 +486,7 @@ def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, r
         warnings.simplefilter("always", ConvergenceWarning)
         model = LogisticRegression(C=1e4, max_iter=1000, random_state=seed).fit(X[use], y[use], sample_weight=w[use])
     intercept, coef = float(model.intercept_[0]), float(model.coef_[0, 0])
-    result.update(lc_win_rate=float(sigmoid(intercept)), intercept=intercept, length_coefficient=coef, fitted=True)
-    if any(issubclass(c.category, ConvergenceWarning) for c in caught):
-        result["note"] = "the logistic regression did not converge (nearly separable by length); read with care"
-    return result
+    note = ("the logistic regression did not converge (nearly separable by length); read with care"
+            if any(issubclass(c.category, ConvergenceWarning) for c in caught) else "")
+    return {"lc_win_rate": float(sigmoid(intercept)), "intercept": intercept, "length_coefficient": coef,
+            "fitted": True, "note": note}
