@@ -76,8 +76,9 @@ show.reward_trl_record(pair)
 # and the chosen chat as the model sees it, with the template's role markers:
 
 # %%
-show.example(tokenizer.apply_chat_template(reward.conversation(pair["question"], pair["chosen"]), tokenize=False),
-             "The chosen chat, rendered with the chat template")
+chat = reward.conversation(pair["question"], pair["chosen"])
+show.reward_chat(tokenizer.apply_chat_template(chat, tokenize=False),
+                 "The chosen chat, rendered with the chat template")
 
 # %% [markdown]
 # ### Pairs TRL would drop for length
@@ -87,7 +88,8 @@ show.example(tokenizer.apply_chat_template(reward.conversation(pair["question"],
 # with the same tokenizer and chat template, on every split (`max_length` comes from the profile, else TRL's default):
 
 # %%
-length_drops = reward.length_drop_table(prefs, tokenizer, reward.max_length(cfg))
+max_length = reward.max_length(cfg)
+length_drops = reward.length_drop_table(prefs, tokenizer, max_length)
 show.reward_length_drops(length_drops)
 
 # %% [markdown]
@@ -122,12 +124,15 @@ show.reward_config_table(args)
 # `RewardTrainer` trains; `plan.run` then saves the selected model with its tokenizer.
 
 # %%
-plan = reward.plan_training(cfg, train_pairs, prefs["dev"], out_dir, run_root=run, args=args)
+plan = reward.plan_training(cfg, train_pairs, prefs["dev"], out_dir,
+                            run_root=run, args=args)
 training = plan.earlier_result()
 if training is None:
     model, tokenizer = plan.backbone()
-    trainer = RewardTrainer(model=model, args=args, train_dataset=plan.train_dataset(),
-                            eval_dataset=plan.dev_dataset(), processing_class=tokenizer,
+    trainer = RewardTrainer(model=model, args=args,
+                            train_dataset=plan.train_dataset(),
+                            eval_dataset=plan.dev_dataset(),
+                            processing_class=tokenizer,
                             peft_config=plan.peft_config())
     training = plan.run(trainer)
 show.reward_training_summary(training, length_drops)
@@ -137,8 +142,9 @@ show.reward_training_summary(training, length_drops)
 # model learns to score the chosen response higher. The dev loss after each epoch decides which checkpoint is kept:
 
 # %% tags=["hide-input"]
-fig = show.reward_training_curve(training.steps(), training.epochs_table(),
-                                 title=f"Reward-model training ({cfg.name} profile)")
+fig = show.reward_training_curve(
+    training.steps(), training.epochs_table(),
+    title=f"Reward-model training ({cfg.name} profile)")
 show.reward_epochs(training)
 
 # %% [markdown]
@@ -195,8 +201,10 @@ show.reward_with_paper(reward.with_paper(evaluation.comparison, cfg.name))
 # whether the lead over length is more than noise on this many pairs.
 
 # %%
-check = checks.require(chapter, "reward model beats chance and the length baseline",
-                       evaluation.beats_chance and evaluation.above_length_baseline, evaluation.check_message())
+check = checks.require(
+    chapter, "reward model beats chance and the length baseline",
+    evaluation.beats_chance and evaluation.above_length_baseline,
+    evaluation.check_message())
 show.reward_check_findings(evaluation, check)
 
 # %% [markdown]
@@ -208,16 +216,18 @@ show.reward_check_findings(evaluation, check)
 # margins are differences of hundreds of characters.
 
 # %% tags=["hide-input"]
-fig = show.reliability_diagram(evaluation.calibration,
-                               title="Reliability of p = sigmoid(r_first - r_second) on the test pairs")
+fig = show.reliability_diagram(
+    evaluation.calibration,
+    title=f"Reliability on the test pairs ({cfg.name} profile)")
 
 # %% [markdown]
 # The margin histogram shows how far apart the model puts chosen and rejected responses; pairs left of zero are
 # ranked wrongly.
 
 # %% tags=["hide-input"]
-fig = show.margin_histogram({reward.THIS_MODEL: evaluation.margins},
-                            title=f"Reward margin on the {evaluation.test_pairs:,} test pairs ({cfg.name} profile)")
+fig = show.margin_histogram(
+    {reward.THIS_MODEL: evaluation.margins},
+    title=f"Reward margin on the test pairs ({cfg.name} profile)")
 
 # %% [markdown]
 # ## Where the model errs
@@ -227,10 +237,12 @@ fig = show.margin_histogram({reward.THIS_MODEL: evaluation.margins},
 # saw a large difference. Small groups have wide intervals.
 
 # %% tags=["hide-input"]
-fig = show.accuracy_by_group(evaluation.by_theme, title="Test accuracy by theme", ylabel="theme")
+fig = show.accuracy_by_group(evaluation.by_theme,
+                             title="Test accuracy by theme", ylabel="theme")
 
 # %% tags=["hide-input"]
-fig = show.accuracy_by_group(evaluation.by_gap, title="Test accuracy by the judge's score gap",
+fig = show.accuracy_by_group(evaluation.by_gap,
+                             title="Test accuracy by the judge's score gap",
                              ylabel="score gap (points, 1-5 scale)")
 
 # %% [markdown]
@@ -245,10 +257,12 @@ show.reward_errors(evaluation)
 #
 # `reward.finish` writes `metrics.json` (every number above) and `test_predictions.parquet` with one row per test
 # pair (`ID`, `prefID`, `reward_chosen`, `reward_rejected`) beside the model, which chapters 4 to 6 load through
-# `reward.load_trained_reward_model`, and records the headline numbers in the run manifest.
+# `reward.load_trained_reward_model`, and records the headline numbers in the run manifest. The training wrote
+# `training_record.json` (the fingerprint and TRL's logs) that lets a later run reuse the model.
 
 # %%
-stage = reward.finish(chapter, training, scorer.stats, evaluation, predictions, length_drops)
+stage = reward.finish(chapter, training, scorer.stats, evaluation,
+                      predictions, length_drops)
 show.reward_artifacts(stage, cfg.name)
 
 # %% [markdown]

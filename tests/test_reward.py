@@ -387,8 +387,8 @@ def test_comparison_table_keeps_numbers_apart(prefs):
     n = len(prefs["test"])
     ev = _evaluation(prefs, np.linspace(1, 2, n), np.zeros(n))
     html = show.reward_comparison(ev.comparison).to_html()
-    assert "psyco-table" in html and "100.0%<br><small>[100.0%, 100.0%]</small>" in html
-    assert "1.000<br><small>" in html  # AUC over its interval, never run together with the next number
+    assert "psyco-table" in html and '100.0%<br><small style="white-space: nowrap">[100.0, 100.0]</small>' in html
+    assert '1.000<br><small style="white-space: nowrap">[1.00, 1.00]</small>' in html  # AUC over its interval
     stacked = show.reward_with_paper(reward.with_paper(ev.comparison, "tiny")).to_html()
     assert "98.1%" in stacked and "-" in stacked  # the ranker row has no AUC in the paper
 
@@ -469,3 +469,13 @@ def test_a_gap_of_exactly_one_point_lands_in_the_one_to_two_bin():
     gaps = reward.rating_gap(pd.DataFrame([row, odd]))
     assert list(gaps) == [1.0, 1.0]
     assert list(reward.gap_bins(gaps)) == ["1 to 2", "1 to 2"]
+
+
+def test_rendered_chat_keeps_lines_and_sets_template_tokens_apart():
+    text = "<|user|>\nI feel *low* [today].<|end|>\n<|assistant|>\nTell me more.<|end|>"
+    shown = show.reward_chat(text, "Chat").data
+    assert shown.splitlines()[2:] == ["> `<|user|>`\\", "> I feel \\*low\\* \\[today\\].`<|end|>`\\",
+                                      "> `<|assistant|>`\\", "> Tell me more.`<|end|>`"]
+    llama = show.reward_chat("<|begin_of_text|><|start_header_id|>user<|end_header_id|>", "Chat").data
+    assert "`<|begin_of_text|>` `<|start_header_id|>`user`<|end_header_id|>`" in llama
+    assert show.reward_chat("word " * 200, "Chat", limit=50).data.endswith(r"word \[...\]")  # cut, marked

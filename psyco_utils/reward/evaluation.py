@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..pair_schema import TRAINING_COLUMNS, validate
+from ..pair_schema import RATING_COLUMNS, TRAINING_COLUMNS, validate
 from .data import frame_of
 from .scoring import PREDICTION_COLUMNS, ScoringStats, score_off_the_shelf, stage_dir
 from .training import RewardTrainingResult
@@ -202,7 +202,7 @@ def evaluate(cfg, test, predictions: pd.DataFrame) -> RewardEvaluation:
     (``reward.off_the_shelf``, scored here), with ``reward.ece_bins`` bins, ``reward.bootstrap_samples`` resamples
     and the profile's seed for the random orientation of the pairs."""
     frame = frame_of(test)
-    validate(frame, "test split", (*TRAINING_COLUMNS, "theme"))
+    validate(frame, "test split", (*TRAINING_COLUMNS, "theme", *RATING_COLUMNS))
     rc, rr = _aligned_rewards(frame, predictions)
     seed, n_bins, n_boot = cfg.seed, cfg.reward.ece_bins, cfg.reward.bootstrap_samples
     off_the_shelf = score_off_the_shelf(cfg, frame) if cfg.reward.off_the_shelf else {}

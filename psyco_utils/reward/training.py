@@ -121,7 +121,8 @@ def reward_config(cfg, out_dir: str | Path, has_dev: bool = True, select_by: str
 
 def shown_config(args) -> pd.DataFrame:
     """The ``RewardConfig`` values the chapter shows (:data:`SHOWN_CONFIG`), one row each, as text."""
-    return pd.DataFrame({"value": [str(getattr(args, k)) for k in SHOWN_CONFIG]},
+    values = [getattr(args, k) for k in SHOWN_CONFIG]
+    return pd.DataFrame({"value": [str(getattr(v, "value", v)) for v in values]},  # enums by their value
                         index=pd.Index(SHOWN_CONFIG, name="RewardConfig field"))
 
 

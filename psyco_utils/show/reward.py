@@ -7,16 +7,18 @@ page cannot say something the numbers do not.
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from .base import FIGURE_WIDTH_IN, beside_the_paper, example, findings, integer, percent, table
+from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, integer, percent, table
 
 __all__ = [
     "reward_training_curve", "reliability_diagram", "margin_histogram", "accuracy_by_group", "reward_splits",
-    "reward_trl_record", "reward_length_drops", "reward_sources", "reward_config_table", "reward_training_summary",
+    "reward_trl_record", "reward_chat", "reward_length_drops", "reward_sources", "reward_config_table", "reward_training_summary",
     "reward_epochs", "reward_scoring", "reward_predictions", "reward_comparison", "reward_with_paper",
     "reward_check_findings", "reward_errors", "reward_artifacts", "reward_beside_the_paper", "reward_findings",
 ]
@@ -107,9 +109,9 @@ def accuracy_by_group(frame: pd.DataFrame, title: str, ylabel: str = "", chance:
         ax.text(h + 0.02, yi, f"{a:.0%} (n={int(n):,})", va="center", fontsize=8)
     if chance is not None:
         ax.axvline(chance, color="grey", ls=":", lw=1)
-        ax.text(chance, len(frame) - 0.4, " chance", color="grey", fontsize=8, va="bottom")
+        ax.text(chance, -0.65, " chance", color="grey", fontsize=8, va="center")
     ax.set_yticks(y, [str(i) for i in frame.index])
-    ax.set_ylim(-0.6, len(frame) - 0.1)
+    ax.set_ylim(len(frame) - 0.4, -1.0)  # first group on top, a line of room above it for the chance label
     ax.set_xlim(0, 1.3)
     ax.set_xticks(np.linspace(0, 1, 6))
     ax.set_xlabel("pairwise accuracy (share of pairs with r(chosen) > r(rejected)), 95% bootstrap interval")
@@ -143,11 +145,31 @@ def _preview(text: str, limit: int = _PREVIEW) -> str:
 
 
 def reward_length_drops(drops: pd.DataFrame) -> object:
-    """:func:`reward.length_drop_table` as a styled table: counts with separators, the dropped share in percent."""
-    counts = [c for c in drops.columns if c != "dropped (%)"]
-    frame = drops.assign(**{"dropped (%)": drops["dropped (%)"].astype(float) / 100}).rename(
-        columns={"dropped (%)": "dropped (share)"})
-    return table(frame, integer_columns=counts, percent_columns=["dropped (share)"])
+    """:func:`reward.length_drop_table` as a styled table: counts with separators, the dropped share in percent,
+    the limit (the same on every row) in the caption."""
+    limits = drops["max_length (tokens)"].dropna().unique()
+    limit = f"{int(limits[0]):,} tokens" if len(limits) else "no limit"
+    frame = drops.drop(columns=["max_length (tokens)"]).assign(
+        **{"dropped (%)": drops["dropped (%)"].astype(float) / 100}).rename(columns={"dropped (%)": "dropped (share)"})
+    counts = [c for c in frame.columns if c != "dropped (share)"]
+    return table(frame, integer_columns=counts, percent_columns=["dropped (share)"],
+                 caption=f"Pairs with a chat over max_length = {limit}, by split")
+
+
+_TEMPLATE_TOKEN = re.compile(r"(<\|[^|>\s]+\|>|<\|?[a-z_]+\|?>|\[/?INST\])")
+
+
+def reward_chat(text: str, label: str, limit: int = 600) -> Markdown:
+    """A chat rendered with its template, as the model reads it: line breaks kept, the template's special tokens in
+    code type so they stand apart from the text, cut at ``limit`` characters."""
+    shown = text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " [...]"
+    lines = []
+    for line in shown.splitlines():
+        parts = _TEMPLATE_TOKEN.split(line)
+        joined = "".join(f"`{part}`" if i % 2 else escape_markdown(part) for i, part in enumerate(parts))
+        lines.append(joined.replace("``", "` `"))  # two tokens in a row: two code spans, not one
+    quoted = "\\\n".join(f"> {line}" for line in lines)
+    return Markdown(f"**{label}**\n\n{quoted}")
 
 
 def reward_sources(train_pairs: pd.DataFrame) -> object:
@@ -186,8 +208,9 @@ def reward_training_summary(training, length_drops: pd.DataFrame) -> Markdown:
 
 def reward_epochs(training) -> object:
     """Dev loss, accuracy and margin after each epoch, and the kept checkpoint."""
-    return table(training.epochs_table(), integer_columns=["step"], percent_columns=["dev accuracy"],
-                 hide_index=True)
+    epochs = training.epochs_table()
+    epochs["epoch"] = [f"{e:g}" for e in epochs["epoch"]]
+    return table(epochs, integer_columns=["step"], percent_columns=["dev accuracy"], hide_index=True)
 
 
 def reward_scoring(stats, max_length: int | None) -> object:
@@ -206,26 +229,28 @@ def reward_predictions(predictions: pd.DataFrame, rows: int = 5) -> object:
 # ----------------------------------------------------------------------------------------------------------- results
 
 
-def _with_interval(value: float, low: float, high: float, fmt) -> str:
+def _with_interval(value: float, low: float, high: float, share: bool) -> str:
+    """A value over its interval in small type, on two lines that never break inside: '80.6%' over '[64.5, 93.5]'
+    for a share, '0.925' over '[0.81, 1.00]' otherwise."""
     if not np.isfinite(value):
         return "-"
-    interval = f"[{fmt(low)}, {fmt(high)}]" if np.isfinite(low) and np.isfinite(high) else ""
-    return f"{fmt(value)}<br><small>{interval}</small>"
+    shown = percent(value) if share else f"{value:.3f}"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return shown
+    interval = f"[{100 * low:.1f}, {100 * high:.1f}]" if share else f"[{low:.2f}, {high:.2f}]"
+    return f'{shown}<br><small style="white-space: nowrap">{interval}</small>'
 
 
 def reward_comparison(comparison: pd.DataFrame) -> object:
     """One row per model: accuracy, AUC, ECE and Brier, each over its 95% bootstrap interval in brackets."""
-    def three(x):
-        return f"{x:.3f}"
-
     frame = pd.DataFrame(index=comparison.index)
     frame["pairs"] = comparison["pairs"]
     for name in ("accuracy", "AUC", "ECE", "Brier"):
-        fmt = percent if name == "accuracy" else three
-        frame[name] = [_with_interval(v, lo, hi, fmt) for v, lo, hi in
+        frame[name] = [_with_interval(v, lo, hi, share=name == "accuracy") for v, lo, hi in
                        zip(comparison[name], comparison[f"{name} low"], comparison[f"{name} high"])]
     return table(frame, integer_columns=["pairs"],
-                 caption="Test pairs; 95% percentile bootstrap intervals over pairs in brackets")
+                 caption="Test pairs; under each value its 95% percentile bootstrap interval over pairs "
+                         "(accuracy in percent)")
 
 
 def reward_with_paper(stacked: pd.DataFrame) -> object:
