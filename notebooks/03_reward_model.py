@@ -107,7 +107,10 @@ show.reward_sources(train_pairs)
 # %% [markdown]
 # The hyper-parameters are TRL's own `RewardConfig` fields, from the profile (`reward.training`), plus what the
 # chapter derives: the seed, an evaluation on the dev split after every epoch, and loading the checkpoint with the
-# lowest dev loss at the end (checkpoint selection, as the paper's held-out dev set is for).
+# lowest dev loss at the end (checkpoint selection, as the paper's held-out dev set is for). The rows that shape the
+# model are the epochs, the batch size (per device, times accumulation), the learning rate and `max_length`; the
+# paper used 2 epochs, batch 128, learning rate 9e-6 and 2,048 tokens. `eval_strategy`, `metric_for_best_model` and
+# `load_best_model_at_end` are the checkpoint selection.
 # In the colab profile {term}`LoRA` adapters are trained (with the new `score` head trained in full) and merged
 # before saving.
 

@@ -405,6 +405,7 @@ def test_check_findings_and_findings_say_what_the_interval_says(prefs):
     ev.versus_length = {"difference": 0.05, "ci_low": -0.02, "ci_high": 0.12, "n": n, "distinguishable": False}
     text = show.reward_check_findings(ev, _check(True)).data
     assert "The check passed" in text and "not distinguishable from noise" in text and "+5.0 points" in text
+    assert "lie above chance at 50%? Yes" in text
     ev.versus_length = {"difference": 0.08, "ci_low": 0.02, "ci_high": 0.12, "n": n, "distinguishable": True}
     assert "more than noise" in show.reward_check_findings(ev, _check(True)).data
     ev.versus_length = {"difference": -0.08, "ci_low": -0.12, "ci_high": -0.02, "n": n, "distinguishable": True}
@@ -413,6 +414,12 @@ def test_check_findings_and_findings_say_what_the_interval_says(prefs):
     found = show.reward_findings(stage, "tiny").data
     # a perfect model's interval is [100%, 100%]: the paper's 98.1% lies outside it
     assert "does not reproduce the paper's accuracy" in found and "98.1%" in found and "trails" in found
+    # the hand-made pairs have gaps of 2 and 4 points: the smallest group is "2 to 3", the largest "3 and over"
+    assert f"100.0% of the {int(ev.by_gap.iloc[0]['pairs'])} pairs in the smallest-gap group (gap 2 to 3)" in found
+    assert "in the largest (gap 3 and over)" in found
+    ev.comparison.loc["random", "pairs"] = n - 1
+    with pytest.raises(ValueError, match="different numbers of pairs"):
+        show.reward_comparison(ev.comparison)
 
 
 def test_errors_and_summaries_render_as_markdown(prefs, tmp_path):

@@ -243,14 +243,15 @@ def _with_interval(value: float, low: float, high: float, share: bool) -> str:
 
 def reward_comparison(comparison: pd.DataFrame) -> object:
     """One row per model: accuracy, AUC, ECE and Brier, each over its 95% bootstrap interval in brackets."""
+    pairs = comparison["pairs"].unique()
+    if len(pairs) != 1:
+        raise ValueError(f"the models were evaluated on different numbers of pairs: {sorted(pairs)}")
     frame = pd.DataFrame(index=comparison.index)
-    frame["pairs"] = comparison["pairs"]
     for name in ("accuracy", "AUC", "ECE", "Brier"):
         frame[name] = [_with_interval(v, lo, hi, share=name == "accuracy") for v, lo, hi in
                        zip(comparison[name], comparison[f"{name} low"], comparison[f"{name} high"])]
-    return table(frame, integer_columns=["pairs"],
-                 caption="Test pairs; under each value its 95% percentile bootstrap interval over pairs "
-                         "(accuracy in percent)")
+    return table(frame, caption=f"The same {int(pairs[0]):,} test pairs for every model; under each value its 95% "
+                                "bootstrap interval (accuracy in percent)")
 
 
 def reward_with_paper(stacked: pd.DataFrame) -> object:
@@ -262,11 +263,11 @@ def reward_check_findings(evaluation, check) -> Markdown:
     """What the check tested and what the paired interval adds, in one consistent statement."""
     ours, d = evaluation.ours, evaluation.versus_length
     verdict = "passed" if check.passed else "failed"
-    tested = (f"The check {verdict}. It tests two things: the accuracy's 95% interval, {percent(ours['accuracy low'])} "
-              f"to {percent(ours['accuracy high'])}, lies above chance (50%) "
-              f"({'yes' if evaluation.beats_chance else 'no'}), and the accuracy, {percent(ours['accuracy'])}, is "
-              f"above the length baseline's {percent(evaluation.length_baseline['accuracy'])} "
-              f"({'yes' if evaluation.above_length_baseline else 'no'}).")
+    tested = (f"The check {verdict}. It asks two things. Does the accuracy's 95% interval "
+              f"({percent(ours['accuracy low'])} to {percent(ours['accuracy high'])}) lie above chance at 50%? "
+              f"{'Yes' if evaluation.beats_chance else 'No'}. Is the accuracy ({percent(ours['accuracy'])}) above "
+              f"the length baseline's ({percent(evaluation.length_baseline['accuracy'])})? "
+              f"{'Yes' if evaluation.above_length_baseline else 'No'}.")
     return findings([tested, _versus_length_sentence(d, evaluation.test_pairs)])
 
 
@@ -345,6 +346,12 @@ def reward_findings(stage, profile: str) -> Markdown:
         f"Calibration: ECE {ours['ECE']:.3f} and Brier score {ours['Brier']:.3f} (paper: "
         f"{paper.reward_row()['ECE']:.3f} and {paper.reward_row()['Brier']:.3f}; a constant 50% scores 0.25).",
     ]
+    if len(ev.by_gap) > 1:
+        small, large = ev.by_gap.iloc[0], ev.by_gap.iloc[-1]
+        points.append(f"By the judge's score gap (points of the 1-5 scale): {percent(small['accuracy'])} of the "
+                      f"{int(small['pairs']):,} pairs in the smallest-gap group (gap {small.name}) are ranked "
+                      f"correctly, {percent(large['accuracy'])} of the {int(large['pairs']):,} in the largest "
+                      f"(gap {large.name}).")
     if theme is not None:
         points.append(f"The weakest theme is {theme.name} ({percent(theme['accuracy'])} of "
                       f"{int(theme['pairs']):,} pairs); groups this small have wide intervals.")
