@@ -417,6 +417,10 @@ def test_check_findings_and_findings_say_what_the_interval_says(prefs):
     # the hand-made pairs have gaps of 2 and 4 points: the smallest group is "2 to 3", the largest "3 and over"
     assert f"100.0% of the {int(ev.by_gap.iloc[0]['pairs'])} pairs in the smallest-gap group (gap 2 to 3)" in found
     assert "in the largest (gap 3 and over)" in found
+    assert "The weakest theme" not in found  # every theme at 100%: none is weaker
+    ev.versus_length = {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 1, "distinguishable": False}
+    failed = show.reward_check_findings(ev, _check(False)).data
+    assert f"these {n} pairs the two are not distinguishable from noise." in failed and "passing it" not in failed
     ev.comparison.loc["random", "pairs"] = n - 1
     with pytest.raises(ValueError, match="different numbers of pairs"):
         show.reward_comparison(ev.comparison)
@@ -439,6 +443,7 @@ def test_errors_and_summaries_render_as_markdown(prefs, tmp_path):
     summary = show.reward_training_summary(training, drops).data
     assert "reused the model" in summary and "dropped 1 train pairs for length, as counted above" in summary
     assert "Kept: checkpoint-4" in summary and str(tmp_path) not in summary  # no machine path on the page
+    assert "Trained on 9 pairs for 2 epochs in 3.0 s" in summary
     stage = reward.RewardStageResult(training=training, scoring=None, evaluation=ev, length_drops=drops,
                                      artifacts=["reward_model/metrics.json", "reward_model/model/config.json"])
     listed = show.reward_artifacts(stage, "tiny").data

@@ -18,8 +18,8 @@ from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, f
 
 __all__ = [
     "reward_training_curve", "reliability_diagram", "margin_histogram", "accuracy_by_group", "reward_splits",
-    "reward_trl_record", "reward_chat", "reward_length_drops", "reward_sources", "reward_config_table", "reward_training_summary",
-    "reward_epochs", "reward_scoring", "reward_predictions", "reward_comparison", "reward_with_paper",
+    "reward_trl_record", "reward_chat", "reward_length_drops", "reward_sources", "reward_config_table",
+    "reward_training_summary", "reward_epochs", "reward_scoring", "reward_predictions", "reward_comparison", "reward_with_paper",
     "reward_check_findings", "reward_errors", "reward_artifacts", "reward_beside_the_paper", "reward_findings",
 ]
 
@@ -192,7 +192,8 @@ def reward_training_summary(training, length_drops: pd.DataFrame) -> Markdown:
     counted = int(length_drops.loc["train", "dropped"]) if "train" in length_drops.index else 0
     agree = "as counted above" if counted == training.dropped_by_trl else f"while our count above said {counted:,}"
     points = [
-        f"Trained on {training.train_pairs:,} pairs for {training.epochs:g} epochs in {training.seconds:,.1f} s "
+        f"Trained on {_pairs(training.train_pairs)} for {training.epochs:g} "
+        f"epoch{'' if training.epochs == 1 else 's'} in {training.seconds:,.1f} s "
         f"({training.pairs_per_second:,.1f} pairs per second); this process peaked at "
         f"{training.peak_memory_mb:,.0f} MiB of memory.",
         f"`RewardTrainer` dropped {training.dropped_by_trl:,} train pairs for length, {agree}.",
@@ -271,16 +272,24 @@ def reward_check_findings(evaluation, check) -> Markdown:
     return findings([tested, _versus_length_sentence(d, evaluation.test_pairs)])
 
 
+def _pairs(n: int) -> str:
+    return f"{n:,} pair" + ("" if n == 1 else "s")
+
+
 def _versus_length_sentence(d: dict, n: int) -> str:
+    """The paired difference with the length baseline, and what it does and does not show."""
     span = f"{100 * d['difference']:+.1f} points (paired 95% bootstrap interval " \
            f"{100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f})"
     if d["ci_low"] > 0:
-        return f"The lead over the length baseline is {span}: more than noise on these {n:,} pairs."
+        return f"The lead over the length baseline is {span}: more than noise on these {_pairs(n)}."
     if d["ci_high"] < 0:
         return f"The reward model trails the length baseline by {span}: length alone ranks these pairs better."
-    return (f"The difference from the length baseline is {span}. The interval includes zero, so on these {n:,} "
-            "pairs the lead is not distinguishable from noise: the check compares point estimates only, and "
-            "passing it does not show that the model has learned more than length.")
+    sentence = (f"The difference from the length baseline is {span}. The interval includes zero, so on these "
+                f"{_pairs(n)} the two are not distinguishable from noise")
+    if d["difference"] > 0:
+        return sentence + (": the check compares point estimates only, and passing it does not show that the model "
+                           "has learned more than length.")
+    return sentence + "."
 
 
 def reward_errors(evaluation) -> Markdown:
@@ -335,10 +344,11 @@ def reward_findings(stage, profile: str) -> Markdown:
     ev = stage.evaluation
     ours, paper_acc = ev.ours, paper.reward_row("PsyCo-Llama3-3B-Reward")["accuracy (%)"] / 100
     within = ours["accuracy low"] <= paper_acc <= ours["accuracy high"]
-    theme = ev.by_theme.sort_values(["accuracy", "pairs"]).iloc[0] if len(ev.by_theme) else None
+    differs = len(ev.by_theme) > 1 and ev.by_theme["accuracy"].nunique() > 1
+    theme = ev.by_theme.sort_values(["accuracy", "pairs"]).iloc[0] if differs else None
     points = [
-        f"On {ev.test_pairs:,} test pairs the reward model ranks {percent(ours['accuracy'])} correctly "
-        f"(95% interval {percent(ours['accuracy low'])} to {percent(ours['accuracy high'])}); the paper's 3B model "
+        f"On the {_pairs(ev.test_pairs)} of the test split the reward model ranks {percent(ours['accuracy'])} "
+        f"correctly (95% interval {percent(ours['accuracy low'])} to {percent(ours['accuracy high'])}); the paper's 3B model "
         f"reached {percent(paper_acc)} on {paper.DATASET['test pairs']:,} pairs. "
         + ("That figure lies inside this run's interval." if within else
            "That figure lies outside this run's interval: this run does not reproduce the paper's accuracy."),
@@ -354,7 +364,7 @@ def reward_findings(stage, profile: str) -> Markdown:
                       f"(gap {large.name}).")
     if theme is not None:
         points.append(f"The weakest theme is {theme.name} ({percent(theme['accuracy'])} of "
-                      f"{int(theme['pairs']):,} pairs); groups this small have wide intervals.")
+                      f"{_pairs(int(theme['pairs']))}); groups this small have wide intervals.")
     if profile == "tiny":
         points.append("The tiny profile's judge is the offline rubric scorer and its backbone a tiny model trained "
                       "here, so these numbers test the code, not the paper's claim about GPT-4o's labels.")
