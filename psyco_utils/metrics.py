@@ -28,10 +28,10 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 __all__ = [
     # chapter 03
     "sigmoid", "pair_probabilities", "orient_pairs", "preference_metrics", "expected_calibration_error",
-    "reliability_table", "bootstrap_ci", "preference_metrics_with_ci", "length_baseline_rewards",
-    "random_baseline_rewards",
+    "reliability_table", "pair_correct", "bootstrap_ci", "paired_difference", "preference_metrics_with_ci",
+    "length_baseline_rewards", "random_baseline_rewards",
     # chapter 06
-    "combine_two_orders", "win_rate", "win_rate_table", "length_controlled_win_rate",
+    "combine_two_orders", "win_rate", "paired_win_rate_difference", "win_rate_table", "length_controlled_win_rate",
 ]
 
 PREFERENCE_METRICS = ("accuracy", "auc", "ece", "brier")
@@ -144,8 +144,8 @@ def reliability_table(p, y, n_bins: int = 10) -> pd.DataFrame:
 
 def pair_correct(reward_chosen, reward_rejected) -> np.ndarray:
     """Per pair: 1 when the chosen response gets the higher reward, 0.5 on a tie, 0 otherwise (chapter 03's accuracy
-    and its paired comparison with a baseline)."""
-    rc, rr = np.asarray(reward_chosen, float), np.asarray(reward_rejected, float)
+    and its paired comparison with a baseline): the one place pairwise accuracy is computed."""
+    rc, rr = _rewards(reward_chosen, reward_rejected)
     return (rc > rr) + 0.5 * (rc == rr)
 
 
@@ -240,6 +240,21 @@ def bootstrap_ci(values_or_arrays, statistic: Callable, n_boot: int = 1000, seed
     stats = [float(statistic(*(a[idx] for a in arrays))) for idx in _bootstrap_indices(n, n_boot, seed)]
     low, high = _percentile_interval(stats, alpha)
     return point, low, high
+
+
+def paired_difference(scores_a, scores_b, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Mean of ``scores_a`` minus mean of ``scores_b`` on the same items, with a paired percentile bootstrap interval
+    (:func:`bootstrap_ci`, the items resampled jointly).  Chapter 03 compares the reward model's per-pair correctness
+    (:func:`pair_correct`) with the length baseline's; chapter 06 compares two policies' win-rate scores.
+
+    Returns ``difference``, ``ci_low``, ``ci_high``, ``n`` and ``distinguishable`` (the interval excludes 0).
+    """
+    a, b = np.asarray(scores_a, dtype=float).reshape(-1), np.asarray(scores_b, dtype=float).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores differ in length: {len(a)} and {len(b)}")
+    point, low, high = bootstrap_ci([a, b], lambda x, y: x.mean() - y.mean(), n_boot, seed, alpha)
+    return {"difference": point, "ci_low": low, "ci_high": high, "n": int(len(a)),
+            "distinguishable": bool(low > 0 or high < 0)}
 
 
 def preference_metrics_with_ci(reward_chosen, reward_rejected, n_boot: int = 1000, seed: int = 0,
@@ -361,9 +376,7 @@ def paired_win_rate_difference(outcomes_a: Sequence[str | None], outcomes_b: Seq
     both = [(a, b) for a, b in zip(outcomes_a, outcomes_b) if not _missing(a) and not _missing(b)]
     scores_a, _ = _outcome_scores([a for a, _ in both])
     scores_b, _ = _outcome_scores([b for _, b in both])
-    point, low, high = bootstrap_ci([scores_a, scores_b], lambda a, b: a.mean() - b.mean(), n_boot, seed, alpha)
-    return {"difference": point, "ci_low": low, "ci_high": high, "n": len(both),
-            "distinguishable": bool(low > 0 or high < 0)}
+    return paired_difference(scores_a, scores_b, n_boot, seed, alpha)
 
 
 def win_rate_table(df: pd.DataFrame, group_cols: str | Sequence[str], outcome_col: str = "outcome",
@@ -439,21 +452,31 @@ def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, r
     result = {"n": int(len(scores)), "excluded": int(excluded), "win_rate": raw, "lc_win_rate": raw,
               "intercept": nan, "length_coefficient": nan, "length_scale": nan,
               "mean_length_difference": float(diff.mean()) if len(diff) else nan, "fitted": False, "note": ""}
+    if len(scores):
+        result["length_scale"] = float(diff.std())
+    result["note"] = _unfittable(scores, result["length_scale"])
+    if result["note"]:
+        return result
+    result.update(_fit_length_model(diff, scores, result["length_scale"], seed))
+    return result
+
+
+def _unfittable(scores: np.ndarray, scale: float) -> str:
+    """Why the length model cannot be fitted on these scores, or "" when it can."""
     if len(scores) == 0:
-        result["note"] = "no usable outcomes: nothing to fit"
-        return result
-    scale = float(diff.std())
-    result["length_scale"] = scale
+        return "no usable outcomes: nothing to fit"
     if (scores == 1.0).all():
-        result["note"] = "all wins: the model cannot be fitted; the length-controlled rate is the raw rate"
-        return result
+        return "all wins: the model cannot be fitted; the length-controlled rate is the raw rate"
     if (scores == 0.0).all():
-        result["note"] = "all losses: the model cannot be fitted; the length-controlled rate is the raw rate"
-        return result
+        return "all losses: the model cannot be fitted; the length-controlled rate is the raw rate"
     if scale == 0.0:
-        result["note"] = ("no length variation: the length effect cannot be separated from the intercept; "
-                          "the length-controlled rate is the raw rate")
-        return result
+        return ("no length variation: the length effect cannot be separated from the intercept; "
+                "the length-controlled rate is the raw rate")
+    return ""
+
+
+def _fit_length_model(diff: np.ndarray, scores: np.ndarray, scale: float, seed: int) -> dict:
+    """The logistic regression of :func:`length_controlled_win_rate` (ties as half a win and half a loss)."""
     x = np.tanh(diff / scale)
     X = np.concatenate([x, x])[:, None]
     y = np.concatenate([np.ones(len(x), dtype=int), np.zeros(len(x), dtype=int)])
@@ -463,7 +486,7 @@ def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, r
         warnings.simplefilter("always", ConvergenceWarning)
         model = LogisticRegression(C=1e4, max_iter=1000, random_state=seed).fit(X[use], y[use], sample_weight=w[use])
     intercept, coef = float(model.intercept_[0]), float(model.coef_[0, 0])
-    result.update(lc_win_rate=float(sigmoid(intercept)), intercept=intercept, length_coefficient=coef, fitted=True)
-    if any(issubclass(c.category, ConvergenceWarning) for c in caught):
-        result["note"] = "the logistic regression did not converge (nearly separable by length); read with care"
-    return result
+    note = ("the logistic regression did not converge (nearly separable by length); read with care"
+            if any(issubclass(c.category, ConvergenceWarning) for c in caught) else "")
+    return {"lc_win_rate": float(sigmoid(intercept)), "intercept": intercept, "length_coefficient": coef,
+            "fitted": True, "note": note}

@@ -361,3 +361,33 @@ def test_paired_difference_of_win_rates():
     assert gapped["n"] == 1 and gapped["difference"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="differ in length"):
         metrics.paired_win_rate_difference(["win"], ["win", "loss"])
+
+
+def test_pair_correct_is_the_one_accuracy():
+    rc, rr = np.array([2.0, 1.0, 3.0, 0.0]), np.array([1.0, 1.0, 4.0, -1.0])
+    assert metrics.pair_correct(rc, rr).tolist() == [1.0, 0.5, 0.0, 1.0]
+    assert metrics.preference_metrics(rc, rr)["accuracy"] == metrics.pair_correct(rc, rr).mean() == 0.625
+    with pytest.raises(ValueError, match="finite"):
+        metrics.pair_correct([1.0, np.inf], [0.0, 0.0])
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.pair_correct([1.0, 2.0], [0.0])
+
+
+def test_paired_difference_uses_the_pairing():
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 2, 300).astype(float)
+    better = base.copy()
+    better[np.flatnonzero(base == 0)[:30]] = 1.0  # the same items, 30 of them improved: +0.1 exactly
+    paired = metrics.paired_difference(better, base, n_boot=500, seed=0)
+    assert paired["difference"] == pytest.approx(0.1) and paired["n"] == 300
+    # resampled jointly, the difference can never be negative; an unpaired interval would reach far below zero
+    assert paired["ci_low"] > 0.05 and paired["distinguishable"]
+    noise = metrics.paired_difference(rng.integers(0, 2, 300), rng.integers(0, 2, 300), n_boot=500, seed=0)
+    assert noise["ci_low"] < noise["difference"] < noise["ci_high"]
+    assert noise["distinguishable"] == (noise["ci_low"] > 0 or noise["ci_high"] < 0)
+    with pytest.raises(ValueError, match="differ in length: 2 and 3"):
+        metrics.paired_difference([1, 0], [1, 0, 1])
+    # the win-rate comparison of chapter 06 is this difference of per-item scores (win 1, tie 0.5, loss 0)
+    outcomes_a, outcomes_b = ["win", "tie", "loss", "win"], ["loss", "tie", "loss", "tie"]
+    assert metrics.paired_win_rate_difference(outcomes_a, outcomes_b, n_boot=50, seed=3) == \
+        metrics.paired_difference([1, 0.5, 0, 1], [0, 0.5, 0, 0.5], n_boot=50, seed=3)

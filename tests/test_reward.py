@@ -1,6 +1,8 @@
-"""Chapter 03: reward-model training with TRL, the length-drop counter, the scorer, HelpSteer2, input validation."""
+"""Chapter 03: reward-model training with TRL, the length-drop counter, the scorer, HelpSteer2, input validation,
+the evaluation and stage result objects, and the chapter's tables, figures and findings."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -8,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psyco_utils import reward
+from psyco_utils import reward, show
 from psyco_utils.config import load_profile
+from psyco_utils.pair_schema import PairSchemaError, to_trl, validate
 from psyco_utils.principles import PRINCIPLE_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +134,7 @@ def test_token_count_is_trls_own_tokenisation(prefs, tokenizer, cfg, tmp_path):
     from trl import RewardTrainer
 
     args = reward.reward_config(cfg, tmp_path, max_length=None)
-    processed = RewardTrainer._prepare_dataset(None, reward.to_conversational(prefs["dev"]), tokenizer, args, "dev")
+    processed = RewardTrainer._prepare_dataset(None, to_trl(prefs["dev"]), tokenizer, args, "dev")
     ours = reward.chat_token_ids(tokenizer, prefs["dev"]["question"], prefs["dev"]["chosen"])
     assert [list(x) for x in processed["chosen_ids"]] == ours
     # the template is applied once: the user turn appears once, no doubled special tokens
@@ -206,7 +209,7 @@ def test_helpsteer2_conversion_from_a_local_file(tmp_path, prefs):
     assert len(pairs) == 2 and set(pairs["rejected"]) == {"Do not worry."}
     assert set(pairs["chosen"]) == {"Breathe slowly and picture the room.", "Practise twice, then rest."}
     assert (pairs["score_gap"] >= 1).all() and (pairs["source"] == "helpsteer2").all()
-    reward.validate_pairs(pairs, "helpsteer2 pairs")  # usable as training pairs
+    validate(pairs, "helpsteer2 pairs")  # usable as training pairs
 
     jsonl = tmp_path / "helpsteer2.jsonl"
     _helpsteer2_frame().to_json(jsonl, orient="records", lines=True)
@@ -220,22 +223,31 @@ def test_helpsteer2_conversion_from_a_local_file(tmp_path, prefs):
 
     bad = tmp_path / "bad.parquet"
     _helpsteer2_frame().drop(columns=["helpfulness"]).to_parquet(bad, index=False)
-    with pytest.raises(reward.RewardDataError, match="helpfulness"):
+    with pytest.raises(reward.HelpSteer2Error, match="helpfulness"):
         reward.load_helpsteer2(str(bad))
+    unscored = _helpsteer2_frame().astype({"helpfulness": object})
+    unscored.loc[3, "helpfulness"] = "high"
+    with pytest.raises(reward.HelpSteer2Error, match=r"hs2\.csv: row 3, column 'helpfulness': 'high'"):
+        reward.helpsteer2_pairs(unscored, where="hs2.csv")
+    empty = tmp_path / "empty_response.csv"
+    _helpsteer2_frame().assign(response=["a", "", "b", "c", "d"]).to_csv(empty, index=False)
+    with pytest.raises(reward.HelpSteer2Error, match=r"empty_response\.csv: row 1, column 'response'"):
+        reward.load_helpsteer2(str(empty))
 
 
 def test_missing_column_is_named_before_trl_sees_it(prefs, cfg, tmp_path):
     without = prefs["train"].remove_columns(["rejected"])
-    with pytest.raises(reward.RewardDataError, match=r"missing column\(s\) \['rejected'\]"):
-        reward.validate_pairs(without, "psycopref [train]")
-    with pytest.raises(reward.RewardDataError, match="train split.*'rejected'"):
+    with pytest.raises(PairSchemaError, match=r"missing column\(s\) \['rejected'\]"):
+        validate(without, "psycopref [train]")
+    with pytest.raises(PairSchemaError, match="train split.*'rejected'"):
         reward.train_reward_model(cfg, without, prefs["dev"], tmp_path)
-    with pytest.raises(reward.RewardDataError, match="dev split.*'question'"):
+    with pytest.raises(PairSchemaError, match="dev split.*'question'"):
         reward.train_reward_model(cfg, prefs["train"], prefs["dev"].remove_columns(["question"]), tmp_path)
     empty_text = prefs["train"].to_pandas()
     empty_text.loc[3, "chosen"] = "  "
-    with pytest.raises(reward.RewardDataError, match="row 3, column 'chosen'"):
-        reward.validate_pairs(empty_text)
+    with pytest.raises(PairSchemaError, match="test split: row 3, column 'chosen'"):
+        reward.test_predictions(None, empty_text)
+    assert reward.PairSchemaError is PairSchemaError  # one error type for pairs, importable from reward too
 
 
 def test_evaluation_tables_on_known_rewards(prefs):
@@ -244,12 +256,14 @@ def test_evaluation_tables_on_known_rewards(prefs):
     perfect = (np.linspace(1, 2, n), np.zeros(n))
     table = reward.comparison_table({"perfect": perfect, **reward.baseline_rewards(test, seed=0)}, seed=0, n_boot=50)
     assert list(table.index) == ["perfect", "random", "longer response wins"]
-    assert table.loc["perfect", "accuracy (%)"] == 100 and table.loc["perfect", "AUC"] == 1
+    assert table.loc["perfect", "accuracy"] == 1 and table.loc["perfect", "AUC"] == 1
+    assert table.loc["perfect", "accuracy low"] == 1 and table["pairs"].tolist() == [n] * 3
     # hand-made pairs: the empathic response is the longer one, so length wins every pair
-    assert table.loc["longer response wins", "accuracy (%)"] == 100
+    assert table.loc["longer response wins", "accuracy"] == 1
     stacked = reward.with_paper(table, "tiny")
     assert ("paper (Zhang et al. 2025)", "PsyCo-Llama3-3B-Reward") in stacked.index
-    assert stacked.loc[("paper (Zhang et al. 2025)", "PsyCo-Llama3-3B-Reward"), "accuracy (%)"] == 98.1
+    assert stacked.loc[("paper (Zhang et al. 2025)", "PsyCo-Llama3-3B-Reward"), "accuracy"] == pytest.approx(0.981)
+    assert stacked.loc[("this run (tiny profile)", "perfect"), "accuracy"] == 1
 
     gaps = reward.rating_gap(test)
     assert np.allclose(gaps[0], 4) and np.allclose(gaps[1], 2)  # empathic 5 vs dismissive 1 / generic 3
@@ -257,40 +271,207 @@ def test_evaluation_tables_on_known_rewards(prefs):
     assert list(by_gap.index) == ["2 to 3", "3 and over"] and by_gap["pairs"].sum() == n  # bin order kept
     calib = reward.calibration(*perfect, seed=0, n_bins=5)
     assert len(calib) == 5 and calib["count"].sum() == n
+    with pytest.raises(ValueError, match="3 group labels for 8 pairs"):
+        reward.accuracy_by(["a", "b", "c"], *perfect, seed=0)
 
 
-def test_plots_have_titles_and_labels(prefs):
-    from psyco_utils import show as plots
+def _evaluation(prefs, reward_chosen, reward_rejected, overrides=()):
+    cfg = load_profile("tiny", ["reward.bootstrap_samples=200", *overrides])
+    test = prefs["test"].to_pandas()
+    predictions = pd.DataFrame({"ID": test["ID"], "prefID": test["prefID"], "reward_chosen": reward_chosen,
+                                "reward_rejected": reward_rejected})
+    return reward.evaluate(cfg, prefs["test"], predictions)
 
+
+def test_evaluate_collects_every_number_the_chapter_shows(prefs):
+    n = len(prefs["test"])
+    rc, rr = np.linspace(1, 2, n), np.zeros(n)
+    rr[0] = 5.0  # one pair ranked wrongly
+    ev = _evaluation(prefs, rc, rr)
+    assert isinstance(ev, reward.RewardEvaluation) and ev.test_pairs == n and ev.bootstrap_samples == 200
+    assert list(ev.comparison.index) == [reward.THIS_MODEL, "random", "longer response wins"]
+    assert ev.ours["accuracy"] == pytest.approx((n - 1) / n)
+    assert set(ev.calibration) == {reward.THIS_MODEL, "longer response wins"}  # random has no reliability curve
+    assert ev.by_theme["pairs"].sum() == n and ev.by_gap["pairs"].sum() == n
+    # the hand-made pairs: length wins all of them, so the model's one error puts it behind length
+    assert ev.length_baseline["accuracy"] == 1 and not ev.above_length_baseline
+    assert ev.versus_length["difference"] == pytest.approx(-1 / n) and ev.versus_length["n"] == n
+    assert len(ev.errors) == 1 and ev.errors.loc[0, "margin"] == pytest.approx(rc[0] - 5.0)
+    assert np.allclose(ev.margins, rc - rr)
+    assert "paired difference" in ev.check_message() and f"{(n - 1) / n:.1%}" in ev.check_message()
+    headline = ev.headline()
+    assert headline["test_accuracy"] == round((n - 1) / n, 4) and headline["length_baseline_accuracy"] == 1
+    json.dumps(ev.as_record(), default=float)  # metrics.json can hold it
+
+
+def test_evaluate_refuses_predictions_of_other_pairs(prefs):
+    n = len(prefs["test"])
+    test = prefs["test"].to_pandas()
+    shuffled = pd.DataFrame({"ID": test["ID"], "prefID": test["prefID"][::-1].to_numpy(), "reward_chosen": np.ones(n),
+                             "reward_rejected": np.zeros(n)})
+    with pytest.raises(ValueError, match="do not follow the test split's pairs"):
+        reward.evaluate(load_profile("tiny"), prefs["test"], shuffled)
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['reward_rejected'\]"):
+        reward.evaluate(load_profile("tiny"), prefs["test"], shuffled.drop(columns=["reward_rejected"]))
+
+
+def test_confident_errors_leave_out_crisis_statements():
+    frame = pd.DataFrame({"question": ["I want to end my life, I have a plan.", "My exams make me anxious."],
+                          "chosen": ["a", "b"], "rejected": ["c", "d"]})
+    errors = reward.confident_errors(frame, [0.0, 0.0], [3.0, 1.0], gaps=[1.0, 2.0])
+    assert errors["question"].tolist() == ["My exams make me anxious."]
+    assert reward.example_pair(frame)["question"] == "My exams make me anxious."
+    with pytest.raises(ValueError, match="crisis language"):
+        reward.example_pair(frame.iloc[:1])
+
+
+class _FakeChapter:
+    def __init__(self, run):
+        self.run, self.finished = run, None
+
+    def finish(self, metrics):
+        self.finished = metrics
+        return metrics
+
+
+def test_finish_writes_the_artifacts_and_the_headline(prefs, tmp_path):
+    n = len(prefs["test"])
+    ev = _evaluation(prefs, np.linspace(1, 2, n), np.zeros(n))
+    test = prefs["test"].to_pandas()
+    predictions = pd.DataFrame({"ID": test["ID"], "prefID": test["prefID"], "reward_chosen": np.linspace(1, 2, n),
+                                "reward_rejected": np.zeros(n)})
+    training = reward.RewardTrainingResult(
+        model_dir=tmp_path / "reward_model" / "model", model=None, tokenizer=None, log_history=[], pairs_given=10,
+        train_pairs=9, epochs=2.0, seconds=3.0, selected_by="dev loss", best_checkpoint=None, best_metric=0.3,
+        peak_memory_mb=100.0)
+    (tmp_path / "reward_model" / "model").mkdir(parents=True)
+    (tmp_path / "reward_model" / "model" / "config.json").write_text("{}")
+    chapter = _FakeChapter(tmp_path)
+    drops = pd.DataFrame({"dropped": [1]}, index=pd.Index(["train"], name="split"))
+    stage = reward.finish(chapter, training, reward.ScoringStats(sequences=2 * n, seconds=1.0), ev, predictions, drops)
+    assert stage.artifacts == ["reward_model/metrics.json", "reward_model/model/config.json",
+                               "reward_model/test_predictions.parquet"]
+    assert chapter.finished == stage.headline() and stage.headline()["train_pairs"] == 9
+    saved = json.loads((tmp_path / "reward_model" / "metrics.json").read_text())
+    assert saved["training"]["train_pairs"] == 9 and saved["scoring"]["chats"] == 2 * n
+    assert saved["versus_length_baseline"]["n"] == n and len(saved["models"]) == 3
+
+
+def _legend_clear_of_axes(fig) -> bool:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    axes = [ax.get_window_extent(renderer) for ax in fig.axes]
+    return all(not legend.get_window_extent(renderer).overlaps(box) for legend in legends for box in axes)
+
+
+def test_figures_fit_the_column_and_keep_legends_off_the_data(prefs):
     rng = np.random.default_rng(0)
     rc, rr = rng.normal(1, 1, 40), rng.normal(0, 1, 40)
-    fig = plots.reliability_diagram({"model": reward.calibration(rc, rr, seed=0)}, title="Reliability")
+    fig = show.reliability_diagram({"model": reward.calibration(rc, rr, seed=0)}, title="Reliability")
     assert "10 equal-width bins" in fig.axes[0].get_title() and fig.axes[1].get_xlabel()
-    fig = plots.margin_histogram({"model": rc - rr})
-    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() and fig.axes[0].get_title()
+    figures = [fig, show.margin_histogram({"model": rc - rr})]
+    assert figures[1].axes[0].get_xlabel() and figures[1].axes[0].get_ylabel() and figures[1].axes[0].get_title()
     table = reward.accuracy_by(["a"] * 20 + ["b"] * 20, rc, rr, seed=0, n_boot=20)
-    fig = plots.accuracy_by_group(table, title="By group")
-    assert fig.axes[0].get_xlabel() and fig.axes[0].get_title() == "By group"
+    figures.append(show.accuracy_by_group(table, title="By group"))
+    assert figures[2].axes[0].get_xlabel() and figures[2].axes[0].get_title() == "By group"
+    steps = pd.DataFrame({"step": [1, 2, 3], "loss": [0.7, 0.5, 0.4]})
+    epochs = pd.DataFrame({"step": [3], "dev loss": [0.45], "kept": ["yes"]})
+    figures.append(show.reward_training_curve(steps, epochs))
+    for fig in figures:
+        assert fig.get_figwidth() == pytest.approx(show.FIGURE_WIDTH_IN)
+        assert _legend_clear_of_axes(fig)
+    assert figures[0].legends and figures[3].legends  # the legends exist, below the axes
 
 
-@pytest.mark.skipif(not (REPO / "runs" / "tiny" / "psycopref").exists(),
-                    reason="runs/tiny/psycopref does not exist: run chapters 01-02 of the tiny profile first "
-                           "(psyco-book run --profile tiny --only 01 02)")
+def test_comparison_table_keeps_numbers_apart(prefs):
+    n = len(prefs["test"])
+    ev = _evaluation(prefs, np.linspace(1, 2, n), np.zeros(n))
+    html = show.reward_comparison(ev.comparison).to_html()
+    assert "psyco-table" in html and '100.0%<br><small style="white-space: nowrap">[100.0, 100.0]</small>' in html
+    assert '1.000<br><small style="white-space: nowrap">[1.00, 1.00]</small>' in html  # AUC over its interval
+    stacked = show.reward_with_paper(reward.with_paper(ev.comparison, "tiny")).to_html()
+    assert "98.1%" in stacked and "-" in stacked  # the ranker row has no AUC in the paper
+
+
+def _check(passed):
+    from psyco_utils.checks import CheckResult
+
+    return CheckResult(name="x", passed=passed, message="", mode="enforce")
+
+
+def test_check_findings_and_findings_say_what_the_interval_says(prefs):
+    n = len(prefs["test"])
+    ev = _evaluation(prefs, np.linspace(1, 2, n), np.zeros(n))
+    ev.versus_length = {"difference": 0.05, "ci_low": -0.02, "ci_high": 0.12, "n": n, "distinguishable": False}
+    text = show.reward_check_findings(ev, _check(True)).data
+    assert "The check passed" in text and "not distinguishable from noise" in text and "+5.0 points" in text
+    assert "lie above chance at 50%? Yes" in text
+    ev.versus_length = {"difference": 0.08, "ci_low": 0.02, "ci_high": 0.12, "n": n, "distinguishable": True}
+    assert "more than noise" in show.reward_check_findings(ev, _check(True)).data
+    ev.versus_length = {"difference": -0.08, "ci_low": -0.12, "ci_high": -0.02, "n": n, "distinguishable": True}
+    assert "trails the length baseline" in show.reward_check_findings(ev, _check(False)).data
+    stage = reward.RewardStageResult(training=None, scoring=None, evaluation=ev, length_drops=None, artifacts=[])
+    found = show.reward_findings(stage, "tiny").data
+    # a perfect model's interval is [100%, 100%]: the paper's 98.1% lies outside it
+    assert "does not reproduce the paper's accuracy" in found and "98.1%" in found and "trails" in found
+    # the hand-made pairs have gaps of 2 and 4 points: the smallest group is "2 to 3", the largest "3 and over"
+    assert f"100.0% of the {int(ev.by_gap.iloc[0]['pairs'])} pairs in the smallest-gap group (gap 2 to 3)" in found
+    assert "in the largest (gap 3 and over)" in found
+    assert "The weakest theme" not in found  # every theme at 100%: none is weaker
+    ev.versus_length = {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 1, "distinguishable": False}
+    failed = show.reward_check_findings(ev, _check(False)).data
+    assert f"these {n} pairs the two are not distinguishable from noise." in failed and "passing it" not in failed
+    ev.comparison.loc["random", "pairs"] = n - 1
+    with pytest.raises(ValueError, match="different numbers of pairs"):
+        show.reward_comparison(ev.comparison)
+
+
+def test_errors_and_summaries_render_as_markdown(prefs, tmp_path):
+    n = len(prefs["test"])
+    rc, rr = np.linspace(1, 2, n), np.zeros(n)
+    rr[2] = 9.0
+    ev = _evaluation(prefs, rc, rr)
+    errors = show.reward_errors(ev).data
+    assert errors.startswith(f"1 of {n} test pairs are ranked wrongly.") and "**Client statement**" in errors
+    assert "Chosen response (empathic" in errors and "Rejected response (" in errors
+    assert "ranks all" in show.reward_errors(_evaluation(prefs, np.ones(n), np.zeros(n))).data
+    training = reward.RewardTrainingResult(
+        model_dir=tmp_path, model=None, tokenizer=None, log_history=[], pairs_given=10, train_pairs=9, epochs=2.0,
+        seconds=3.0, selected_by="dev loss", best_checkpoint=str(tmp_path / "checkpoints" / "checkpoint-4"),
+        best_metric=0.3, peak_memory_mb=100.0, reused=True)
+    drops = pd.DataFrame({"dropped": [1]}, index=pd.Index(["train"], name="split"))
+    summary = show.reward_training_summary(training, drops).data
+    assert "reused the model" in summary and "dropped 1 train pairs for length, as counted above" in summary
+    assert "Kept: checkpoint-4" in summary and str(tmp_path) not in summary  # no machine path on the page
+    assert "Trained on 9 pairs for 2 epochs in 3.0 s" in summary
+    stage = reward.RewardStageResult(training=training, scoring=None, evaluation=ev, length_drops=drops,
+                                     artifacts=["reward_model/metrics.json", "reward_model/model/config.json"])
+    listed = show.reward_artifacts(stage, "tiny").data
+    assert "`reward_model/model/`: the model and its tokenizer (1 files)" in listed and "metrics.json" in listed
+    beside = show.reward_beside_the_paper(stage, "tiny").to_html()
+    assert "2,324" in beside and "not reported" in beside and "about 77 rows" in beside
+
+
+TINY_RUN = Path(os.environ.get("PSYCO_RUNS_DIR", REPO / "runs")) / "tiny"  # where psyco-book run writes
+
+
+@pytest.mark.skipif(not (TINY_RUN / "psycopref").exists(),
+                    reason="no tiny run's psycopref/ (in $PSYCO_RUNS_DIR or runs/): run chapters 01-02 of the tiny "
+                           "profile first (psyco-book run --profile tiny --only 01 02)")
 def test_tiny_profile_reward_model_beats_chance_and_length(tmp_path):
-    """Integration: the tiny profile's preset trains a reward model that beats random and the length baseline."""
-    from psyco_utils import metrics
+    """Integration: the tiny profile's preset trains a reward model that passes chapter 03's check (its accuracy
+    interval above chance, its accuracy above the length baseline's) on the tiny run's test pairs."""
     from psyco_utils.pairs import load_preference_data
 
-    cfg = load_profile("tiny")
-    run_root = REPO / "runs" / "tiny"
-    prefs = load_preference_data(cfg, run_root)
+    cfg = load_profile("tiny", ["reuse_trained_models=false"])
+    prefs = load_preference_data(cfg, TINY_RUN)
     result = reward.train_reward_model(cfg, reward.training_pairs(cfg, prefs), prefs["dev"], tmp_path,
-                                       run_root=run_root)
-    test = prefs["test"].to_pandas()
-    rc, rr = reward.RewardScorer(result.model, result.tokenizer).score_pairs(test)
-    ours = metrics.preference_metrics(rc, rr, seed=cfg.seed)["accuracy"]
-    length = metrics.preference_metrics(*reward.baseline_rewards(test, cfg.seed)["longer response wins"])["accuracy"]
-    assert ours > 0.5 and ours > length, (ours, length)
+                                       run_root=TINY_RUN)
+    assert not result.reused
+    predictions = reward.test_predictions(reward.RewardScorer(result.model, result.tokenizer), prefs["test"])
+    evaluation = reward.evaluate(cfg, prefs["test"], predictions)
+    assert evaluation.beats_chance and evaluation.above_length_baseline, evaluation.check_message()
 
 
 def test_a_gap_of_exactly_one_point_lands_in_the_one_to_two_bin():
@@ -302,3 +483,13 @@ def test_a_gap_of_exactly_one_point_lands_in_the_one_to_two_bin():
     gaps = reward.rating_gap(pd.DataFrame([row, odd]))
     assert list(gaps) == [1.0, 1.0]
     assert list(reward.gap_bins(gaps)) == ["1 to 2", "1 to 2"]
+
+
+def test_rendered_chat_keeps_lines_and_sets_template_tokens_apart():
+    text = "<|user|>\nI feel *low* [today].<|end|>\n<|assistant|>\nTell me more.<|end|>"
+    shown = show.reward_chat(text, "Chat").data
+    assert shown.splitlines()[2:] == ["> `<|user|>`\\", "> I feel \\*low\\* \\[today\\].`<|end|>`\\",
+                                      "> `<|assistant|>`\\", "> Tell me more.`<|end|>`"]
+    llama = show.reward_chat("<|begin_of_text|><|start_header_id|>user<|end_header_id|>", "Chat").data
+    assert "`<|begin_of_text|>` `<|start_header_id|>`user`<|end_header_id|>`" in llama
+    assert show.reward_chat("word " * 200, "Chat", limit=50).data.endswith(r"word \[...\]")  # cut, marked
