@@ -238,14 +238,14 @@ def test_a_reward_gained_with_longer_repetitive_answers_is_called_reward_hacking
     change = _comparison([-1, -2, -1], [2, 3, 1], REPETITIVE, 80.0).change("DPO", "base")
     assert change.reward_gain == pytest.approx(10 / 3) and change.length_ratio == 2.0
     assert change.longer and change.more_repetitive and change.reward_hacking
-    assert change.repeated[0] == "feeling" and change.repeated[2] == 0.0
+    assert change.repeated[0][0] == "feeling" and change.repeated[0][2] == 0.0 and len(change.repeated) == 3
     assert change.reward_line() == "held-out reward -1.333 (base) -> +2.000 (DPO)"
 
 
 def test_a_reward_gained_with_answers_like_the_base_ones_is_not_reward_hacking():
     change = _comparison([-1, -2, -1], [2, 3, 1], FLUENT, 42.0).change("DPO", "base")
     assert change.reward_gain > 0 and not change.longer and not change.more_repetitive
-    assert not change.reward_hacking and change.repeated is None
+    assert not change.reward_hacking and change.repeated == ()
     lower = _comparison([1, 1, 1], [0, 0, 0], REPETITIVE, 80.0).change("DPO", "base")
     assert not lower.reward_hacking  # no gain, nothing hacked
 
@@ -346,7 +346,7 @@ def test_tables_format_shares_as_percentages_and_counts_with_separators(tmp_path
 def test_findings_call_a_gamed_reward_reward_hacking_and_say_when_nothing_was_gained(tmp_path):
     hacked = show.dpo_findings(policy.finish_dpo(_training_run(tmp_path),
                                                  _comparison([-1, -2, -1], [2, 3, 1], REPETITIVE, 80.0), tmp_path))
-    assert "Reward hacking, not preference learning" in hacked.data and '"feeling"' in hacked.data
+    assert "Reward hacking, not preference learning" in hacked.data and '"feeling" (0.0 to ' in hacked.data
     assert "28.5% to 58.5%" in hacked.data
     flat = show.dpo_findings(policy.finish_dpo(_training_run(tmp_path),
                                                _comparison([1, 1, 1], [0, 0, 0], FLUENT, 40.0), tmp_path))

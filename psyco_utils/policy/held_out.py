@@ -19,7 +19,7 @@ import pandas as pd
 
 __all__ = ["DISTINCT_WORDS", "LENGTH_GROWTH", "DISTINCT_DROP", "Samples", "HeldOutSamples", "PolicyChange",
            "HeldOutComparison", "sample_and_score", "held_out_statements", "held_out_rewards", "held_out_comparison",
-           "compare_on_held_out", "grown_word"]
+           "compare_on_held_out", "grown_words"]
 
 #: The repetition column of the comparison table: distinct words among the first 30 of the first sample (a share).
 DISTINCT_WORDS = "distinct words in the first 30"
@@ -144,19 +144,17 @@ def held_out_comparison(held_out: dict[str, HeldOutSamples], seed: int, n_boot: 
 _WORD = re.compile(r"[a-z']+")
 
 
-def grown_word(new: list[str], old: list[str]) -> tuple[str, float, float] | None:
-    """The word whose uses per answer grew most from ``old`` answers to ``new`` ones: ``(word, per new answer, per
-    old answer)``; None when no word is used more."""
+def grown_words(new: list[str], old: list[str], k: int = 3) -> tuple[tuple[str, float, float], ...]:
+    """The ``k`` words whose uses per answer grew most from ``old`` answers to ``new`` ones, as ``(word, per new
+    answer, per old answer)``; only words used more."""
     def per_answer(texts):
         counts = Counter(w for t in texts for w in _WORD.findall(t.lower()))
         return {w: c / max(1, len(texts)) for w, c in counts.items()}
 
     after, before = per_answer(new), per_answer(old)
-    if not after:
-        return None
-    word = max(after, key=lambda w: (after[w] - before.get(w, 0.0), w))
-    growth = after[word] - before.get(word, 0.0)
-    return (word, after[word], before.get(word, 0.0)) if growth > 0 else None
+    growth = {w: after[w] - before.get(w, 0.0) for w in after}
+    ranked = sorted((w for w in growth if growth[w] > 0), key=lambda w: (-growth[w], w))[:k]
+    return tuple((w, after[w], before.get(w, 0.0)) for w in ranked)
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,7 @@ class PolicyChange:
     length_old: float
     distinct_new: float
     distinct_old: float
-    repeated: tuple[str, float, float] | None  # the word whose use grew most (see grown_word)
+    repeated: tuple[tuple[str, float, float], ...]  # the words whose use grew most (see grown_words)
 
     @property
     def reward_gain(self) -> float:
@@ -227,7 +225,7 @@ class HeldOutComparison:
         row = self.table
         return PolicyChange(new, old, *(float(row.loc[p, c]) for c in ("mean reward", "mean length (tokens)",
                                                                        DISTINCT_WORDS) for p in (new, old)),
-                            repeated=grown_word(self.policies[new].first_response, self.policies[old].first_response))
+                            repeated=grown_words(self.policies[new].first_response, self.policies[old].first_response))
 
     def biggest_gains(self, new: str, old: str, k: int = 2) -> list[int]:
         """The ``k`` statements (indices) where ``new`` gained most reward over ``old``, crisis statements left out

@@ -23,11 +23,15 @@ _CURVES = [("loss", "DPO loss\n(nats per pair)"), ("rewards/margins", "implicit 
            ("rewards/accuracies", "preference\naccuracy")]
 
 
-def _legend_above(fig, axes_with_lines) -> None:
-    """One legend for the whole figure, above its top panel, so it covers no data."""
+def _title_and_legend(fig, title: str, axes_with_lines, top: float) -> None:
+    """The title, then one legend for the whole figure under it and above the top panel, so it covers no data;
+    the panels fill the figure below ``top`` (a fraction of its height)."""
+    fig.suptitle(title)
     handles, labels = axes_with_lines.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0), frameon=False)
+        fig.legend(handles, labels, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, top + 0.055),
+                   frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
 
 
 def dpo_settings(args, training: dict):
@@ -62,9 +66,7 @@ def dpo_training_curves(training, title: str = "DPO training: train and dev"):
     axes[0].axhline(np.log(2), color="grey", ls=":", lw=1, label="start (log 2)")
     axes[-1].set_ylim(0, 1.05)
     axes[-1].set_xlabel("epoch")
-    axes[0].set_title(title, pad=28)
-    _legend_above(fig, axes[0])
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    _title_and_legend(fig, title, axes[0], top=0.92)
     return fig
 
 
@@ -140,10 +142,11 @@ def change_points(change) -> list[str]:
                   f"{change.length_old:.0f} ({change.length_ratio:.2f} times).")
     points.append(f"Distinct words in the first 30: {100 * change.distinct_old:.0f}% ({change.old}) to "
                   f"{100 * change.distinct_new:.0f}% ({change.new}).")
-    if change.repeated is not None:
-        word, after, before = change.repeated
-        points.append(f"The word whose use grew most is \"{escape_markdown(word)}\": {after:.1f} times per answer "
-                      f"from {change.new}, {before:.1f} from {change.old}.")
+    if change.repeated:
+        words = ", ".join(f"\"{escape_markdown(word)}\" ({before:.1f} to {after:.1f})"
+                          for word, after, before in change.repeated)
+        points.append(f"The words whose use grew most, in uses per answer from {change.old} to {change.new}: "
+                      f"{words}.")
     return points
 
 
@@ -223,13 +226,11 @@ def dpo_iter_rounds(result, title: str = "The samples of each round, before its 
     reward_ax.plot(rounds["round"], rounds["mean_reward"], marker="o", label=f"mean of {n}")
     reward_ax.plot(rounds["round"], rounds["worst_reward"], marker="v", label=f"worst of {n}")
     reward_ax.set_ylabel("reward (reward units)")
-    reward_ax.set_title(title, pad=28)
     length_ax.plot(rounds["round"], rounds["mean_length_tokens"], marker="o", color="#C44E52")
     length_ax.set_ylabel("mean length (tokens)")
     length_ax.set_xlabel("round")
     length_ax.set_xticks(rounds["round"])
-    _legend_above(fig, reward_ax)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    _title_and_legend(fig, title, reward_ax, top=0.9)
     return fig
 
 
