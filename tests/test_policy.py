@@ -150,7 +150,10 @@ def test_the_settings_table_shows_the_profiles_fields_the_books_and_the_global_b
     assert table.loc["beta", "set by"] == "profile" and table.loc["seed", "value"] == "7"
     assert table.loc["eval_strategy", "set by"] == "book"
     assert table.loc["pairs per optimizer step", "value"] == "32"
-    assert policy.dpo_config(training, tmp_path, seed=7, select_on_dev=False).eval_strategy == "no"
+    assert table.loc["metric_for_best_model", "value"] == "eval_loss"
+    no_dev = policy.dpo_config(training, tmp_path, seed=7, select_on_dev=False)
+    assert no_dev.eval_strategy == "no"
+    assert "metric_for_best_model" not in policy.config_table(no_dev, training)["DPOConfig field"].tolist()
 
 
 def test_length_penalty_changes_the_pairing():
@@ -340,7 +343,7 @@ def test_tables_format_shares_as_percentages_and_counts_with_separators(tmp_path
     html = show.held_out_table(_comparison([-1, -2, -1], [2, 3, 1], REPETITIVE, 80.0)).to_html()
     assert "100.0%" in html and "3 held-out statements, 4 samples each" in html and show.TABLE_CLASS in html
     rounds = show.dpo_iter_rounds_table(_iteration(tmp_path)).to_html()
-    assert "reused" in rounds and "trained" in rounds and "-1.50" in rounds
+    assert "reused" in rounds and "trained" in rounds and "-1.50" in rounds and "100.0" in rounds
 
 
 def test_findings_call_a_gamed_reward_reward_hacking_and_say_when_nothing_was_gained(tmp_path):

@@ -26,8 +26,10 @@ __all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "traini
 
 #: The columns of a pair that decide what DPO learns (the fingerprint's data).
 _PAIR_TEXT = list(pair_schema.TEXT_COLUMNS)
-#: DPOConfig fields the book sets itself, not the profile: shown apart from the profile's settings.
-_DERIVED_FIELDS = ("seed", "eval_strategy", "save_strategy", "load_best_model_at_end", "metric_for_best_model")
+#: DPOConfig fields the book sets itself, not the profile: shown apart from the profile's settings (the checkpoint
+#: selection's only when there is one).
+_DERIVED_FIELDS = ("seed", "eval_strategy")
+_SELECTION_FIELDS = ("save_strategy", "load_best_model_at_end", "metric_for_best_model")
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,9 @@ def dpo_config(training: dict, out_dir: Path, seed: int, select_on_dev: bool, se
 
 def config_table(args, training: dict) -> pd.DataFrame:
     """The ``DPOConfig`` fields that shape this training: those the profile sets, then those the book derives."""
+    derived = [*_DERIVED_FIELDS, *(_SELECTION_FIELDS if args.load_best_model_at_end else ())]
     rows = [(name, "profile", getattr(args, name)) for name in training]
-    rows += [(name, "book", getattr(args, name)) for name in _DERIVED_FIELDS if name not in training]
+    rows += [(name, "book", getattr(args, name)) for name in derived if name not in training]
     rows.append(("pairs per optimizer step", "derived",
                  args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size))
     return pd.DataFrame(rows, columns=["DPOConfig field", "set by", "value"]).astype({"value": str})

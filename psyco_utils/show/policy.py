@@ -29,7 +29,7 @@ def _title_and_legend(fig, title: str, axes_with_lines, top: float) -> None:
     fig.suptitle(title)
     handles, labels = axes_with_lines.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, top + 0.055),
+        fig.legend(handles, labels, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, top + 0.04),
                    frameon=False)
     fig.tight_layout(rect=(0, 0, 1, top))
 
@@ -87,7 +87,8 @@ def held_out_table(comparison):
     caption = (f"{len(comparison.statements)} held-out statements, {comparison.samples_per_statement} samples each, "
                "scored by the chapter-3 reward model (reward units); 95% bootstrap interval over statements; "
                "distinct words measured on the first sample")
-    return table(_comparison_frame(comparison), decimals=2, percent_columns=[DISTINCT_WORDS], caption=caption)
+    styled = table(_comparison_frame(comparison), decimals=2, percent_columns=[DISTINCT_WORDS], caption=caption)
+    return styled.format(precision=1, subset=["mean length (tokens)"])
 
 
 def held_out_figure(comparison, title: str = "Policies on held-out statements"):
@@ -96,7 +97,7 @@ def held_out_figure(comparison, title: str = "Policies on held-out statements"):
 
     t = comparison.table.astype(float)
     names, y = list(t.index), np.arange(len(t))
-    fig, axes = plt.subplots(3, 1, figsize=(FIGURE_WIDTH_IN, 1.1 * len(t) * 3 + 1.4))
+    fig, axes = plt.subplots(3, 1, figsize=(FIGURE_WIDTH_IN, 3 * (0.38 * len(t) + 0.8) + 0.4))
     err = np.vstack([t["mean reward"] - t["ci_low"], t["ci_high"] - t["mean reward"]])
     axes[0].barh(y, t["mean reward"], xerr=err, capsize=4, color="#4C72B0")
     axes[0].axvline(0, color="black", lw=0.8)
@@ -195,26 +196,25 @@ def dpo_findings(result) -> Markdown:
 
 def dpo_iter_settings(dpo_iter) -> object:
     """The profile's DPO-Iter settings (its ``training`` section is shown as a ``DPOConfig``)."""
-    settings = {k: v for k, v in dpo_iter.model_dump().items() if k != "training"}
-    frame = pd.Series(settings, name="value").astype(str).to_frame()
-    frame.index.name = "dpo_iter setting"
-    return table(frame, caption="DPO-Iter settings from the profile")
+    settings = {k: str(v) for k, v in dpo_iter.model_dump().items() if k != "training"}
+    frame = pd.DataFrame({"dpo_iter setting": list(settings), "value": list(settings.values())})
+    return table(frame, hide_index=True, caption="DPO-Iter settings from the profile")
 
 
-_ROUND_COLUMNS = {"statements": "statements", "pairs": "pairs", "degenerate_statements": "no pair (all tied)",
-                  "mean_reward": "mean reward", "best_reward": "best of n", "worst_reward": "worst of n",
-                  "mean_pair_margin": "pair margin", "mean_length_tokens": "mean length (tokens)",
-                  "dpo_steps": "DPO steps", "round_seconds": "seconds"}
+_ROUND_COLUMNS = {"round": "round", "statements": "statements", "pairs": "pairs",
+                  "degenerate_statements": "no pair (all tied)", "mean_reward": "mean reward", "best_reward": "best of n",
+                  "worst_reward": "worst of n", "mean_length_tokens": "mean length (tokens)", "dpo_steps": "DPO steps"}
 
 
 def dpo_iter_rounds_table(result):
     """One row per round: the samples' rewards and length before training, the pairs, the DPO steps and time."""
-    frame = result.rounds.set_index("round")[list(_ROUND_COLUMNS)].rename(columns=_ROUND_COLUMNS)
+    frame = result.rounds[list(_ROUND_COLUMNS)].rename(columns=_ROUND_COLUMNS)
     frame["DPO model"] = np.where(result.rounds["dpo_reused"], "reused", "trained")
     caption = ("Each round's samples before its DPO training (reward units; best and worst of each statement's "
                "samples, averaged) and the pairs it trained on")
-    return table(frame, decimals=2, integer_columns=["statements", "pairs", "no pair (all tied)", "DPO steps"],
-                 caption=caption)
+    styled = table(frame, decimals=2, integer_columns=["round", "statements", "pairs", "no pair (all tied)",
+                                                       "DPO steps"], caption=caption, hide_index=True)
+    return styled.format(precision=1, subset=["mean length (tokens)"])
 
 
 def dpo_iter_rounds(result, title: str = "The samples of each round, before its training"):
@@ -253,8 +253,8 @@ def dpo_iter_beside_the_paper(result, args, profile: str):
             "samples per statement": integer(rounds["samples_per_statement"].iloc[0]),
             "batch size": integer(args.per_device_train_batch_size * args.gradient_accumulation_steps
                                   * args.world_size),
-            "learning rate": f"{args.learning_rate:g}", "total steps": integer(result.total_steps)}
-    theirs = {key: (f"{value:g}" if isinstance(value, float) else integer(value))
+            "learning rate": f"{args.learning_rate:.1e}", "total steps": integer(result.total_steps)}
+    theirs = {key: (f"{value:.1e}" if isinstance(value, float) else integer(value))
               for key, value in paper.DPO_ITER.items()}
     return beside_the_paper(ours, theirs, profile)
 
