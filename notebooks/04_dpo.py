@@ -63,7 +63,8 @@ base_path = models.resolve_model_path(cfg.models.policy, cfg)
 # gradient accumulation times devices.
 
 # %%
-args = policy.dpo_config(cfg.dpo.training, run / "dpo", seed=cfg.seed, select_on_dev=True)
+args = policy.dpo_config(cfg.dpo.training, run / "dpo", seed=cfg.seed,
+                         select_on_dev=True)
 show.dpo_settings(args, cfg.dpo.training)
 
 # %% [markdown]
@@ -75,17 +76,19 @@ show.dpo_settings(args, cfg.dpo.training)
 # same folder: the reference is the starting policy. With a {term}`LoRA` profile, `peft_config` trains adapters only, and the
 # reference is the model with its adapters switched off.
 #
-# `policy.train_or_reuse` calls `trainer.train()` and saves the kept model to `dpo/model/`. Its fingerprint of the
-# inputs (settings, seed, starting policy, pairs) is stored beside the model: run again on the same inputs, the
+# `policy.train_or_reuse` calls `trainer.train()` and saves the kept model to `dpo/model/`. A {term}`fingerprint` of
+# the inputs (settings, seed, starting policy, pairs) is stored beside the model: run again on the same inputs, the
 # chapter keeps the saved model instead of training it again.
 
 # %%
-dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path, pairs["train"], pairs["dev"], run / "dpo",
-                                    seed=cfg.seed, lora=cfg.models.lora)
+dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path, pairs["train"],
+                                    pairs["dev"], run / "dpo", seed=cfg.seed,
+                                    lora=cfg.models.lora)
 trainer = DPOTrainer(model=base_path, ref_model=None, args=args,
-                     train_dataset=pair_schema.to_trl(pairs["train"], "DPO training pairs"),
-                     eval_dataset=pair_schema.to_trl(pairs["dev"], "DPO dev pairs"),
-                     processing_class=models.load_tokenizer(base_path), peft_config=policy.lora_config(cfg.models.lora))
+                     train_dataset=pair_schema.to_trl(pairs["train"]),
+                     eval_dataset=pair_schema.to_trl(pairs["dev"]),
+                     processing_class=models.load_tokenizer(base_path),
+                     peft_config=policy.lora_config(cfg.models.lora))
 training = policy.train_or_reuse(trainer, dpo_inputs, reuse=cfg.reuse_trained_models)
 show.training_summary(training)
 
@@ -111,7 +114,8 @@ fig = show.dpo_training_curves(training)
 
 # %%
 scorer = load_trained_reward_model(cfg, run)
-comparison = policy.compare_on_held_out({"base": base_path, "DPO": training.model_dir}, cfg, scorer, pairs["test"],
+policies = {"base": base_path, "DPO": training.model_dir}
+comparison = policy.compare_on_held_out(policies, cfg, scorer, pairs["test"],
                                         saved_dir=run / "held_out_samples")
 show.held_out_table(comparison)
 
@@ -142,7 +146,7 @@ show.dpo_beside_the_paper(dpo, args, cfg.name)
 # repetition columns above are there to catch it. The findings below are computed from this run's numbers.
 
 # %%
-raised = checks.require(chapter, "DPO raises the held-out reward", dpo.change.reward_gain > 0,
-                        dpo.change.reward_line())
+raised = checks.require(chapter, "DPO raises the held-out reward",
+                        dpo.change.reward_gain > 0, dpo.change.reward_line())
 _ = chapter.finish(dpo.headline())
 show.dpo_findings(dpo)

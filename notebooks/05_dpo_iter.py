@@ -74,8 +74,8 @@ show.dpo_iter_settings(cfg.dpo_iter)
 # without a dev split: the pairs are new every round, so there is no fixed dev set to select a checkpoint on.
 
 # %%
-args = policy.dpo_config(cfg.dpo_iter.training, run / "dpo_iter", seed=cfg.seed, select_on_dev=False,
-                         section="dpo_iter.training")
+args = policy.dpo_config(cfg.dpo_iter.training, run / "dpo_iter", seed=cfg.seed,
+                         select_on_dev=False, section="dpo_iter.training")
 show.dpo_settings(args, cfg.dpo_iter.training)
 
 # %% [markdown]
@@ -89,7 +89,8 @@ show.dpo_settings(args, cfg.dpo_iter.training)
 # same pairs keeps its saved model. The table describes each round's samples before its training.
 
 # %%
-iteration = policy.run_dpo_iter(cfg, start_path, scorer, policy.training_statements(pairs["train"]),
+statements = policy.training_statements(pairs["train"])
+iteration = policy.run_dpo_iter(cfg, start_path, scorer, statements,
                                 run / "dpo_iter")
 show.dpo_iter_rounds_table(iteration)
 
@@ -117,8 +118,9 @@ show.round_pair(iteration)
 # showed.
 
 # %%
-comparison = policy.compare_on_held_out({"base": base_path, "DPO": policy.offline_model_dir(run),
-                                         "DPO-Iter": iteration.final_policy}, cfg, scorer, pairs["test"],
+policies = {"base": base_path, "DPO": policy.offline_model_dir(run),
+            "DPO-Iter": iteration.final_policy}
+comparison = policy.compare_on_held_out(policies, cfg, scorer, pairs["test"],
                                         saved_dir=run / "held_out_samples")
 show.held_out_table(comparison)
 
@@ -155,6 +157,7 @@ show.dpo_iter_beside_the_paper(result, args, cfg.name)
 
 # %%
 rose = checks.require(chapter, "held-out reward rises from base to DPO to DPO-Iter",
-                      comparison.rises(["base", "DPO", "DPO-Iter"]), comparison.reward_line())
+                      comparison.rises(["base", "DPO", "DPO-Iter"]),
+                      comparison.reward_line())
 _ = chapter.finish(result.headline())
 show.dpo_iter_findings(result)

@@ -201,20 +201,21 @@ def dpo_iter_settings(dpo_iter) -> object:
     return table(frame, hide_index=True, caption="DPO-Iter settings from the profile")
 
 
-_ROUND_COLUMNS = {"round": "round", "statements": "statements", "pairs": "pairs",
-                  "degenerate_statements": "no pair (all tied)", "mean_reward": "mean reward", "best_reward": "best of n",
-                  "worst_reward": "worst of n", "mean_length_tokens": "mean length (tokens)", "dpo_steps": "DPO steps"}
+_ROUND_COLUMNS = {"round": "round", "pairs": "pairs", "degenerate_statements": "no pair",
+                  "mean_reward": "mean reward", "best_reward": "best", "worst_reward": "worst",
+                  "mean_length_tokens": "length (tokens)"}
 
 
 def dpo_iter_rounds_table(result):
-    """One row per round: the samples' rewards and length before training, the pairs, the DPO steps and time."""
+    """One row per round, seven columns: the pairs made, the statements that gave none, and the samples' reward
+    (mean, and best and worst of each statement's samples, averaged) and length before the round's training."""
     frame = result.rounds[list(_ROUND_COLUMNS)].rename(columns=_ROUND_COLUMNS)
-    frame["DPO model"] = np.where(result.rounds["dpo_reused"], "reused", "trained")
-    caption = ("Each round's samples before its DPO training (reward units; best and worst of each statement's "
-               "samples, averaged) and the pairs it trained on")
-    styled = table(frame, decimals=2, integer_columns=["round", "statements", "pairs", "no pair (all tied)",
-                                                       "DPO steps"], caption=caption, hide_index=True)
-    return styled.format(precision=1, subset=["mean length (tokens)"])
+    n, statements = (int(result.rounds[c].iloc[0]) for c in ("samples_per_statement", "statements"))
+    caption = (f"Each round's {statements:,} statements x {n} samples before its DPO training: pairs made, "
+               "statements whose samples all tied (no pair), reward in reward units, mean length")
+    styled = table(frame, decimals=2, integer_columns=["round", "pairs", "no pair"], caption=caption,
+                   hide_index=True)
+    return styled.format(precision=1, subset=["length (tokens)"])
 
 
 def dpo_iter_rounds(result, title: str = "The samples of each round, before its training"):
