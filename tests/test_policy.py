@@ -1,5 +1,5 @@
-"""DPO and the DPO-Iter loop: best/worst selection, degenerate rounds, the reference refresh, a real round on tiny models,
-the result objects, the reward-hacking diagnosis, the generator released after sampling, and the chapters' displays."""
+"""DPO and the DPO-Iter loop: best/worst selection, degenerate rounds, the reference refresh, a real round on tiny
+models, the result objects, the reward-hacking diagnosis, the generator released after sampling, and the displays."""
 
 import json
 
@@ -201,7 +201,8 @@ def test_held_out_samples_are_read_back_only_for_the_same_policy_scorer_and_stat
     from psyco_utils.reward import RewardScorer
 
     scorer_dir = tmp_path / "scorer"
-    AutoModelForSequenceClassification.from_pretrained(str(tiny_world.policy_dir), num_labels=1).save_pretrained(scorer_dir)
+    backbone = AutoModelForSequenceClassification.from_pretrained(str(tiny_world.policy_dir), num_labels=1)
+    backbone.save_pretrained(scorer_dir)
     AutoTokenizer.from_pretrained(str(tiny_world.policy_dir)).save_pretrained(scorer_dir)
     scorer = RewardScorer.load(scorer_dir)
     cfg = load_profile("tiny", ["dpo.max_new_tokens=12"])

@@ -74,7 +74,7 @@ class TrainingRun:
 
     @property
     def eval_log(self) -> pd.DataFrame:
-        """TRL's dev-set rows (one per epoch when a dev split was given): ``eval_loss``, ``eval_rewards/margins``, ..."""
+        """TRL's dev rows (one per epoch when a dev split was given): ``eval_loss``, ``eval_rewards/margins``, ..."""
         return self._logged("eval_loss")
 
     @property

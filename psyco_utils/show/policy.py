@@ -15,9 +15,9 @@ from IPython.display import Markdown
 from .. import paper
 from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, integer, table
 
-__all__ = ["dpo_settings", "training_summary", "dpo_training_curves", "held_out_table", "held_out_figure", "policy_examples",
-           "dpo_beside_the_paper", "dpo_findings", "dpo_iter_settings", "dpo_iter_rounds_table", "dpo_iter_rounds",
-           "round_pair", "dpo_iter_beside_the_paper", "dpo_iter_findings", "change_points"]
+__all__ = ["dpo_settings", "training_summary", "dpo_training_curves", "held_out_table", "held_out_figure",
+           "policy_examples", "change_points", "dpo_beside_the_paper", "dpo_findings", "dpo_iter_settings",
+           "dpo_iter_rounds_table", "dpo_iter_rounds", "round_pair", "dpo_iter_beside_the_paper", "dpo_iter_findings"]
 
 _CURVES = [("loss", "DPO loss\n(nats per pair)"), ("rewards/margins", "implicit reward\nmargin"),
            ("rewards/accuracies", "preference\naccuracy")]
@@ -138,9 +138,10 @@ def change_points(change) -> list[str]:
     """What distinguishes ``change.new`` from ``change.old``: reward, length, repetition, the word that grew most."""
     points = [f"Mean reward {_signed(change.reward_old)} ({change.old}) to {_signed(change.reward_new)} "
               f"({change.new}), a change of {_signed(change.reward_gain)}."]
-    direction = "longer" if change.length_ratio >= 1 else "shorter"
-    points.append(f"{change.new}'s answers are {direction}: {change.length_new:.0f} tokens on average against "
-                  f"{change.length_old:.0f} ({change.length_ratio:.2f} times).")
+    direction = ("about as long as" if abs(change.length_ratio - 1) < 0.05 else
+                 "longer than" if change.length_ratio > 1 else "shorter than")
+    points.append(f"{change.new}'s answers are {direction} {change.old}'s: {change.length_new:.0f} tokens on "
+                  f"average against {change.length_old:.0f} ({change.length_ratio:.2f} times).")
     points.append(f"Distinct words in the first 30: {100 * change.distinct_old:.0f}% ({change.old}) to "
                   f"{100 * change.distinct_new:.0f}% ({change.new}).")
     if change.repeated:
@@ -187,14 +188,15 @@ def dpo_findings(result) -> Markdown:
            "scores the overdone text highly.")
     base, dpo = (result.held_out.table.loc[name] for name in ("base", "DPO"))
     overlap = "overlap" if dpo["ci_low"] <= base["ci_high"] and base["ci_low"] <= dpo["ci_high"] else "do not overlap"
-    return findings([f"On {len(result.held_out.statements)} held-out statements the 95% intervals of the two mean "
+    n = len(result.held_out.statements)
+    return findings([f"On {n} held-out statement{'s' if n != 1 else ''} the 95% intervals of the two mean "
                      f"rewards {overlap}.", *change_points(change), _verdict(change, how),
                      f"The paper measured DPO by the win rate against GPT-4o: {paper.win_rate('no constraint', 'base')}"
                      f"% to {paper.win_rate('no constraint', 'DPO')}% for the 3B model. Chapter 6 asks this book's "
                      "judge the same question."], heading="What the numbers show")
 
 
-def dpo_iter_settings(dpo_iter) -> object:
+def dpo_iter_settings(dpo_iter):
     """The profile's DPO-Iter settings (its ``training`` section is shown as a ``DPOConfig``)."""
     settings = {k: str(v) for k, v in dpo_iter.model_dump().items() if k != "training"}
     frame = pd.DataFrame({"dpo_iter setting": list(settings), "value": list(settings.values())})
