@@ -300,7 +300,7 @@ def _iteration(tmp_path) -> policy.DPOIterResult:
                      "tokens_per_second": 10.0, "reference": f"r{k - 1}", "policy": str(tmp_path / f"round_{k}"),
                      "dpo_seconds": 2.0, "dpo_steps": 3, "dpo_steps_per_second": 1.5, "dpo_reused": k == 2,
                      "round_seconds": 3.0, "final_train_loss": 0.5})
-        (tmp_path / f"round_{k}").mkdir()
+        (tmp_path / f"round_{k}").mkdir(exist_ok=True)
         pd.DataFrame({"ID": ["a", "b"], "prefID": [0, 1], "question": [CRISIS, STATEMENTS[0]],
                       "chosen": ["best crisis answer", "best calm answer"], "rejected": ["worst", "worst calm"],
                       "reward_chosen": [5.0, 3.0], "reward_rejected": [0.0, -1.0], "round": [k, k]}).to_parquet(
@@ -360,6 +360,10 @@ def test_findings_call_a_gamed_reward_reward_hacking_and_say_when_nothing_was_ga
     text = show.dpo_iter_findings(iteration).data
     assert "base < DPO < DPO-Iter: the paper's order" in text and "Reward hacking" in text
     assert "-1.50 in round 1 to +0.90 in round 2" in text
+    tied = _three_policies()
+    tied.table.loc["DPO-Iter", "mean reward"] = tied.table.loc["DPO", "mean reward"]
+    tied_text = show.dpo_iter_findings(policy.finish_dpo_iter(_iteration(tmp_path), tied)).data
+    assert "base < DPO = DPO-Iter: not the paper's order" in tied_text
 
 
 def _three_policies() -> policy.HeldOutComparison:

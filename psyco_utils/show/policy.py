@@ -266,10 +266,11 @@ def dpo_iter_findings(result) -> Markdown:
     """Chapter 05's findings: the rounds, the three policies on held-out statements, and what it means."""
     rounds, held = result.rounds, result.held_out
     first, last = rounds.iloc[0], rounds.iloc[-1]
-    means = held.table["mean reward"].astype(float)
-    order = " < ".join(means.sort_values().index)
-    paper_order = "the paper's order" if list(means.sort_values().index) == ["base", "DPO", "DPO-Iter"] else \
-        "not the paper's order (base < DPO < DPO-Iter)"
+    means = held.table["mean reward"].astype(float).sort_values(kind="stable")
+    order = means.index[0] + "".join(f" {'<' if b > a else '='} {name}"
+                                     for a, b, name in zip(means, means[1:], means.index[1:]))
+    paper_order = ("the paper's order" if held.rises(["base", "DPO", "DPO-Iter"])
+                   else "not the paper's order (base < DPO < DPO-Iter)")
     how = ("each round paired the samples the reward model scored highest against those it scored lowest, so the "
            "policy was trained towards whatever the reward model over-rewards, and a small reward model "
            "over-rewards length and its favourite words.")
