@@ -43,7 +43,8 @@ overrides = []
 # %%
 from trl import DPOTrainer
 
-from psyco_utils import checks, inputs, models, pair_schema, policy, runtime, show
+from psyco_utils import checks, inputs, models, pair_schema, policy, runtime
+from psyco_utils import show
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
 
@@ -81,15 +82,16 @@ show.dpo_settings(args, cfg.dpo.training)
 # chapter keeps the saved model instead of training it again.
 
 # %%
-dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path, pairs["train"],
-                                    pairs["dev"], run / "dpo", seed=cfg.seed,
-                                    lora=cfg.models.lora)
+dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path,
+                                    pairs["train"], pairs["dev"], run / "dpo",
+                                    seed=cfg.seed, lora=cfg.models.lora)
 trainer = DPOTrainer(model=base_path, ref_model=None, args=args,
                      train_dataset=pair_schema.to_trl(pairs["train"]),
                      eval_dataset=pair_schema.to_trl(pairs["dev"]),
                      processing_class=models.load_tokenizer(base_path),
                      peft_config=policy.lora_config(cfg.models.lora))
-training = policy.train_or_reuse(trainer, dpo_inputs, reuse=cfg.reuse_trained_models)
+training = policy.train_or_reuse(trainer, dpo_inputs,
+                                 reuse=cfg.reuse_trained_models)
 show.training_summary(training)
 
 # %% [markdown]

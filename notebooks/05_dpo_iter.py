@@ -74,8 +74,9 @@ show.dpo_iter_settings(cfg.dpo_iter)
 # without a dev split: the pairs are new every round, so there is no fixed dev set to select a checkpoint on.
 
 # %%
-args = policy.dpo_config(cfg.dpo_iter.training, run / "dpo_iter", seed=cfg.seed,
-                         select_on_dev=False, section="dpo_iter.training")
+args = policy.dpo_config(cfg.dpo_iter.training, run / "dpo_iter",
+                         seed=cfg.seed, select_on_dev=False,
+                         section="dpo_iter.training")
 show.dpo_settings(args, cfg.dpo_iter.training)
 
 # %% [markdown]
@@ -156,7 +157,7 @@ show.dpo_iter_beside_the_paper(result, args, cfg.name)
 # computed from this run's numbers.
 
 # %%
-rose = checks.require(chapter, "held-out reward rises from base to DPO to DPO-Iter",
+rose = checks.require(chapter, "held-out reward: base < DPO < DPO-Iter",
                       comparison.rises(["base", "DPO", "DPO-Iter"]),
                       comparison.reward_line())
 _ = chapter.finish(result.headline())
