@@ -1,0 +1,228 @@
+"""One DPO training through TRL's ``DPOTrainer``, done once per set of inputs (chapters 04 and 05).
+
+The pairs go to TRL in its conversational form (:func:`psyco_utils.pair_schema.to_trl`): the statement as the user
+turn, each response as the assistant turn.  The policy is passed to TRL as a saved directory with ``ref_model=None``,
+so TRL loads the reference from that same directory: for offline DPO the reference is the starting policy; in DPO-Iter
+each round starts from the previous round's saved policy, which is therefore also that round's reference.
+
+A training is keyed by a fingerprint of its inputs (:mod:`psyco_utils.reuse`): run again on the same pairs, settings,
+seed and starting policy, the saved model is kept and its record tells what the training did.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .. import pair_schema
+
+__all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_run",
+           "train_or_reuse", "train_dpo", "config_table"]
+
+#: The columns of a pair that decide what DPO learns (the fingerprint's data).
+_PAIR_TEXT = list(pair_schema.TEXT_COLUMNS)
+#: DPOConfig fields the book sets itself, not the profile: shown apart from the profile's settings (the checkpoint
+#: selection's only when there is one).
+_DERIVED_FIELDS = ("seed", "eval_strategy")
+_SELECTION_FIELDS = ("save_strategy", "load_best_model_at_end", "metric_for_best_model")
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What one DPO training depends on: its fingerprint, the starting policy (also the reference), the number of
+    training pairs, and the folder that holds the trained model (``out_dir / 'model'``)."""
+
+    key: str
+    start_path: str
+    pairs: int
+    out_dir: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.out_dir / "model"
+
+
+@dataclass
+class TrainingRun:
+    """A finished (or reused) DPO training: where the model is, what it started from, and TRL's log history."""
+
+    model_dir: Path
+    reference: str
+    pairs: int
+    steps: int
+    seconds: float
+    log_history: list[dict] = field(default_factory=list)
+    reused: bool = False
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds else 0.0
+
+    def _logged(self, key: str) -> pd.DataFrame:
+        history = pd.DataFrame(self.log_history)
+        return history.dropna(subset=[key]).reset_index(drop=True) if key in history else pd.DataFrame()
+
+    @property
+    def train_log(self) -> pd.DataFrame:
+        """TRL's training log rows: epoch, step, loss, ``rewards/margins``, ``rewards/accuracies``, ..."""
+        return self._logged("loss")
+
+    @property
+    def eval_log(self) -> pd.DataFrame:
+        """TRL's dev rows (one per epoch when a dev split was given): ``eval_loss``, ``eval_rewards/margins``, ..."""
+        return self._logged("eval_loss")
+
+    @property
+    def final_train_loss(self) -> float | None:
+        log = self.train_log
+        return float(log["loss"].iloc[-1]) if len(log) else None
+
+    def record(self) -> dict:
+        """What is saved beside the model so that a reuse can report this training."""
+        return {"seconds": self.seconds, "steps": self.steps, "pairs": self.pairs, "log_history": self.log_history,
+                "reference": self.reference}
+
+
+def lora_config(lora):
+    """PEFT's ``LoraConfig`` for a causal LM from the profile's ``models.lora`` section, or None (full fine-tuning)."""
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+                      target_modules=lora.target_modules)
+
+
+def dpo_config(training: dict, out_dir: Path, seed: int, select_on_dev: bool, section: str = "dpo.training"):
+    """TRL's ``DPOConfig`` from a profile's ``training`` section.  With ``select_on_dev`` the dev loss is measured
+    after each epoch and the checkpoint with the lowest one is kept; checkpoints go to ``out_dir / 'checkpoints'``."""
+    from ..config import trl_config
+    from ..models import check_precision
+
+    check_precision(training, section)
+    if select_on_dev:
+        selection = dict(eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+                         metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=1)
+    else:
+        selection = dict(eval_strategy="no", save_strategy="no")
+    return trl_config("dpo", training, Path(out_dir) / "checkpoints", seed=seed, disable_tqdm=True,
+                      dataloader_pin_memory=False, save_only_model=True, **selection)
+
+
+def config_table(args, training: dict) -> pd.DataFrame:
+    """The ``DPOConfig`` fields that shape this training: those the profile sets, then those the book derives."""
+    derived = [*_DERIVED_FIELDS, *(_SELECTION_FIELDS if args.load_best_model_at_end else ())]
+    rows = [(name, "profile", getattr(args, name)) for name in training]
+    rows += [(name, "book", getattr(args, name)) for name in derived if name not in training]
+    rows.append(("pairs per optimizer step", "derived",
+                 args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size))
+    return pd.DataFrame(rows, columns=["DPOConfig field", "set by", "value"]).astype({"value": str})
+
+
+def training_inputs(training: dict, start_path: str, train, dev, out_dir: Path, seed: int, lora=None) -> TrainingInputs:
+    """Validate the pairs (:func:`psyco_utils.pair_schema.validate`) and fingerprint everything the training depends
+    on: the profile's training section, LoRA, the seed, the starting policy's files, the train and dev pairs."""
+    pair_schema.validate(train, "DPO training pairs")
+    if dev is not None:
+        pair_schema.validate(dev, "DPO dev pairs")
+    from ..reuse import fingerprint
+
+    def texts(data):
+        return data.select_columns(_PAIR_TEXT) if hasattr(data, "select_columns") else data[_PAIR_TEXT]
+
+    key = fingerprint("dpo", hyperparameters={"training": training,
+                                              "lora": lora.model_dump() if lora is not None else None},
+                      seed=seed, start_model=start_path,
+                      data={"train": texts(train), "eval": texts(dev) if dev is not None else None})
+    return TrainingInputs(key=key, start_path=str(start_path), pairs=len(train), out_dir=Path(out_dir))
+
+
+def previous_run(inputs: TrainingInputs, reuse: bool) -> TrainingRun | None:
+    """The saved training with these inputs' fingerprint, when reuse is on and its model is still there."""
+    from ..reuse import previous_training
+
+    record = previous_training(inputs.out_dir, inputs.key, inputs.model_dir, reuse)
+    if record is None:
+        return None
+    return TrainingRun(model_dir=inputs.model_dir, reference=record.get("reference", inputs.start_path),
+                       pairs=record["pairs"], steps=record["steps"], seconds=record["seconds"],
+                       log_history=record.get("log_history", []), reused=True)
+
+
+def _merged(model):
+    """A LoRA-trained model with its adapter merged into the weights (saved as a plain model); others as they are."""
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return model
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def _release(trainer) -> None:
+    """Drop the trainer's models and optimizer so the sampling that follows has the memory (and the GPU)."""
+    import torch
+
+    for name in ("model", "model_wrapped", "ref_model", "optimizer", "lr_scheduler"):
+        if hasattr(trainer, name):
+            setattr(trainer, name, None)
+    trainer.accelerator.free_memory()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def train_or_reuse(trainer, inputs: TrainingInputs, reuse: bool = True) -> TrainingRun:
+    """``trainer.train()`` and save the (best) model to ``inputs.model_dir`` with its tokenizer, or, when a training
+    with the same fingerprint saved its model there before, keep that model and report its record instead.
+
+    Either way the trainer is spent afterwards: its models are released."""
+    from transformers import PrinterCallback
+
+    from ..reuse import save_record
+
+    earlier = previous_run(inputs, reuse)
+    if earlier is not None:
+        _release(trainer)
+        return earlier
+    inputs.out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.remove_callback(PrinterCallback)  # it prints every log line onto the page when tqdm is off
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model = _merged(trainer.model)
+    model.save_pretrained(inputs.model_dir)
+    trainer.processing_class.save_pretrained(inputs.model_dir)
+    shutil.rmtree(inputs.out_dir / "checkpoints", ignore_errors=True)
+    run = TrainingRun(model_dir=inputs.model_dir, reference=inputs.start_path, pairs=inputs.pairs,
+                      steps=trainer.state.global_step, seconds=seconds, log_history=list(trainer.state.log_history))
+    save_record(inputs.out_dir, inputs.key, run.record())
+    _release(trainer)
+    return run
+
+
+def train_dpo(training: dict, start_path: str, train_dataset, out_dir: Path, seed: int, eval_dataset=None,
+              lora=None, reuse: bool = True, section: str = "dpo.training") -> TrainingRun:
+    """One DPO training from the policy saved at ``start_path`` (also the reference), as chapter 04 writes it out:
+    ``DPOConfig`` from the profile, ``DPOTrainer`` on the pairs in TRL's format, :func:`train_or_reuse`.  A reused
+    training builds no trainer.  ``section`` names the profile section ``training`` came from, for error messages."""
+    from trl import DPOTrainer
+
+    from ..models import check_precision, load_tokenizer
+
+    check_precision(training, section)
+    inputs = training_inputs(training, start_path, train_dataset, eval_dataset, out_dir, seed, lora)
+    earlier = previous_run(inputs, reuse)
+    if earlier is not None:
+        return earlier
+    args = dpo_config(training, out_dir, seed, select_on_dev=eval_dataset is not None, section=section)
+    trainer = DPOTrainer(model=start_path, ref_model=None, args=args,
+                         train_dataset=pair_schema.to_trl(train_dataset, "DPO training pairs"),
+                         eval_dataset=(pair_schema.to_trl(eval_dataset, "DPO dev pairs")
+                                       if eval_dataset is not None else None),
+                         processing_class=load_tokenizer(start_path), peft_config=lora_config(lora))
+    return train_or_reuse(trainer, inputs, reuse=False)
