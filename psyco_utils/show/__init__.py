@@ -7,3 +7,5 @@ hold the figures of one stage each.  Everything is importable from ``psyco_utils
 from .base import *  # noqa: F401,F403
 from .dataset import *  # noqa: F401,F403
 from .reward import *  # noqa: F401,F403
+from .evaluation import *  # noqa: F401,F403
+from .reproducibility import *  # noqa: F401,F403

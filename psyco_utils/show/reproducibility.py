@@ -1,0 +1,72 @@
+"""Tables and findings of chapter 07, "Reproducibility and cost", from a
+:class:`psyco_utils.reproducibility.ReproducibilityReport`."""
+
+from __future__ import annotations
+
+from IPython.display import Markdown
+
+from .base import findings, table
+
+__all__ = ["run_table", "packages_table", "stages_table", "headline_metrics_table", "paid_calls_table",
+           "spent_table", "larger_profiles_table", "reproducibility_findings"]
+
+_COUNT_COLUMNS = ["statements", "theme label calls", "pool calls (API models)", "score calls", "compare calls",
+                  "reference answers"]
+
+
+def run_table(report):
+    """Profile, what ran, seed, commit, Python, platform and the last update, from the manifest."""
+    return table(report.run.astype(str), caption="This run, from the run manifest")
+
+
+def packages_table(report):
+    return table(report.packages, caption="Package versions recorded in the run manifest")
+
+
+def stages_table(report):
+    """Each chapter's status, wall time, failed checks and error (columns that are empty everywhere left out)."""
+    stages = report.stages
+    shown = stages.loc[:, [c for c in stages.columns if (stages[c].astype(str) != "").any()]]
+    return table(shown, decimals=1, integer_columns=["headline metrics"],
+                 caption="Stages: status, wall time (seconds) and headline metrics recorded")
+
+
+def headline_metrics_table(report):
+    return table(report.headline_metrics, decimals=3, caption="Headline metrics each chapter recorded")
+
+
+def paid_calls_table(report):
+    return table(report.paid_calls(), decimals=2, integer_columns=["estimated calls"],
+                 caption="Paid calls this run makes, estimated before the run (USD)")
+
+
+def spent_table(report):
+    spent = report.spent(report.run["profile"])
+    return table(spent, decimals=2, integer_columns=["requests sent (retries included)", "failed judgments in the cache"],
+                 caption="Estimated beside actual cost, from the judge's cache (USD)")
+
+
+def larger_profiles_table(report):
+    """What the colab and paper presets would cost in paid calls, by kind of call."""
+    frame = report.larger_profiles.assign(**{"Batch API": report.larger_profiles["Batch API"].map(
+        {True: "yes", False: "no"})})
+    return table(frame, decimals=2, integer_columns=_COUNT_COLUMNS,
+                 caption="Estimated paid calls and cost of the larger profiles (tokens in millions, cost in USD)")
+
+
+def reproducibility_findings(report) -> Markdown:
+    """The run's status, time and cost in a few sentences, computed from the report."""
+    stages = report.stages
+    not_ok = stages[stages["status"] != "ok"]
+    status = (f"All {len(stages)} chapters recorded in this run folder ran to their end with every check passing"
+              if not_ok.empty else f"{report.stages_ok} of {len(stages)} chapters are ok; not ok: "
+              + ", ".join(f"{name} ({row['status']})" for name, row in not_ok.iterrows()))
+    costs = report.larger_profiles["estimated cost (USD)"]
+    points = [f"{status}, in {report.total_seconds:,.0f} seconds of chapter time.",
+              f"Paid calls: estimated USD {report.estimate['total_usd']:,.2f} before the run, USD "
+              f"{report.actual["actual_usd"]:,.2f} recorded as spent in the judge's cache "
+              f"({report.actual['requests']:,} requests sent).",
+              "The larger profiles would cost about "
+              + " and ".join(f"USD {cost:,.0f} ({name})" for name, cost in costs.items())
+              + " in judge and API calls, by the estimate above; GPU time is not included."]
+    return findings(points)
