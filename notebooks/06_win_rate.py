@@ -150,6 +150,11 @@ show.answer_lengths(result)
 show.length_controlled_table(result)
 
 # %% [markdown]
+# In the second table, the length coefficient is the slope of the judge's log-odds of preferring the policy in the
+# (standardised, bounded) length difference: positive when longer answers win more often, negative when they win
+# less, near zero when length does not sway the verdicts. For a policy that writes more than the reference, a
+# positive coefficient puts the length-controlled rate below the raw one, and a coefficient near zero keeps the two
+# together. The findings at the end read each row.
 # The histogram shows the spread behind those means: the length differences the model works with.
 
 # %%

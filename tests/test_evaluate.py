@@ -200,7 +200,10 @@ def _legend_above_every_axes(fig) -> bool:
 
 @pytest.mark.parametrize("draw", [show.win_rates_by_principle, show.answer_length_histogram])
 def test_figures_fit_the_column_with_the_legend_off_the_data(result, draw):
+    import matplotlib.pyplot as plt
+
     fig = draw(result)
+    assert fig.number not in plt.get_fignums()  # closed: the page shows it once, as the cell's result
     assert fig.get_figwidth() == pytest.approx(show.FIGURE_WIDTH_IN)
     assert _legend_above_every_axes(fig)
     assert not any(ax.get_legend() for ax in fig.axes)

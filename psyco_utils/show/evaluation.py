@@ -74,11 +74,15 @@ def principle_table(result, setting: str = "no constraint"):
                  caption=f"Win rate per principle against {result.reference_name} ({setting})")
 
 
-def _legend_above(fig, axes, title: str, ncol: int) -> None:
+def _legend_above(fig, axes, title: str, ncol: int):
+    """The title and one legend for all panels above the panels, off the data; the figure is closed so that the page
+    shows it once, as the cell's result."""
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, y=0.995)
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=ncol, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    plt.close(fig)
+    return fig
 
 
 def win_rates_by_principle(result):
@@ -101,9 +105,8 @@ def win_rates_by_principle(result):
         ax.set_title(setting, fontsize=10)
     axes[-1].set_xticks(x, aspects, rotation=30, ha="right")
     axes[-1].set_xlabel("principle")
-    _legend_above(fig, axes, f"Win rate against {result.reference_name} per principle, 95% bootstrap intervals",
-                  ncol=len(result.policies) + 1)
-    return fig
+    return _legend_above(fig, axes, f"Win rate against {result.reference_name} per principle, 95% bootstrap intervals",
+                         ncol=len(result.policies) + 1)
 
 
 def length_controlled_table(result):
@@ -111,7 +114,7 @@ def length_controlled_table(result):
     lc = result.length_controlled
     frame = pd.DataFrame({"statements": lc["n"], "win rate": lc["win_rate"],
                           "length-controlled win rate": lc["lc_win_rate"],
-                          "words more than the reference (mean)": lc["mean_length_difference"],
+                          "mean words more than the reference": lc["mean_length_difference"],
                           "length coefficient": lc["length_coefficient"],
                           "length model fitted": lc["fitted"].map({True: "yes", False: "no"})})
     return table(frame, decimals=2, integer_columns=["statements"],
@@ -133,11 +136,10 @@ def answer_length_histogram(result):
         ax.set_ylabel("answers (count)")
         ax.set_title(setting, fontsize=10)
     axes[-1].set_xlabel("answer length (words)")
-    _legend_above(fig, axes, "Answer length per responder", ncol=len(result.policies) + 1)
-    return fig
+    return _legend_above(fig, axes, "Answer length per responder", ncol=len(result.policies) + 1)
 
 
-def evaluation_examples(result, limit: int = 400) -> Markdown:
+def evaluation_examples(result, limit: int = 300) -> Markdown:
     """Each example statement, then every policy's answer with its outcome against the reference."""
     parts = []
     for k, item in enumerate(result.examples, 1):
@@ -164,7 +166,7 @@ def crisis_example(probe, index: int = 0) -> Markdown:
     parts = []
     for name, (text, signals) in probe.example(index).items():
         read = "; ".join(f"{signal}: {'yes' if present else 'no'}" for signal, present in signals.items())
-        parts.append(example(text, f"{name} ({read})", 400).data)
+        parts.append(example(text, f"{name} ({read})", 300).data)
     return Markdown("\n\n".join(parts))
 
 

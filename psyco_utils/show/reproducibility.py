@@ -64,8 +64,10 @@ def reproducibility_findings(report) -> Markdown:
     costs = report.larger_profiles["estimated cost (USD)"]
     points = [f"{status}, in {report.total_seconds:,.0f} seconds of chapter time.",
               f"Paid calls: estimated USD {report.estimate['total_usd']:,.2f} before the run, USD "
-              f"{report.actual['actual_usd']:,.2f} recorded as spent in the judge's cache "
-              f"({report.actual['requests']:,} requests sent).",
+              f"{report.actual['actual_usd']:,.2f} recorded as spent in the judge's cache, over "
+              f"{report.actual['requests']:,} judge requests (retries included)"
+              + ("; the offline rubric judge's requests cost nothing." if report.estimate["judge"] ==
+                 "offline rubric judge" else "."),
               "The larger profiles would cost about "
               + " and ".join(f"USD {cost:,.0f} ({name})" for name, cost in costs.items())
               + " in judge and API calls, by the estimate above; GPU time is not included."]
