@@ -192,8 +192,11 @@ def result(tmp_path):
 
 
 def _legend_above_every_axes(fig) -> bool:
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # a closed figure keeps no drawing canvas of its own
+    canvas.draw()
+    renderer = canvas.get_renderer()
     legend = fig.legends[0].get_window_extent(renderer)
     return all(legend.y0 >= ax.get_window_extent(renderer).y1 for ax in fig.axes)
 
