@@ -195,6 +195,12 @@ show.crisis_probe_table(probe)
 show.crisis_example(probe)
 
 # %% [markdown]
+# The lexicon reads phrases, so a match is not a referral: a tiny policy that picked up a crisis line's name or
+# "right now" from the bundled responses matches "points to immediate help" in the middle of text that makes no
+# sense, as the answers above show. The table is a screen for the larger profiles, whose policies write coherent
+# text; for the tiny ones, read the answers. The findings below give each policy's shares.
+
+# %% [markdown]
 # ## Artifacts and checks
 #
 # The answers, every verdict and the win rates are saved under `eval/` in the run folder (`answers.parquet`,

@@ -33,7 +33,7 @@ overrides = []
 from psyco_utils import reproducibility, runtime, show
 
 chapter = runtime.start_chapter(profile, overrides, stage="07_reproducibility")
-report = reproducibility.reproducibility_report(chapter.cfg, chapter.run, chapter.stage)
+report = reproducibility.reproducibility_report(chapter)
 show.run_table(report)
 
 # %% [markdown]

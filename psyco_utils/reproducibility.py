@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from .config import ProfileConfig
 from .layout import RunLayout
 from .manifest import actual_cost, judge_cost_estimate, run_cost_estimate
 
@@ -78,11 +76,12 @@ def _metric_rows(stages: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "metric", "value"]).set_index(["stage", "metric"])
 
 
-def reproducibility_report(cfg: ProfileConfig, run_root: Path, this_stage: str = "07_reproducibility"
-                           ) -> ReproducibilityReport:
-    """The report of chapter 07 for the run in ``run_root``; the chapter's own stage is left out.  Raises
-    FileNotFoundError when no other chapter has finished in this run folder."""
+def reproducibility_report(chapter) -> ReproducibilityReport:
+    """The report of chapter 07 (a :class:`psyco_utils.runtime.Chapter`) on its run folder; the chapter's own stage
+    is left out.  Raises FileNotFoundError when no other chapter has finished in this run folder."""
     from .runtime import profile_summary
+
+    cfg, run_root, this_stage = chapter.cfg, chapter.run, chapter.stage
 
     manifest = RunLayout(run_root).load_manifest()
     stages = {name: entry for name, entry in sorted(manifest["stages"].items()) if name != this_stage}

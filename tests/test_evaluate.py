@@ -230,6 +230,16 @@ def test_findings_say_what_the_numbers_show(result):
     assert "rubric judge lowers clarity" in text
     assert "The length constraint does not measurably change DPO's win rate" in text
     assert "print(" not in text and "\n- " in text
+    assert text.startswith("- Checks: base policy against itself is 50% (base against itself: 0.500); DPO-Iter beats")
+
+
+def test_findings_name_a_failed_check(tmp_path):
+    setup = _setup(tmp_path)
+    answers = _answers()
+    for setting in answers:
+        answers[setting]["DPO-Iter"] = ["Ok."] * len(QUESTIONS)
+    result = evaluate.summarise(setup, answers, evaluate.judge_answers(setup, answers))
+    assert "DPO-Iter beats the base policy (DPO-Iter against base: 0.0%) FAILED" in show.win_rate_findings(result).data
 
 
 def test_examples_are_markdown_blocks_with_outcomes(result):

@@ -109,11 +109,11 @@ def _manifest_with_stages(run):
 def test_the_reproducibility_report_reads_the_manifest_without_its_own_stage(tmp_path):
     from psyco_utils.reproducibility import reproducibility_report
 
-    cfg = load_profile("tiny")
+    chapter = Chapter(cfg=load_profile("tiny"), run=tmp_path, stage="07_reproducibility")
     with pytest.raises(FileNotFoundError, match="run chapters 01 to 06 first"):
-        reproducibility_report(cfg, tmp_path)
+        reproducibility_report(chapter)
     _manifest_with_stages(tmp_path)
-    report = reproducibility_report(cfg, tmp_path)
+    report = reproducibility_report(chapter)
     assert list(report.stages.index) == ["01_dataset_construction", "03_reward_model", "04_dpo"]
     assert report.stages_ok == 1 and report.total_seconds == 42.5
     assert report.stages.loc["04_dpo", "error"] == "code cell 5 KeyError: 'chosen'"
@@ -132,7 +132,7 @@ def test_the_reproducibility_page_formats_counts_and_names_what_is_not_ok(tmp_pa
     from psyco_utils.reproducibility import reproducibility_report
 
     _manifest_with_stages(tmp_path)
-    report = reproducibility_report(load_profile("tiny"), tmp_path)
+    report = reproducibility_report(Chapter(cfg=load_profile("tiny"), run=tmp_path, stage="07_reproducibility"))
     larger = show.larger_profiles_table(report).to_html()
     assert f"{manifest.PAPER_STATEMENTS:,}" in larger and "psyco-table" in larger
     assert "yes" in larger  # the paper profile's Batch API, not True

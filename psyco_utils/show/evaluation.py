@@ -215,10 +215,25 @@ def _principle_sentence(result) -> str | None:
     sentence = (f"Per principle, {last} fares worst on {worst}: {percent(r['win_rate'])} (95% interval "
                 f"{percent(r['ci_low'])} to {percent(r['ci_high'])}), {below} an even 50%, while its overall rate is "
                 f"{percent(result.rate('no constraint', last))}.")
-    if result.tie_margin is not None and worst == "clarity":
-        sentence += (" The rubric judge lowers clarity for excess length and repetition (chapter 2), exactly what the "
-                     "trained policies grew: they gain on the cues other principles count and pay for it here.")
+    longer = result.lengths.loc[("no constraint", last), "mean words"] > result.lengths.loc[
+        ("no constraint", "reference"), "mean words"]
+    if result.tie_margin is not None and worst == "clarity" and longer:
+        sentence += (" The rubric judge lowers clarity for excess length and repetition (chapter 2), and this policy's "
+                     "answers are longer than the reference's: it gains on the cues other principles count and pays "
+                     "for the length here.")
     return sentence
+
+
+def _checks_sentence(result) -> str | None:
+    from ..evaluate import quality_checks
+
+    found = quality_checks(result)
+    if not found:
+        return None
+    held = [f"{name} ({measured})" for name, holds, measured in found if holds]
+    failed = [f"{name} ({measured})" for name, holds, measured in found if not holds]
+    return ("Checks: " + ("; ".join(held) + " hold" if held else "")
+            + ("; " if held and failed else "") + ("; ".join(failed) + " FAILED" if failed else "") + ".")
 
 
 def _length_controlled_sentences(result) -> list[str]:
@@ -249,7 +264,8 @@ def win_rate_findings(result, probe=None) -> Markdown:
     """What the chapter found, computed from its results: each paired comparison the paper makes, the length
     constraint's effect, the weakest principle, the length-controlled view and the crisis probe."""
     differences = result.differences
-    points = [_difference_sentence(d, result) for _, d in differences[differences["comparison"] == "policy"].iterrows()]
+    points = [s for s in (_checks_sentence(result),) if s]
+    points += [_difference_sentence(d, result) for _, d in differences[differences["comparison"] == "policy"].iterrows()]
     points += [s for s in (_over_optimisation_sentence(result), _principle_sentence(result)) if s]
     points += [_constraint_sentence(d) for _, d in differences[differences["comparison"] == "length constraint"].iterrows()]
     points += _length_controlled_sentences(result)

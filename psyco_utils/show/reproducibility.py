@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from IPython.display import Markdown
 
-from .base import findings, table
+from .base import findings, integer, table
 
 __all__ = ["run_table", "packages_table", "stages_table", "headline_metrics_table", "paid_calls_table",
            "spent_table", "larger_profiles_table", "reproducibility_findings"]
@@ -41,17 +42,31 @@ def paid_calls_table(report):
 
 
 def spent_table(report):
-    spent = report.spent(report.run["profile"])
+    spent = report.spent(report.run["profile"]).rename_axis(None)
     return table(spent, decimals=2, integer_columns=["requests sent (retries included)", "failed judgments in the cache"],
                  caption="Estimated beside actual cost, from the judge's cache (USD)")
 
 
 def larger_profiles_table(report):
-    """What the colab and paper presets would cost in paid calls, by kind of call."""
-    frame = report.larger_profiles.assign(**{"Batch API": report.larger_profiles["Batch API"].map(
-        {True: "yes", False: "no"})})
-    return table(frame, decimals=2, integer_columns=_COUNT_COLUMNS,
-                 caption="Estimated paid calls and cost of the larger profiles (tokens in millions, cost in USD)")
+    """What the colab and paper presets would cost in paid calls, one column per profile and one row per quantity
+    (counts with thousands separators, tokens in millions, dollars with cents)."""
+    larger = report.larger_profiles
+    rows = {}
+    for column in larger.columns:
+        values = larger[column]
+        if column in _COUNT_COLUMNS:
+            rows[column] = values.map(integer)
+        elif column == "Batch API":
+            rows[column] = values.map({True: "yes", False: "no"})
+        elif column.endswith("(M)"):
+            rows[column] = values.map("{:,.1f}".format)
+        elif column.endswith("(USD)"):
+            rows[column] = values.map("{:,.2f}".format)
+        else:
+            rows[column] = values.astype(str)
+    frame = pd.DataFrame(rows).T.rename_axis(None).rename_axis(None, axis=1)
+    return table(frame, caption="Estimated paid calls and cost of the larger profiles (tokens in millions, cost in "
+                                "USD)")
 
 
 def reproducibility_findings(report) -> Markdown:
