@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 6. Win rate against a reference
 #
-# **What this chapter does.** Each policy (the base model, offline DPO, DPO-Iter) answers the same held-out client
+# **What this chapter does.** Each policy (the base model, offline {term}`DPO`, DPO-Iter) answers the same held-out client
 # statements, and the judge compares each answer with a reference answer on the seven principles and overall.
 # It does so twice: without a constraint, and with a length constraint.
 # It adds a {term}`length-controlled win rate` and a crisis probe, neither of which is in the paper.
@@ -19,13 +19,8 @@
 # **Why it matters.** A pairwise judge can be won over by length: a longer answer looks more thorough. The paper's
 # second row exists to show how much of the gain survives when answers must be short.
 #
-# **The paper** {cite:p}`zhang2025psycopref` compared each policy with GPT-4o, judged by GPT-4o:
-#
-# | Setting | Llama3-3B | +DPO | +DPO-Iter | Llama3-8B | +DPO | +DPO-Iter |
-# |---|---|---|---|---|---|---|
-# | No constraint | 28.5 | 58.5 | 69.4 | 29.3 | 72.9 | 87.0 |
-# | Length constraint | 15.0 | 37.0 | 46.4 | 18.5 | 49.3 | 77.0 |
-#
+# **The paper** {cite:p}`zhang2025psycopref` compared each policy with GPT-4o, judged by GPT-4o; its table is the
+# first output below, read from `psyco_utils.paper` like every number of the paper the book shows.
 # How the constraint was imposed, the judge prompt, the handling of position bias and the size of the evaluation set
 # are not stated; the choices below are this book's and are stated where they are made.
 #
@@ -46,7 +41,15 @@ if "google.colab" in sys.modules:
 profile = "tiny"
 overrides = []
 
+# %%
+from psyco_utils import checks, evaluate, inputs, runtime, show
+
+show.paper_win_rates()
+
 # %% [markdown]
+# The paper's two rows agree in shape: each step of preference learning raises the win rate, and a length constraint
+# lowers every policy's, the base models' most in proportion.
+#
 # ## The setup
 #
 # One call reads what this chapter needs: the held-out test statements (`eval.n_statements` of chapter 2's test
@@ -65,8 +68,6 @@ overrides = []
 #   so the two settings compare each policy with a differently generated reference.
 
 # %%
-from psyco_utils import checks, evaluate, inputs, runtime, show
-
 chapter = runtime.start_chapter(profile, overrides, stage="06_win_rate")
 inputs.require_inputs(chapter)
 setup = evaluate.prepare(chapter)

@@ -12,7 +12,7 @@
 # # Reproducibility and cost
 #
 # This appendix is rendered from the run manifest, `runs/<profile>/manifest.json`, which every chapter updates: the
-# profile and seed, the package versions, the git commit, and each stage's status, wall time and headline metrics.
+# {term}`profile` and seed, the package versions, the git commit, and each stage's status, wall time and headline metrics.
 # It then puts this run's estimated cost of paid calls beside what was actually spent, and estimates what the colab
 # and paper profiles would cost, from token counts.
 

@@ -212,6 +212,13 @@ def test_figures_fit_the_column_with_the_legend_off_the_data(result, draw):
     assert not any(ax.get_legend() for ax in fig.axes)
 
 
+def test_the_papers_table_is_read_from_the_paper_module():
+    frame = show.paper_win_rates().data
+    assert list(frame.index) == ["no constraint", "length constraint"]
+    assert frame.loc["length constraint", "8B +DPO-Iter"] == 77.0 and frame.loc["no constraint", "Llama3-3B"] == 28.5
+    assert frame.shape == (2, 6)
+
+
 def test_tables_are_styled_and_formatted(result):
     beside = show.win_rates_beside_the_paper(result).to_html()
     assert "100.0% (100.0% to 100.0%)" in beside and "58.5% (3B), 72.9% (8B)" in beside

@@ -14,17 +14,25 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from ..paper import CITATION, win_rate
+from ..paper import CITATION, WIN_RATE_VS_GPT4O, win_rate
 from ..principles import PRINCIPLE_KEYS
 from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, percent, table
 
 __all__ = [
-    "evaluation_setup", "answer_lengths", "judging_summary", "win_rates_beside_the_paper", "win_rates_by_principle",
+    "paper_win_rates", "evaluation_setup", "answer_lengths", "judging_summary", "win_rates_beside_the_paper", "win_rates_by_principle",
     "principle_table", "length_controlled_table", "answer_length_histogram", "evaluation_examples",
     "crisis_probe_table", "crisis_example", "win_rate_findings",
 ]
 
 _SETTINGS = ("no constraint", "length constraint")
+
+
+def paper_win_rates():
+    """The paper's table: win rate (%) against GPT-4o, judged by GPT-4o, per setting (rows) and model (columns)."""
+    frame = WIN_RATE_VS_GPT4O.unstack(["size", "policy"]).reindex(list(_SETTINGS))
+    frame.columns = [f"Llama3-{size}" if policy == "base" else f"{size} +{policy}" for size, policy in frame.columns]
+    return table(frame.rename_axis(None), decimals=1,
+                 caption=f"The paper's win rates (%) against GPT-4o, judged by GPT-4o ({CITATION})")
 
 
 def evaluation_setup(setup) -> Markdown:
