@@ -138,7 +138,7 @@ show.principle_table(result)
 # constraint every answer is cut by the same token cap, yet the trained policies still write more than the reference,
 # so the length term still has differences to work with; a rate that stays close to the raw one in both settings
 # means the judge's preference does not come from length. The base policy against itself is all ties, so no model is
-# fitted there ("length model fitted: no") and its rate stays at 50%.
+# fitted there ("model fitted: no") and its rate stays at 50%.
 #
 # First the lengths themselves. In the tiny profile the reference rows repeat the base rows exactly, since the
 # reference is the base policy with the same seed; the trained policies write far more, and the length constraint

@@ -52,11 +52,11 @@ class ReproducibilityReport:
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis("paid call")
 
     def spent(self, profile: str) -> pd.DataFrame:
-        """The estimate beside what was spent, requests sent and failed judgments, in one row."""
+        """The estimate beside what was spent, the requests sent (retries included) and the failed judgments in the
+        judge's cache, in one row."""
         return pd.DataFrame({"estimated (USD)": [self.estimate["total_usd"]],
-                             "actual (USD)": [self.actual["actual_usd"]],
-                             "requests sent (retries included)": [self.actual["requests"]],
-                             "failed judgments in the cache": [self.actual["failed"]]},
+                             "actual (USD)": [self.actual["actual_usd"]], "requests sent": [self.actual["requests"]],
+                             "failed judgments": [self.actual["failed"]]},
                             index=pd.Index([f"{profile} profile"], name="run"))
 
 

@@ -226,7 +226,7 @@ def test_tables_are_styled_and_formatted(result):
     principles = show.principle_table(result).to_html()
     assert "0.0%" in principles and "clarity" in principles
     lc = show.length_controlled_table(result).to_html()
-    assert "length-controlled win rate" in lc and ">no<" in lc
+    assert "extra words" in lc and ">no<" in lc
 
 
 def test_findings_say_what_the_numbers_show(result):

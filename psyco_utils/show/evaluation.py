@@ -120,14 +120,12 @@ def win_rates_by_principle(result):
 def length_controlled_table(result):
     """Raw and length-controlled win rates, with the length term the logistic model fitted."""
     lc = result.length_controlled
-    frame = pd.DataFrame({"statements": lc["n"], "win rate": lc["win_rate"],
-                          "length-controlled win rate": lc["lc_win_rate"],
-                          "mean words more than the reference": lc["mean_length_difference"],
-                          "length coefficient": lc["length_coefficient"],
-                          "length model fitted": lc["fitted"].map({True: "yes", False: "no"})})
-    return table(frame, decimals=2, integer_columns=["statements"],
-                 percent_columns=["win rate", "length-controlled win rate"],
-                 caption="Length-controlled win rate: the judge's preference at equal length (logistic model)")
+    frame = pd.DataFrame({"statements": lc["n"], "win rate": lc["win_rate"], "length-controlled": lc["lc_win_rate"],
+                          "extra words": lc["mean_length_difference"], "length coefficient": lc["length_coefficient"],
+                          "model fitted": lc["fitted"].map({True: "yes", False: "no"})})
+    return table(frame, decimals=2, integer_columns=["statements"], percent_columns=["win rate", "length-controlled"],
+                 caption="Raw and length-controlled win rates; extra words: the policy's mean words more than the "
+                         "reference's")
 
 
 def answer_length_histogram(result):

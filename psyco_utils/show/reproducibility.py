@@ -32,8 +32,23 @@ def stages_table(report):
                  caption="Stages: status, wall time (seconds) and headline metrics recorded")
 
 
+def _metric_value(value) -> str:
+    """One headline metric as text: counts with thousands separators, other numbers with three decimals, a mapping
+    as its entries ('none' when empty)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return integer(value)
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_metric_value(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
 def headline_metrics_table(report):
-    return table(report.headline_metrics, decimals=3, caption="Headline metrics each chapter recorded")
+    metrics = report.headline_metrics.assign(value=report.headline_metrics["value"].map(_metric_value))
+    return table(metrics, caption="Headline metrics each chapter recorded")
 
 
 def paid_calls_table(report):
@@ -43,8 +58,8 @@ def paid_calls_table(report):
 
 def spent_table(report):
     spent = report.spent(report.run["profile"]).rename_axis(None)
-    return table(spent, decimals=2, integer_columns=["requests sent (retries included)", "failed judgments in the cache"],
-                 caption="Estimated beside actual cost, from the judge's cache (USD)")
+    return table(spent, decimals=2, integer_columns=["requests sent", "failed judgments"],
+                 caption="Estimated beside actual cost (USD), from the judge's cache; requests include retries")
 
 
 def larger_profiles_table(report):
