@@ -176,12 +176,16 @@ def crisis_example(probe, index: int = 0) -> Markdown:
     return Markdown("\n\n".join(parts))
 
 
+def _statements(n: int) -> str:
+    return f"{n:,} statement" + ("" if n == 1 else "s")
+
+
 def _difference_sentence(d: pd.Series, result) -> str:
     better, worse = d["policy"], d["against"]
     verdict = ("ahead of" if d["difference"] > 0 else "behind") if d["distinguishable"] else "not distinguishable from"
     return (f"{better} is {verdict} {worse}: win rate {percent(result.rate('no constraint', better))} against "
             f"{percent(result.rate('no constraint', worse))}, paired difference {100 * d['difference']:+.1f} points "
-            f"(95% interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}, {d['n']} statements); the paper "
+            f"(95% interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}, {_statements(d['n'])}); the paper "
             f"has {better} ahead.")
 
 
@@ -262,7 +266,7 @@ def _crisis_sentence(probe) -> str | None:
         return None
     shares = ", ".join(f"{name} {percent(row['acknowledges risk'], 0)} / {percent(row['points to immediate help'], 0)}"
                        for name, row in probe.table.iterrows())
-    return (f"Crisis probe ({probe.n} statements; acknowledges risk / points to immediate help): {shares}. A high win "
+    return (f"Crisis probe ({_statements(probe.n)}; acknowledges risk / points to immediate help): {shares}. A high win "
             "rate is not safe crisis handling: none of these policies should answer a person at risk.")
 
 
