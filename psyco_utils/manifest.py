@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
 import time
@@ -11,6 +9,14 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import ProfileConfig, load_profile
+from .layout import RunLayout
+from .paper import DATASET
+
+__all__ = [
+    "TRACKED_PACKAGES", "PAPER_STATEMENTS", "POLICIES_COMPARED", "package_versions", "git_commit", "start_stage",
+    "record_stage", "record_failure", "record_check", "record_cost", "actual_cost", "run_cost_estimate",
+    "format_cost_estimate", "judge_cost_estimate",
+]
 
 TRACKED_PACKAGES = ("torch", "transformers", "tokenizers", "trl", "peft", "datasets", "accelerate", "numpy", "pandas",
                     "scikit-learn", "openai", "papermill", "jupyter-book", "psyco-utils")
@@ -40,13 +46,10 @@ def git_commit(repo: Path | None = None) -> str:
 
 def _update(run_root: Path, change) -> dict:
     """Read the run manifest, apply ``change(manifest)``, and replace the file atomically; returns the manifest."""
-    path = Path(run_root) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {}
-    manifest.setdefault("stages", {})
+    layout = RunLayout(run_root)
+    manifest = layout.load_manifest()
     change(manifest)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(temp, path)
+    layout.save_manifest(manifest)
     return manifest
 
 
@@ -124,7 +127,7 @@ def record_cost(run_root: Path, estimate: dict | None = None) -> dict:
 def actual_cost(run_root: Path) -> dict:
     """What the run folder's judge cache (``judgments.sqlite``) records as spent: every request sent, retries
     included, over every run that used this folder; with the dollars per model."""
-    path = Path(run_root) / "judgments.sqlite"
+    path = RunLayout(run_root).judgments
     if not path.exists():
         return {"actual_usd": 0.0, "actual_by_model": {}, "requests": 0, "failed": 0}
     from .judge.cache import JudgmentCache
@@ -140,8 +143,8 @@ def actual_cost(run_root: Path) -> dict:
             "requests": sum(m["attempts"] for m in per_model.values()), "failed": summary["failed"]}
 
 
-#: Statements the paper judged (paper.md); the colab profile's count is its own ``data.max_statements``.
-PAPER_STATEMENTS = 26_483
+#: Statements the paper judged; the colab profile's count is its own ``data.max_statements``.
+PAPER_STATEMENTS = DATASET["statements after cleaning"]
 #: Policies chapter 06 compares with the reference: base, DPO and DPO-Iter.
 POLICIES_COMPARED = 3
 _CHARS_PER_TOKEN = 4
@@ -153,11 +156,8 @@ def _statement_counts(cfg: ProfileConfig, run_root: Path | None) -> tuple[int, i
     """(statements labelled, statements kept, where the counts come from): chapter 01's filter counts when it has
     run; else the bundled corpus's size for a bundled-only profile, or the profile's ``max_statements`` (or the
     paper's count) for both."""
-    counts_file = Path(run_root) / "statements" / "filter_counts.csv" if run_root else None
-    if counts_file is not None and counts_file.exists():
-        import pandas as pd
-
-        counts = pd.read_csv(counts_file)
+    counts = RunLayout(run_root).load_filter_counts() if run_root else None
+    if counts is not None:
         cleaned = counts[~counts["step"].str.startswith("sampled")]["statements"].iloc[-1]
         return int(cleaned), int(counts["statements"].iloc[-1]), "chapter 01's counts"
     if all(src.kind == "bundled" for src in cfg.data.sources):
@@ -208,56 +208,85 @@ def run_cost_estimate(cfg: ProfileConfig, run_root: Path | None = None) -> dict:
     for the rubric, or the Batch API's half price); everything is priced at the judge's prices, as the cache records
     it.  Calls already in the run's cache are not paid again; the estimate counts them all.
     """
-    from .crisis import SECOND_OPINION_INSTRUCTIONS
-    from .data import THEME_DESCRIPTIONS, THEMES, load_bundled_corpus
-    from .judge import estimate_judge_cost
+    from .data import load_bundled_corpus
 
     statements, responses = load_bundled_corpus()
-    avg_statement = float(statements["text"].str.len().mean())
-    avg_response = float(responses["text"].str.len().mean())
-    judge = cfg.judge
+    lengths = {"statement": float(statements["text"].str.len().mean()),
+               "response": float(responses["text"].str.len().mean())}
     labelled, n, basis = _statement_counts(cfg, run_root)
-    statement_tokens = avg_statement / _CHARS_PER_TOKEN + _FRAMING_TOKENS
-    rows = {}
-
+    statement_tokens = lengths["statement"] / _CHARS_PER_TOKEN + _FRAMING_TOKENS
     label_calls = labelled if cfg.data.theme_labeller == "llm" else 0
-    instructions = sum(len(k) + len(v) + 4 for k, v in THEME_DESCRIPTIONS.items()) + sum(len(t) + 2 for t in THEMES)
-    label_prompt = label_calls * (statement_tokens + instructions / _CHARS_PER_TOKEN)
-    rows["theme labels (01)"] = _row(label_calls, label_prompt, label_calls * _LABEL_TOKENS,
-                                     _online_cost(judge, label_prompt, label_calls * _LABEL_TOKENS))
-
-    opinion_calls = (n + _crisis_evaluation_statements()) if cfg.data.crisis_second_opinion else 0
-    opinion_prompt = opinion_calls * (statement_tokens + len(SECOND_OPINION_INSTRUCTIONS) / _CHARS_PER_TOKEN)
-    rows["crisis second opinions (01)"] = _row(opinion_calls, opinion_prompt, opinion_calls * _LABEL_TOKENS,
-                                               _online_cost(judge, opinion_prompt, opinion_calls * _LABEL_TOKENS))
-
-    answering = [g for g in cfg.pool.generators if g.kind != "bundled"] or cfg.pool.generators
-    share = min(1.0, cfg.pool.responses_per_statement / max(1, len(answering)))
-    api_generators = [g for g in answering if g.kind == "openai"]
-    pool_calls = round(n * share * len(api_generators))
-    pool_completion = sum(n * share * g.max_new_tokens for g in api_generators)
-    rows["pool responses (01)"] = _row(pool_calls, pool_calls * statement_tokens, pool_completion,
-                                       _online_cost(judge, pool_calls * statement_tokens, pool_completion))
-
-    price = "cost_usd_batch" if judge.use_batch_api else "cost_usd"
-    n_eval = min(cfg.eval.n_statements, max(1, round(n * cfg.splits.test_fraction)))
-    judged = {"scores (02)": {"n_score": n * cfg.pool.responses_per_statement},
-              "swap-check compares (02)": {"n_compare": 2 * cfg.judging.swap_check_pairs},
-              "win-rate compares (06)": {"n_compare": n_eval * POLICIES_COMPARED * 2 * 2}}
-    for name, calls in judged.items():
-        est = estimate_judge_cost(judge, **calls, avg_statement_chars=avg_statement, avg_response_chars=avg_response)
-        rows[name] = _row(est["requests"], est["prompt_tokens"], est["completion_tokens"], est[price])
-
-    ref_calls = 2 * n_eval if cfg.eval.reference == "openai" else 0
-    ref_completion = (n_eval * (cfg.eval.max_new_tokens + cfg.eval.constrained_max_new_tokens)
-                      if ref_calls else 0)
-    rows["reference answers (06)"] = _row(ref_calls, ref_calls * statement_tokens, ref_completion,
-                                          _online_cost(judge, ref_calls * statement_tokens, ref_completion))
+    rows = {"theme labels (01)": _theme_label_row(cfg, label_calls, statement_tokens),
+            "crisis second opinions (01)": _second_opinion_row(cfg, n, statement_tokens),
+            "pool responses (01)": _pool_row(cfg, n, statement_tokens),
+            **_judged_rows(cfg, n, lengths),
+            "reference answers (06)": _reference_row(cfg, n, statement_tokens)}
+    judge = cfg.judge
     return {"judge": judge.model if judge.backend == "openai" else "offline rubric judge",
             "Batch API": judge.use_batch_api, "statements": n, "labelled statements": label_calls,
             "statement counts": basis, "calls": rows,
             "total_calls": sum(r["calls"] for r in rows.values()),
             "total_usd": round(sum(r["cost_usd"] for r in rows.values()), 2)}
+
+
+def _theme_label_row(cfg: ProfileConfig, label_calls: int, statement_tokens: float) -> dict:
+    """Chapter 01's LLM theme labels: the statement plus the labeller's instruction (the themes and their
+    descriptions) per call, a short JSON label back."""
+    from .data import THEME_DESCRIPTIONS, THEMES
+
+    instructions = sum(len(k) + len(v) + 4 for k, v in THEME_DESCRIPTIONS.items()) + sum(len(t) + 2 for t in THEMES)
+    label_prompt = label_calls * (statement_tokens + instructions / _CHARS_PER_TOKEN)
+    return _row(label_calls, label_prompt, label_calls * _LABEL_TOKENS,
+                _online_cost(cfg.judge, label_prompt, label_calls * _LABEL_TOKENS))
+
+
+def _second_opinion_row(cfg: ProfileConfig, n: int, statement_tokens: float) -> dict:
+    from .crisis import SECOND_OPINION_INSTRUCTIONS
+
+    calls = (n + _crisis_evaluation_statements()) if cfg.data.crisis_second_opinion else 0
+    prompt = calls * (statement_tokens + len(SECOND_OPINION_INSTRUCTIONS) / _CHARS_PER_TOKEN)
+    return _row(calls, prompt, calls * _LABEL_TOKENS, _online_cost(cfg.judge, prompt, calls * _LABEL_TOKENS))
+
+
+def _pool_row(cfg: ProfileConfig, n: int, statement_tokens: float) -> dict:
+    """Pool responses from API models: each answers its share of the statements, priced at its token cap."""
+    answering = [g for g in cfg.pool.generators if g.kind != "bundled"] or cfg.pool.generators
+    share = min(1.0, cfg.pool.responses_per_statement / max(1, len(answering)))
+    api_generators = [g for g in answering if g.kind == "openai"]
+    calls = round(n * share * len(api_generators))
+    completion = sum(n * share * g.max_new_tokens for g in api_generators)
+    return _row(calls, calls * statement_tokens, completion,
+                _online_cost(cfg.judge, calls * statement_tokens, completion))
+
+
+def _evaluation_statements(cfg: ProfileConfig, n: int) -> int:
+    return min(cfg.eval.n_statements, max(1, round(n * cfg.splits.test_fraction)))
+
+
+def _judged_rows(cfg: ProfileConfig, n: int, lengths: dict) -> dict:
+    """Score and compare calls, at the judge's own estimate (prompt cache, or the Batch API's half price)."""
+    from .judge import estimate_judge_cost
+
+    price = "cost_usd_batch" if cfg.judge.use_batch_api else "cost_usd"
+    n_eval = _evaluation_statements(cfg, n)
+    judged = {"scores (02)": {"n_score": n * cfg.pool.responses_per_statement},
+              "swap-check compares (02)": {"n_compare": 2 * cfg.judging.swap_check_pairs},
+              "win-rate compares (06)": {"n_compare": n_eval * POLICIES_COMPARED * 2 * 2}}
+    rows = {}
+    for name, calls in judged.items():
+        est = estimate_judge_cost(cfg.judge, **calls, avg_statement_chars=lengths["statement"],
+                                  avg_response_chars=lengths["response"])
+        rows[name] = _row(est["requests"], est["prompt_tokens"], est["completion_tokens"], est[price])
+    return rows
+
+
+def _reference_row(cfg: ProfileConfig, n: int, statement_tokens: float) -> dict:
+    """Chapter 06's reference answers from an API model: one per evaluation statement and setting."""
+    n_eval = _evaluation_statements(cfg, n)
+    calls = 2 * n_eval if cfg.eval.reference == "openai" else 0
+    completion = n_eval * (cfg.eval.max_new_tokens + cfg.eval.constrained_max_new_tokens) if calls else 0
+    return _row(calls, calls * statement_tokens, completion,
+                _online_cost(cfg.judge, calls * statement_tokens, completion))
 
 
 def format_cost_estimate(estimate: dict) -> str:
@@ -288,3 +317,4 @@ def judge_cost_estimate(profile_name: str) -> dict:
             "prompt tokens (M)": sum(r["prompt_tokens"] for r in calls.values()) / 1e6,
             "completion tokens (M)": sum(r["completion_tokens"] for r in calls.values()) / 1e6,
             "estimated cost (USD)": estimate["total_usd"]}
+

@@ -93,3 +93,55 @@ def test_the_manifest_puts_the_actual_cost_beside_the_estimate(tmp_path):
     assert cost["estimated_usd"] == estimate["total_usd"]  # kept from the start of the run
     assert cost["actual_usd"] == pytest.approx(0.75) and cost["actual_by_model"] == {"gpt-4o": 0.5, "gpt-4o-mini": 0.25}
     assert cost["requests"] == 4 and cost["failed"] == 1
+
+
+def _manifest_with_stages(run):
+    from psyco_utils.layout import RunLayout
+
+    RunLayout(run).save_manifest({"seed": 1234, "git_commit": "abc1234", "packages": {"torch": "2.13.0"}, "stages": {
+        "01_dataset_construction": {"status": "ok", "seconds": 12.5, "finished": "now", "metrics": {"statements": 120}},
+        "03_reward_model": {"status": "checks failed", "seconds": 30.0, "finished": "now",
+                            "failed_checks": ["beats chance"], "metrics": {"accuracy": 0.61}},
+        "04_dpo": {"status": "failed", "cell": "code cell 5", "error": "KeyError: 'chosen'",
+                   "metrics": {"by reason": {}, "seconds": 1234}},
+        "07_reproducibility": {"status": "running"}}})
+
+
+def test_the_reproducibility_report_reads_the_manifest_without_its_own_stage(tmp_path):
+    from psyco_utils.reproducibility import reproducibility_report
+
+    chapter = Chapter(cfg=load_profile("tiny"), run=tmp_path, stage="07_reproducibility")
+    with pytest.raises(FileNotFoundError, match="run chapters 01 to 06 first"):
+        reproducibility_report(chapter)
+    _manifest_with_stages(tmp_path)
+    report = reproducibility_report(chapter)
+    assert list(report.stages.index) == ["01_dataset_construction", "03_reward_model", "04_dpo"]
+    assert report.stages_ok == 1 and report.total_seconds == 42.5
+    assert report.stages.loc["04_dpo", "error"] == "code cell 5 KeyError: 'chosen'"
+    assert report.headline_metrics.loc[("03_reward_model", "accuracy"), "value"] == 0.61
+    assert report.run["git_commit"] == "abc1234" and report.packages["torch"] == "2.13.0"
+    assert report.spent("tiny").iloc[0].to_dict() == {"estimated (USD)": 0.0, "actual (USD)": 0.0,
+                                                      "requests sent": 0, "failed judgments": 0}
+    assert report.headline() == {"chapters_recorded": 3, "estimated_cost_usd": 0.0, "actual_cost_usd": 0.0}
+    assert list(report.larger_profiles.index) == ["colab", "paper"]
+    assert report.larger_profiles["estimated cost (USD)"].dtype.kind == "f"
+
+
+def test_the_reproducibility_page_formats_counts_and_names_what_is_not_ok(tmp_path):
+    from psyco_utils import show
+    from psyco_utils.reproducibility import reproducibility_report
+
+    _manifest_with_stages(tmp_path)
+    report = reproducibility_report(Chapter(cfg=load_profile("tiny"), run=tmp_path, stage="07_reproducibility"))
+    larger = show.larger_profiles_table(report).to_html()
+    assert f"{manifest.PAPER_STATEMENTS:,}" in larger and "psyco-table" in larger
+    assert "yes" in larger  # the paper profile's Batch API, not True
+    metrics = show.headline_metrics_table(report).data["value"]
+    assert metrics.loc[("01_dataset_construction", "statements")] == "120"
+    assert metrics.loc[("03_reward_model", "accuracy")] == "0.610"
+    assert metrics.loc[("04_dpo", "by reason")] == "none" and metrics.loc[("04_dpo", "seconds")] == "1,234"
+    stages = show.stages_table(report).to_html()
+    assert "failed checks" in stages and "beats chance" in stages
+    text = show.reproducibility_findings(report).data
+    assert "1 of 3 chapters are ok; not ok: 03_reward_model (checks failed), 04_dpo (failed)" in text
+    assert "in 42 seconds of chapter time" in text and "$" not in text

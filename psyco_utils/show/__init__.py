@@ -8,3 +8,5 @@ from .base import *  # noqa: F401,F403
 from .dataset import *  # noqa: F401,F403
 from .reward import *  # noqa: F401,F403
 from .policy import *  # noqa: F401,F403
+from .evaluation import *  # noqa: F401,F403
+from .reproducibility import *  # noqa: F401,F403

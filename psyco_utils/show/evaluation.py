@@ -1,0 +1,283 @@
+"""Tables, figures and findings of chapter 06, "Win rate against a reference".
+
+Each function takes the chapter's results (:class:`psyco_utils.evaluate.EvaluationResult`,
+:class:`psyco_utils.evaluate.CrisisProbe`) and returns a styled table, a figure drawn at the content column's width
+with its legend above the data, or Markdown.
+"""
+
+from __future__ import annotations
+
+import html
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from ..paper import CITATION, WIN_RATE_VS_GPT4O, win_rate
+from ..principles import PRINCIPLE_KEYS
+from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, percent, table
+
+__all__ = [
+    "paper_win_rates", "evaluation_setup", "answer_lengths", "judging_summary", "win_rates_beside_the_paper", "win_rates_by_principle",
+    "principle_table", "length_controlled_table", "answer_length_histogram", "evaluation_examples",
+    "crisis_probe_table", "crisis_example", "win_rate_findings",
+]
+
+_SETTINGS = ("no constraint", "length constraint")
+
+
+def paper_win_rates():
+    """The paper's table: win rate (%) against GPT-4o, judged by GPT-4o, per setting (rows) and model (columns)."""
+    frame = WIN_RATE_VS_GPT4O.unstack(["size", "policy"]).reindex(list(_SETTINGS))
+    frame.columns = [f"Llama3-{size}" if policy == "base" else f"{size} +{policy}" for size, policy in frame.columns]
+    return table(frame.rename_axis(None), decimals=1,
+                 caption=f"The paper's win rates (%) against GPT-4o, judged by GPT-4o ({CITATION})")
+
+
+def evaluation_setup(setup) -> Markdown:
+    """One sentence: how many held-out statements, which policies, against which reference."""
+    return Markdown(f"{len(setup.items)} held-out test statements; policies: {', '.join(setup.policies)}; "
+                    f"reference: {escape_markdown(setup.reference_name)}.")
+
+
+def answer_lengths(result):
+    """Mean, median and 90th percentile of the answers' length in words, per setting and responder."""
+    return table(result.lengths, decimals=1,
+                 caption="Answer length in words, per setting and responder (this run's held-out statements)")
+
+
+def judging_summary(result) -> Markdown:
+    """How many comparisons, how often the two orders agreed, and how often the outcome was a tie."""
+    c = result.consistency
+    ties = percent(c["ties"]) + (" (the base policy against itself, all ties, left out)" if c["ties_exclude_base"]
+                                 else "")
+    margin = (f" The rubric judge calls a tie when the two responses' mean scores differ by at most "
+              f"{result.tie_margin:g} points." if result.tie_margin is not None else "")
+    failed = f" {c['failed']:,} failed and are left out of every rate." if c["failed"] else ""
+    return Markdown(f"{c['comparisons']:,} overall comparisons, each judged in both orders; the two orders agree in "
+                    f"{percent(c['position_consistent'])} of them; ties: {ties}.{margin}{failed}")
+
+
+def win_rates_beside_the_paper(result):
+    """This run's overall win rate with its 95% interval beside the paper's (Llama3-3B and -8B against GPT-4o)."""
+    ours, paper = {}, {}
+    for (setting, policy), row in result.headline.iterrows():
+        key = f"{setting}, {policy}"
+        ours[key] = f"{percent(row['win_rate'])} ({percent(row['ci_low'])} to {percent(row['ci_high'])})"
+        small, large = win_rate(setting, policy, "3B"), win_rate(setting, policy, "8B")
+        if not (np.isnan(small) and np.isnan(large)):
+            paper[key] = f"{percent(small / 100)} (3B), {percent(large / 100)} (8B)"
+    styled = beside_the_paper(ours, paper, profile=result.profile, paper_label=f"paper, against GPT-4o ({CITATION})")
+    return styled.set_caption(html.escape(f"Win rate (95% bootstrap interval) against {result.reference_name}, judged "
+                                          f"by the {result.judge_name}; the paper's policies against GPT-4o, judged "
+                                          "by GPT-4o"))
+
+
+def principle_table(result, setting: str = "no constraint"):
+    """Win rate per principle (rows) and policy (columns) in one setting."""
+    rates = result.win_rates.xs(setting, level="setting")["win_rate"].unstack("policy")
+    rates = rates.reindex([*PRINCIPLE_KEYS, "overall"])[result.policies]
+    return table(rates, percent_columns=result.policies,
+                 caption=f"Win rate per principle against {result.reference_name} ({setting})")
+
+
+def _legend_above(fig, axes, title: str, ncol: int):
+    """The title and one legend for all panels above the panels, off the data; the figure is closed so that the page
+    shows it once, as the cell's result."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(title, y=0.995)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=ncol, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    plt.close(fig)
+    return fig
+
+
+def win_rates_by_principle(result):
+    """Grouped bars: win rate per principle and overall, one bar per policy, with 95% intervals; one panel per
+    setting, the legend above the panels."""
+    aspects = [*PRINCIPLE_KEYS, "overall"]
+    fig, axes = plt.subplots(2, 1, figsize=(FIGURE_WIDTH_IN, 6.4), sharex=True, sharey=True)
+    width = 0.8 / len(result.policies)
+    x = np.arange(len(aspects))
+    for ax, setting in zip(axes, _SETTINGS):
+        rows = result.win_rates.xs(setting, level="setting")
+        for k, name in enumerate(result.policies):
+            r = rows.xs(name, level="policy").reindex(aspects)
+            err = [100 * (r["win_rate"] - r["ci_low"]), 100 * (r["ci_high"] - r["win_rate"])]
+            ax.bar(x + (k - (len(result.policies) - 1) / 2) * width, 100 * r["win_rate"], width, yerr=err,
+                   capsize=2, label=name)
+        ax.axhline(50, color="black", lw=0.8, ls="--", label="even with the reference (50%)")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("win rate (%)")
+        ax.set_title(setting, fontsize=10)
+    axes[-1].set_xticks(x, aspects, rotation=30, ha="right")
+    axes[-1].set_xlabel("principle")
+    return _legend_above(fig, axes, f"Win rate against {result.reference_name} per principle, 95% bootstrap intervals",
+                         ncol=len(result.policies) + 1)
+
+
+def length_controlled_table(result):
+    """Raw and length-controlled win rates, with the length term the logistic model fitted."""
+    lc = result.length_controlled
+    frame = pd.DataFrame({"statements": lc["n"], "win rate": lc["win_rate"], "length-controlled": lc["lc_win_rate"],
+                          "extra words": lc["mean_length_difference"], "length coefficient": lc["length_coefficient"],
+                          "model fitted": lc["fitted"].map({True: "yes", False: "no"})})
+    return table(frame, decimals=2, integer_columns=["statements"], percent_columns=["win rate", "length-controlled"],
+                 caption="Raw and length-controlled win rates; extra words: the policy's mean words more than the "
+                         "reference's")
+
+
+def answer_length_histogram(result):
+    """Histogram of answer length in words per responder, one panel per setting, the legend above the panels."""
+    counts = result.word_counts
+    fig, axes = plt.subplots(2, 1, figsize=(FIGURE_WIDTH_IN, 5.6), sharex=True)
+    edges = np.linspace(0, max(1, counts["words"].max()), 21)
+    for ax, setting in zip(axes, _SETTINGS):
+        sub = counts[counts["setting"] == setting]
+        for name in result.policies:
+            ax.hist(sub.loc[sub["responder"] == name, "words"], bins=edges, alpha=0.5, label=name)
+        ax.hist(sub.loc[sub["responder"] == "reference", "words"], bins=edges, histtype="step", color="black", lw=1.5,
+                label="reference")
+        ax.set_ylabel("answers (count)")
+        ax.set_title(setting, fontsize=10)
+    axes[-1].set_xlabel("answer length (words)")
+    return _legend_above(fig, axes, "Answer length per responder", ncol=len(result.policies) + 1)
+
+
+def evaluation_examples(result, limit: int = 300) -> Markdown:
+    """Each example statement, then every policy's answer with its outcome against the reference."""
+    parts = []
+    for k, item in enumerate(result.examples, 1):
+        parts.append(example(item["statement"], f"Statement {k} (theme: {escape_markdown(item['theme'])})",
+                             limit).data)
+        for name, text in item["answers"].items():
+            outcome = item["outcomes"].get(name) or "not judged"
+            parts.append(example(text, f"{name}, {outcome} against the reference", limit).data)
+    return Markdown("\n\n".join(parts) if parts else "No statement without crisis language to show.")
+
+
+def crisis_probe_table(probe):
+    """Per policy, the share of crisis statements whose answer acknowledges the risk, points to help, is harmful."""
+    shares = ["acknowledges risk", "points to immediate help", "harmful"]
+    return table(probe.table, integer_columns=["statements"], percent_columns=shares,
+                 caption="Crisis probe: share of answers to statements with crisis language (lexicon screen)")
+
+
+def crisis_example(probe, index: int = 0) -> Markdown:
+    """Every policy's answer to one crisis statement, labelled with the lexicon's reading; the statement itself is
+    not shown."""
+    if probe.n == 0:
+        return Markdown("No statement with crisis language in this run.")
+    parts = []
+    for name, (text, signals) in probe.example(index).items():
+        read = "; ".join(f"{signal}: {'yes' if present else 'no'}" for signal, present in signals.items())
+        parts.append(example(text, f"{name} ({read})", 300).data)
+    return Markdown("\n\n".join(parts))
+
+
+def _statements(n: int) -> str:
+    return f"{n:,} statement" + ("" if n == 1 else "s")
+
+
+def _difference_sentence(d: pd.Series, result) -> str:
+    better, worse = d["policy"], d["against"]
+    verdict = ("ahead of" if d["difference"] > 0 else "behind") if d["distinguishable"] else "not distinguishable from"
+    return (f"{better} is {verdict} {worse}: win rate {percent(result.rate('no constraint', better))} against "
+            f"{percent(result.rate('no constraint', worse))}, paired difference {100 * d['difference']:+.1f} points "
+            f"(95% interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}, {_statements(d['n'])}); the paper "
+            f"has {better} ahead.")
+
+
+def _constraint_sentence(d: pd.Series) -> str:
+    moved = ("lowers" if d["difference"] < 0 else "raises") if d["distinguishable"] else "does not measurably change"
+    return (f"The length constraint {moved} {d['policy']}'s win rate ({100 * d['difference']:+.1f} points, 95% "
+            f"interval {100 * d['ci_low']:+.1f} to {100 * d['ci_high']:+.1f}); in the paper it lowers every policy's.")
+
+
+def _over_optimisation_sentence(result) -> str | None:
+    held = result.reward_ranking.get("held_out_mean_reward", {})
+    distinct = result.reward_ranking.get("distinct_words_first_30_pct", {})
+    rows = result.differences[(result.differences["policy"] == "DPO-Iter") & (result.differences["against"] == "DPO")]
+    if rows.empty or not {"DPO", "DPO-Iter"} <= set(held) or held["DPO-Iter"] <= held["DPO"]:
+        return None
+    d = rows.iloc[0]
+    if d["difference"] > 0:
+        return None
+    strength = ("the judge prefers DPO" if d["distinguishable"]
+                else "the judge does not rank it higher (the difference above is within noise)")
+    repeats = distinct.get("DPO-Iter", np.nan) < distinct.get("DPO", np.nan) - 5
+    return (f"The reward model ranks DPO-Iter above DPO on held-out statements ({held['DPO-Iter']:+.2f} against "
+            f"{held['DPO']:+.2f}, chapter 5), but {strength}: consistent with the online rounds optimising the reward "
+            "model rather than what the judge values (reward over-optimisation"
+            + ("; chapter 5 found DPO-Iter repeating itself more than DPO" if repeats else "") + ").")
+
+
+def _principle_sentence(result) -> str | None:
+    """The principle on which the last policy fares worst, and why the rubric judge marks it down."""
+    last = result.last_policy
+    if last == "base" and result.against_itself:
+        return None
+    rows = result.win_rates.xs(("no constraint", last), level=("setting", "policy")).reindex(list(PRINCIPLE_KEYS))
+    worst = rows["win_rate"].idxmin()
+    r = rows.loc[worst]
+    below = "below" if r["ci_high"] < 0.5 else "not distinguishable from" if r["ci_low"] <= 0.5 else "above"
+    sentence = (f"Per principle, {last} fares worst on {worst}: {percent(r['win_rate'])} (95% interval "
+                f"{percent(r['ci_low'])} to {percent(r['ci_high'])}), {below} an even 50%, while its overall rate is "
+                f"{percent(result.rate('no constraint', last))}.")
+    longer = result.lengths.loc[("no constraint", last), "mean words"] > result.lengths.loc[
+        ("no constraint", "reference"), "mean words"]
+    if result.tie_margin is not None and worst == "clarity" and longer:
+        sentence += (" The rubric judge lowers clarity for excess length and repetition (chapter 2), and this policy's "
+                     "answers are longer than the reference's: it gains on the cues other principles count and pays "
+                     "for the length here.")
+    return sentence
+
+
+def _checks_sentence(result) -> str | None:
+    from ..evaluate import quality_checks
+
+    found = quality_checks(result)
+    if not found:
+        return None
+    held = [f"{name} ({measured})" for name, holds, measured in found if holds]
+    failed = [f"{name} ({measured})" for name, holds, measured in found if not holds]
+    return ("Checks: " + ("; ".join(held) + " hold" if held else "")
+            + ("; " if held and failed else "") + ("; ".join(failed) + " FAILED" if failed else "") + ".")
+
+
+def _length_controlled_sentences(result) -> list[str]:
+    sentences = []
+    for (setting, name), row in result.length_controlled.iterrows():
+        if not bool(row["fitted"]) or (name == "base" and result.against_itself):
+            continue
+        raw, controlled, longer = float(row["win_rate"]), float(row["lc_win_rate"]), float(row["mean_length_difference"])
+        effect = ("length makes no material difference (under a point)" if abs(raw - controlled) < 0.01 else
+                  f"length accounts for {100 * (raw - controlled):.1f} points of its win rate" if raw > controlled
+                  else f"length works against it: {100 * (controlled - raw):.1f} points more at equal length")
+        sentences.append(f"{setting.capitalize()}, length-controlled, {name} wins {percent(controlled)} against "
+                         f"{percent(raw)} raw; its answers are {abs(longer):.0f} words "
+                         f"{'longer' if longer >= 0 else 'shorter'} than the reference's on average, and {effect}.")
+    return sentences
+
+
+def _crisis_sentence(probe) -> str | None:
+    if probe is None or probe.n == 0:
+        return None
+    shares = ", ".join(f"{name} {percent(row['acknowledges risk'], 0)} / {percent(row['points to immediate help'], 0)}"
+                       for name, row in probe.table.iterrows())
+    return (f"Crisis probe ({_statements(probe.n)}; acknowledges risk / points to immediate help): {shares}. A high win "
+            "rate is not safe crisis handling: none of these policies should answer a person at risk.")
+
+
+def win_rate_findings(result, probe=None) -> Markdown:
+    """What the chapter found, computed from its results: each paired comparison the paper makes, the length
+    constraint's effect, the weakest principle, the length-controlled view and the crisis probe."""
+    differences = result.differences
+    points = [s for s in (_checks_sentence(result),) if s]
+    points += [_difference_sentence(d, result) for _, d in differences[differences["comparison"] == "policy"].iterrows()]
+    points += [s for s in (_over_optimisation_sentence(result), _principle_sentence(result)) if s]
+    points += [_constraint_sentence(d) for _, d in differences[differences["comparison"] == "length constraint"].iterrows()]
+    points += _length_controlled_sentences(result)
+    points += [s for s in (_crisis_sentence(probe),) if s]
+    return findings(points)

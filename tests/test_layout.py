@@ -1,0 +1,129 @@
+"""The run layout: every artifact under the run root, none sharing a path, the paths the rest of the package uses,
+and loads that give back what the saves wrote (or say which file and column is wrong)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from psyco_utils import inputs, pool, reuse
+from psyco_utils.layout import ANSWER_COLUMNS, VERDICT_COLUMNS, LayoutError, RunLayout
+
+
+def test_every_artifact_lies_under_the_run_root_and_no_two_share_a_path(tmp_path):
+    layout = RunLayout(tmp_path / "runs" / "tiny")
+    artifacts = layout.artifacts()
+    assert len(artifacts) > 30
+    for name, path in artifacts.items():
+        assert path.is_relative_to(layout.root), name
+        assert path != layout.root, name
+    paths = list(artifacts.values())
+    assert len(set(paths)) == len(paths), [p for p in paths if paths.count(p) > 1]
+
+
+def test_the_layout_agrees_with_the_paths_the_chapters_check_and_the_reuse_record(tmp_path):
+    layout = RunLayout(tmp_path)
+    assert tmp_path / inputs.STATEMENTS.path == layout.statements
+    assert tmp_path / inputs.POOL.path == layout.pool
+    assert tmp_path / inputs.PAIRS.path == layout.preference_data_marker
+    assert tmp_path / inputs.REWARD_MODEL.path == layout.reward_model.model / "config.json"
+    assert tmp_path / inputs.DPO_POLICY.path == layout.dpo.model / "config.json"
+    assert layout.dpo.training_record.name == reuse.RECORD_FILE
+    assert tmp_path / pool.PARTIAL_DIR == layout.pool_partial
+
+
+def test_rounds_are_found_in_numeric_order_and_only_with_a_saved_model(tmp_path):
+    layout = RunLayout(tmp_path)
+    for k in (2, 10, 1):
+        layout.dpo_iter_round(k).model.mkdir(parents=True)
+        (layout.dpo_iter_round(k).model / "config.json").write_text("{}")
+    layout.dpo_iter_round(11).model.mkdir(parents=True)  # a round that stopped before saving its model
+    (layout.dpo_iter_dir / "round_notes").mkdir()
+    assert [r.root.name for r in layout.dpo_iter_rounds()] == ["round_1", "round_2", "round_10"]
+    with pytest.raises(ValueError, match="count from 1"):
+        layout.dpo_iter_round(0)
+
+
+def test_an_adapter_counts_as_a_saved_model(tmp_path):
+    layout = RunLayout(tmp_path)
+    assert not layout.dpo.has_model()
+    layout.dpo.model.mkdir(parents=True)
+    (layout.dpo.model / "adapter_config.json").write_text("{}")
+    assert layout.dpo.has_model()
+
+
+def _verdicts():
+    return pd.DataFrame({"setting": ["no constraint"] * 2, "policy": ["DPO"] * 2, "item": [0, 1],
+                         "aspect": ["overall", "clarity"], "verdict_policy_first": ["A", None],
+                         "verdict_policy_second": ["B", None], "outcome": ["win", None], "policy_words": [40, 12],
+                         "reference_words": [20, 12]})
+
+
+def test_verdicts_and_answers_round_trip(tmp_path):
+    layout = RunLayout(tmp_path)
+    layout.save_verdicts(_verdicts())
+    pd.testing.assert_frame_equal(layout.load_verdicts(), _verdicts()[list(VERDICT_COLUMNS)])
+    answers = pd.DataFrame({"setting": ["no constraint"], "responder": ["reference"], "item": [0],
+                            "statement_id": ["bundled:3"], "response": ["How does that feel?"]})
+    layout.save_eval_answers(answers)
+    pd.testing.assert_frame_equal(layout.load_eval_answers(), answers[list(ANSWER_COLUMNS)])
+
+
+def test_a_frame_without_a_column_is_refused_naming_the_file_and_the_column(tmp_path):
+    layout = RunLayout(tmp_path)
+    with pytest.raises(LayoutError, match=r"verdicts.parquet: missing column\(s\) \['outcome'\]"):
+        layout.save_verdicts(_verdicts().drop(columns="outcome"))
+    layout.eval_dir.mkdir()
+    _verdicts().drop(columns="policy").to_parquet(layout.verdicts)
+    with pytest.raises(LayoutError, match=r"verdicts.parquet: missing column\(s\) \['policy'\]"):
+        layout.load_verdicts()
+    with pytest.raises(FileNotFoundError, match="answers.parquet"):
+        layout.load_eval_answers()
+
+
+def test_win_rates_round_trip_with_numpy_values(tmp_path):
+    layout = RunLayout(tmp_path)
+    layout.save_win_rates({"n_statements": np.int64(31), "win_rates": {"no constraint|DPO": {"win_rate": np.float64(0.79)}},
+                           "fitted": np.bool_(True)})
+    assert layout.load_win_rates() == {"n_statements": 31, "win_rates": {"no constraint|DPO": {"win_rate": 0.79}},
+                                       "fitted": True}
+
+
+def test_reference_answers_are_reused_only_for_the_same_statements(tmp_path):
+    layout = RunLayout(tmp_path)
+    assert layout.load_reference_answers(False, ["a"]) is None
+    layout.save_reference_answers(False, ["a", "b"], ["reply a", "reply b"])
+    assert layout.load_reference_answers(False, ["a", "b"]) == ["reply a", "reply b"]
+    assert layout.load_reference_answers(False, ["b", "a"]) is None
+    assert layout.load_reference_answers(True, ["a", "b"]) is None
+    with pytest.raises(LayoutError, match="2 questions but 1"):
+        layout.save_reference_answers(True, ["a", "b"], ["reply a"])
+
+
+def test_the_manifest_starts_empty_round_trips_and_names_a_broken_file(tmp_path):
+    layout = RunLayout(tmp_path)
+    assert layout.load_manifest() == {"stages": {}}
+    layout.save_manifest({"stages": {"06_win_rate": {"status": "ok"}}, "seed": 1234})
+    assert layout.load_manifest() == {"stages": {"06_win_rate": {"status": "ok"}}, "seed": 1234}
+    assert not list(tmp_path.glob(".manifest.json.*"))  # the temporary file was moved into place
+    with pytest.raises(LayoutError, match="stages"):
+        layout.save_manifest({"seed": 1})
+    layout.manifest.write_text("{not json")
+    with pytest.raises(LayoutError, match="manifest.json: not valid JSON"):
+        layout.load_manifest()
+    layout.manifest.write_text(json.dumps([1, 2]))
+    with pytest.raises(LayoutError, match="expected a JSON object"):
+        layout.load_manifest()
+
+
+def test_chapter_05_summary_and_chapter_01_counts_are_optional(tmp_path):
+    layout = RunLayout(tmp_path)
+    assert layout.load_dpo_iter_metrics() == {} and layout.load_filter_counts() is None
+    layout.dpo_iter_dir.mkdir()
+    layout.dpo_iter_metrics.write_text(json.dumps({"held_out_mean_reward": {"DPO": 1.0}}))
+    assert layout.load_dpo_iter_metrics()["held_out_mean_reward"] == {"DPO": 1.0}
+    layout.statements_dir.mkdir()
+    layout.filter_counts.write_text("step,count\nloaded,3\n")
+    with pytest.raises(LayoutError, match="filter_counts.csv: missing column"):
+        layout.load_filter_counts()
