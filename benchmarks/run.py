@@ -177,8 +177,8 @@ def generation_and_training() -> str:
         start = time.perf_counter()
         out = policy.train_dpo({**cfg.dpo.training, "num_train_epochs": 1}, str(world.policy_dir), ds,
                                WORK / f"dpo_{n}", seed=0, reuse=False)
-        frame_rows.append({"stage": "DPO", "pairs": n, "steps": out["steps"], "seconds": out["seconds"],
-                           "steps/s": out["steps_per_second"], "pairs/s": n / out["seconds"]})
+        frame_rows.append({"stage": "DPO", "pairs": n, "steps": out.steps, "seconds": out.seconds,
+                           "steps/s": out.steps_per_second, "pairs/s": n / out.seconds})
         args = reward.reward_config(cfg, WORK / f"rm_{n}", has_dev=False)
         args.num_train_epochs = 1
         start = time.perf_counter()
@@ -272,10 +272,10 @@ def scaling_pool_and_rounds() -> str:
         start = time.perf_counter()
         done = policy.run_dpo_iter(it_cfg, policy_dir, scorer, questions, out, progress=lambda *_: None)
         seconds = time.perf_counter() - start
-        round_rows.append({"rounds": rounds, "pairs": sum(r["pairs"] for r in done), "seconds": seconds,
+        round_rows.append({"rounds": rounds, "pairs": int(done.rounds["pairs"].sum()), "seconds": seconds,
                            "seconds per round": seconds / rounds,
-                           "of which sampling and scoring s": sum(r["round_seconds"] - r["dpo_seconds"] for r in done),
-                           "of which DPO s": sum(r["dpo_seconds"] for r in done)})
+                           "of which sampling and scoring s": float((done.rounds["round_seconds"] - done.rounds["dpo_seconds"]).sum()),
+                           "of which DPO s": float(done.rounds["dpo_seconds"].sum())})
     return ("## Scaling with the pool size\n\nChapter 01's pool on the bundled statements (the tiny profile's seven "
             "generators: five bundled styles, the tiny policy at two temperatures), then the rubric judge on every "
             "response.\n\n"

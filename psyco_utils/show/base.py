@@ -90,7 +90,8 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$~])")
 def escape_markdown(text: str) -> str:
     """Text shown literally inside Markdown: no emphasis, links, HTML, math or list markers from the data."""
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-    return re.sub(r"^(\s*)([-+]|\d+\.)(\s)", r"\1\\\2\3", text, flags=re.M)
+    text = re.sub(r"^(\s*)(\d+)([.)])(\s)", r"\1\2\\\3\4", text, flags=re.M)  # "1. Hire" is not a list item
+    return re.sub(r"^(\s*)([-+*])(\s)", r"\1\\\2\3", text, flags=re.M)
 
 
 def findings(points: Iterable[str] | str, heading: str | None = None) -> Markdown:
@@ -108,7 +109,10 @@ def example(text: str, label: str, limit: int | None = 600) -> Markdown:
     shown = str(text)
     if limit and len(shown) > limit:
         shown = shown[:limit].rsplit(" ", 1)[0] + " [...]"
-    quoted = "\n".join(f"> {line}" if line.strip() else ">" for line in escape_markdown(shown).splitlines())
+    lines = escape_markdown(shown).splitlines()
+    # a backslash at the end of a line is a hard break: the text keeps its own line breaks
+    quoted = "\n".join((f"> {line}" + ("\\" if k < len(lines) - 1 and lines[k + 1].strip() else ""))
+                       if line.strip() else ">" for k, line in enumerate(lines))
     return Markdown(f"**{label}**\n\n{quoted}")
 
 
