@@ -49,7 +49,7 @@ from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
 
 chapter = runtime.start_chapter(profile, overrides, stage="04_dpo")
-cfg, run = chapter.cfg, chapter.run
+cfg, run, layout = chapter.cfg, chapter.run, chapter.layout
 inputs.require_inputs(chapter)
 pairs = load_preference_data(cfg, run)
 base_path = models.resolve_model_path(cfg.models.policy, cfg)
@@ -64,7 +64,7 @@ base_path = models.resolve_model_path(cfg.models.policy, cfg)
 # gradient accumulation times devices.
 
 # %%
-args = policy.dpo_config(cfg.dpo.training, run / "dpo", seed=cfg.seed,
+args = policy.dpo_config(cfg.dpo.training, layout.dpo.root, seed=cfg.seed,
                          select_on_dev=True)
 show.dpo_settings(args, cfg.dpo.training)
 
@@ -83,7 +83,7 @@ show.dpo_settings(args, cfg.dpo.training)
 
 # %%
 dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path,
-                                    pairs["train"], pairs["dev"], run / "dpo",
+                                    pairs["train"], pairs["dev"], layout.dpo.root,
                                     seed=cfg.seed, lora=cfg.models.lora)
 trainer = DPOTrainer(model=base_path, ref_model=None, args=args,
                      train_dataset=pair_schema.to_trl(pairs["train"]),
@@ -118,7 +118,7 @@ fig = show.dpo_training_curves(training)
 scorer = load_trained_reward_model(cfg, run)
 policies = {"base": base_path, "DPO": training.model_dir}
 comparison = policy.compare_on_held_out(policies, cfg, scorer, pairs["test"],
-                                        saved_dir=run / "held_out_samples")
+                                        saved_dir=layout.held_out_samples)
 show.held_out_table(comparison)
 
 # %% [markdown]
@@ -136,7 +136,7 @@ show.policy_examples(comparison, "DPO", "base", k=2)
 # against GPT-4o; this chapter's own measure is the reward model's score, and chapter 6 computes the win rate.
 
 # %%
-dpo = policy.finish_dpo(training, comparison, run / "dpo")
+dpo = policy.finish_dpo(training, comparison, layout.dpo.root)
 show.dpo_beside_the_paper(dpo, args, cfg.name)
 
 # %% [markdown]

@@ -50,7 +50,7 @@ from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
 
 chapter = runtime.start_chapter(profile, overrides, stage="05_dpo_iter")
-cfg, run = chapter.cfg, chapter.run
+cfg, run, layout = chapter.cfg, chapter.run, chapter.layout
 inputs.require_inputs(chapter)
 pairs = load_preference_data(cfg, run)
 scorer = load_trained_reward_model(cfg, run)
@@ -74,7 +74,7 @@ show.dpo_iter_settings(cfg.dpo_iter)
 # without a dev split: the pairs are new every round, so there is no fixed dev set to select a checkpoint on.
 
 # %%
-args = policy.dpo_config(cfg.dpo_iter.training, run / "dpo_iter",
+args = policy.dpo_config(cfg.dpo_iter.training, layout.dpo_iter_dir,
                          seed=cfg.seed, select_on_dev=False,
                          section="dpo_iter.training")
 show.dpo_settings(args, cfg.dpo_iter.training)
@@ -92,7 +92,7 @@ show.dpo_settings(args, cfg.dpo_iter.training)
 # %%
 statements = policy.training_statements(pairs["train"])
 iteration = policy.run_dpo_iter(cfg, start_path, scorer, statements,
-                                run / "dpo_iter")
+                                layout.dpo_iter_dir)
 show.dpo_iter_rounds_table(iteration)
 
 # %% [markdown]
@@ -122,7 +122,7 @@ show.round_pair(iteration)
 policies = {"base": base_path, "DPO": policy.offline_model_dir(run),
             "DPO-Iter": iteration.final_policy}
 comparison = policy.compare_on_held_out(policies, cfg, scorer, pairs["test"],
-                                        saved_dir=run / "held_out_samples")
+                                        saved_dir=layout.held_out_samples)
 show.held_out_table(comparison)
 
 # %% [markdown]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model"]
+__all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "dpo_iter_round_folder", "METRICS_FILE", "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model"]
 
 #: Columns of ``eval/verdicts.parquet``: one row per (setting, policy, statement, principle or overall).
 VERDICT_COLUMNS = ("setting", "policy", "item", "aspect", "verdict_policy_first", "verdict_policy_second", "outcome",
@@ -31,6 +31,15 @@ VERDICT_COLUMNS = ("setting", "policy", "item", "aspect", "verdict_policy_first"
 #: Columns of ``eval/answers.parquet``: one row per (setting, responder, statement).
 ANSWER_COLUMNS = ("setting", "responder", "item", "statement_id", "response")
 _MODEL_MARKERS = ("config.json", "adapter_config.json")
+#: The name of a stage's metrics file (a training stage's, and DPO-Iter's summary over all rounds).
+METRICS_FILE = "metrics.json"
+
+
+def dpo_iter_round_folder(dpo_iter_dir: str | Path, k: int) -> TrainedModelFolder:
+    """Round ``k`` (from 1) of a DPO-Iter run whose rounds live under ``dpo_iter_dir``."""
+    if int(k) < 1:
+        raise ValueError(f"DPO-Iter rounds count from 1, got {k}")
+    return TrainedModelFolder(Path(dpo_iter_dir) / f"round_{int(k)}")
 
 
 class LayoutError(ValueError):
@@ -55,7 +64,7 @@ class TrainedModelFolder:
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.json"
+        return self.root / METRICS_FILE
 
     @property
     def training_record(self) -> Path:
@@ -176,12 +185,10 @@ class RunLayout:
     @property
     def dpo_iter_metrics(self) -> Path:
         """Chapter 05's summary over all rounds."""
-        return self.dpo_iter_dir / "metrics.json"
+        return self.dpo_iter_dir / METRICS_FILE
 
     def dpo_iter_round(self, k: int) -> TrainedModelFolder:
-        if int(k) < 1:
-            raise ValueError(f"DPO-Iter rounds count from 1, got {k}")
-        return TrainedModelFolder(self.dpo_iter_dir / f"round_{int(k)}")
+        return dpo_iter_round_folder(self.dpo_iter_dir, k)
 
     def dpo_iter_rounds(self) -> list[TrainedModelFolder]:
         """The rounds on disk with a saved model, in round order."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProfileConfig, load_profile, run_dir
+from .layout import RunLayout
 
 
 @dataclass
@@ -21,6 +22,11 @@ class Chapter:
     run: Path
     stage: str
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def layout(self) -> RunLayout:
+        """Where each artifact of this run lives (:class:`psyco_utils.layout.RunLayout`)."""
+        return RunLayout(self.run)
 
     @property
     def seconds(self) -> float:

@@ -101,13 +101,13 @@ def test_a_rerun_on_the_same_inputs_reuses_the_model_and_a_change_retrains(train
     result, out, max_length = trained
     copy = tmp_path / "reward_run"
     shutil.copytree(out, copy)
-    weights = (copy / reward.MODEL_SUBDIR / "model.safetensors").read_bytes()
+    weights = (copy / "model" / "model.safetensors").read_bytes()
     again = reward.train_reward_model(cfg, prefs["train"], prefs["dev"], copy, max_length=max_length)
     assert again.reused and not result.reused
     assert (again.seconds, again.train_pairs, again.best_metric) == (result.seconds, result.train_pairs,
                                                                      result.best_metric)
     assert again.epochs_table().equals(result.epochs_table())  # the chapter's curves come from the record
-    assert (copy / reward.MODEL_SUBDIR / "model.safetensors").read_bytes() == weights
+    assert (copy / "model" / "model.safetensors").read_bytes() == weights
     fewer = prefs["train"].select(range(len(prefs["train"]) - 1))
     retrained = reward.train_reward_model(cfg, fewer, prefs["dev"], copy, max_length=max_length)
     assert not retrained.reused and retrained.pairs_given == len(prefs["train"]) - 1  # one pair less: trains

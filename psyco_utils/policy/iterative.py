@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..layout import METRICS_FILE, TrainedModelFolder, dpo_iter_round_folder
 from ..pair_schema import TRAINING_COLUMNS
 from .held_out import HeldOutComparison, Samples, sample_and_score
 from .training import train_dpo
@@ -95,7 +96,7 @@ class DPOIterResult:
     def pairs(self, round_index: int | None = None) -> pd.DataFrame:
         """The pairs one round trained on (the last round by default), read from ``round_<k>/pairs.parquet``."""
         k = int(self.rounds["round"].iloc[-1]) if round_index is None else round_index
-        return pd.read_parquet(self.out_root / f"round_{k}" / "pairs.parquet")
+        return pd.read_parquet(dpo_iter_round_folder(self.out_root, k).pairs)
 
     def example_pair(self, round_index: int | None = None) -> pd.Series:
         """The round's pair with the highest-scoring best sample, among statements without crisis language."""
@@ -144,7 +145,7 @@ def _one_round(cfg, k: int, policy_path: str, scorer, chosen: pd.DataFrame, roun
                                cfg.pool.generation_batch_size * it.samples_per_statement, seed=cfg.seed + k,
                                length_penalty=it.length_penalty)
     dataset, frame, degenerate = pairs_dataset(samples, chosen["ID"].tolist(), k)
-    frame.to_parquet(round_dir / "pairs.parquet", index=False)
+    frame.to_parquet(TrainedModelFolder(round_dir).pairs, index=False)
     if len(frame) == 0:
         raise RuntimeError(f"DPO-Iter round {k}: all {degenerate} statements' samples scored the same; no pairs to "
                            "train on")
@@ -154,7 +155,7 @@ def _one_round(cfg, k: int, policy_path: str, scorer, chosen: pd.DataFrame, roun
                "policy": str(training.model_dir), "dpo_seconds": training.seconds, "dpo_steps": training.steps,
                "dpo_steps_per_second": training.steps_per_second, "dpo_reused": training.reused,
                "round_seconds": time.perf_counter() - start, "final_train_loss": training.final_train_loss}
-    (round_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    TrainedModelFolder(round_dir).metrics.write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -170,7 +171,7 @@ def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, ou
     rng = np.random.default_rng(cfg.seed)
     policy_path, rounds = str(start_path), []
     for k in range(1, it.rounds + 1):
-        round_dir = out_root / f"round_{k}"
+        round_dir = dpo_iter_round_folder(out_root, k).root
         round_dir.mkdir(parents=True, exist_ok=True)
         n = min(it.statements_per_round, len(train_questions))
         chosen = train_questions.iloc[np.sort(rng.choice(len(train_questions), size=n, replace=False))]
@@ -188,5 +189,5 @@ def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, ou
 def finish_dpo_iter(result: DPOIterResult, held_out: HeldOutComparison) -> DPOIterResult:
     """The result with its held-out comparison, saved to ``out_root/metrics.json``."""
     finished = replace(result, held_out=held_out)
-    (finished.out_root / "metrics.json").write_text(json.dumps(finished.metrics(), indent=2, default=float))
+    (finished.out_root / METRICS_FILE).write_text(json.dumps(finished.metrics(), indent=2, default=float))
     return finished

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..layout import RunLayout, TrainedModelFolder
 from .held_out import HeldOutComparison, PolicyChange
 from .training import TrainingRun
 
@@ -14,7 +15,7 @@ __all__ = ["DPOResult", "finish_dpo", "offline_model_dir"]
 
 def offline_model_dir(run_root: Path) -> Path:
     """Where chapter 04 saves the DPO policy: ``dpo/model`` in the run folder."""
-    return Path(run_root) / "dpo" / "model"
+    return RunLayout(run_root).dpo.model
 
 
 @dataclass
@@ -45,6 +46,6 @@ class DPOResult:
 
 def finish_dpo(training: TrainingRun, held_out: HeldOutComparison, out_dir: Path) -> DPOResult:
     """The stage's result, with its numbers saved to ``out_dir/metrics.json``."""
-    result = DPOResult(training=training, held_out=held_out, metrics_path=Path(out_dir) / "metrics.json")
+    result = DPOResult(training=training, held_out=held_out, metrics_path=TrainedModelFolder(Path(out_dir)).metrics)
     result.metrics_path.write_text(json.dumps(result.metrics(), indent=2, default=float))
     return result

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import pair_schema
+from ..layout import TrainedModelFolder
 
 __all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_run",
            "train_or_reuse", "train_dpo", "config_table"]
@@ -44,7 +45,7 @@ class TrainingInputs:
 
     @property
     def model_dir(self) -> Path:
-        return self.out_dir / "model"
+        return TrainedModelFolder(self.out_dir).model
 
 
 @dataclass
@@ -110,7 +111,7 @@ def dpo_config(training: dict, out_dir: Path, seed: int, select_on_dev: bool, se
                          metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=1)
     else:
         selection = dict(eval_strategy="no", save_strategy="no")
-    return trl_config("dpo", training, Path(out_dir) / "checkpoints", seed=seed, disable_tqdm=True,
+    return trl_config("dpo", training, TrainedModelFolder(Path(out_dir)).checkpoints, seed=seed, disable_tqdm=True,
                       dataloader_pin_memory=False, save_only_model=True, **selection)
 
 
@@ -197,7 +198,7 @@ def train_or_reuse(trainer, inputs: TrainingInputs, reuse: bool = True) -> Train
     model = _merged(trainer.model)
     model.save_pretrained(inputs.model_dir)
     trainer.processing_class.save_pretrained(inputs.model_dir)
-    shutil.rmtree(inputs.out_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(TrainedModelFolder(inputs.out_dir).checkpoints, ignore_errors=True)
     run = TrainingRun(model_dir=inputs.model_dir, reference=inputs.start_path, pairs=inputs.pairs,
                       steps=trainer.state.global_step, seconds=seconds, log_history=list(trainer.state.log_history))
     save_record(inputs.out_dir, inputs.key, run.record())

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..layout import TrainedModelFolder
 from ..pair_schema import RATING_COLUMNS, TRAINING_COLUMNS, validate
 from .data import frame_of
 from .scoring import PREDICTION_COLUMNS, ScoringStats, score_off_the_shelf, stage_dir
@@ -235,7 +236,8 @@ def write_artifacts(out_dir: str | Path, predictions: pd.DataFrame, record: dict
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
         raise ValueError(f"test predictions lack column(s) {missing}")
-    paths = [out_dir / "test_predictions.parquet", out_dir / "metrics.json"]
+    folder = TrainedModelFolder(out_dir)
+    paths = [folder.test_predictions, folder.metrics]
     predictions[PREDICTION_COLUMNS].to_parquet(paths[0], index=False)
     paths[1].write_text(json.dumps(record, indent=2, default=_json_default))
     return paths

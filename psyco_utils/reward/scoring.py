@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..layout import RunLayout, has_model
 from ..pair_schema import TEXT_COLUMNS, validate
 from .data import chat_token_ids, frame_of, set_padding
 
 __all__ = [
-    "STAGE_DIR", "MODEL_SUBDIR", "PREDICTION_COLUMNS", "ScoringStats", "RewardScorer", "stage_dir",
+    "PREDICTION_COLUMNS", "ScoringStats", "RewardScorer", "stage_dir",
     "reward_model_dir", "load_trained_reward_model", "test_predictions", "score_off_the_shelf",
 ]
 
-STAGE_DIR = "reward_model"
-MODEL_SUBDIR = "model"
 PREDICTION_COLUMNS = ["ID", "prefID", "reward_chosen", "reward_rejected"]
 
 
@@ -144,18 +143,18 @@ class RewardScorer:
 
 def stage_dir(run_root: str | Path) -> Path:
     """``runs/<profile>/reward_model``: everything chapter 03 writes."""
-    return Path(run_root) / STAGE_DIR
+    return RunLayout(run_root).reward_model.root
 
 
 def reward_model_dir(run_root: str | Path) -> Path:
     """``runs/<profile>/reward_model/model``: where chapter 03 saves the trained reward model and its tokenizer."""
-    return stage_dir(run_root) / MODEL_SUBDIR
+    return RunLayout(run_root).reward_model.model
 
 
 def load_trained_reward_model(cfg, run_root: str | Path, device: str | None = None) -> RewardScorer:
     """This profile's trained reward model (chapter 03's artifact) as a :class:`RewardScorer`: chapters 04-06."""
     path = reward_model_dir(run_root)
-    if not (path / "config.json").exists():
+    if not has_model(path):
         raise FileNotFoundError(f"{path} has no reward model: run chapter 03 (03_reward_model) first")
     return RewardScorer.load(path, cfg, device=device, max_length=cfg.reward.training.get("max_length"),
                              name="PsyCoPref reward model")

@@ -22,7 +22,8 @@ import pandas as pd
 
 from ..pair_schema import TEXT_COLUMNS, to_trl, validate
 from .data import frame_of, set_padding
-from .scoring import MODEL_SUBDIR, RewardScorer
+from ..layout import TrainedModelFolder
+from .scoring import RewardScorer
 
 __all__ = [
     "SHOWN_CONFIG", "RewardTrainingResult", "TrainingPlan", "backbone_path", "load_backbone_tokenizer",
@@ -116,7 +117,7 @@ def reward_config(cfg, out_dir: str | Path, has_dev: bool = True, select_by: str
         "disable_tqdm": not progress, "dataloader_pin_memory": False,
     }
     derived.update(extra)
-    return trl_config("reward", training, Path(out_dir) / "checkpoints", **derived)
+    return trl_config("reward", training, TrainedModelFolder(Path(out_dir)).checkpoints, **derived)
 
 
 def shown_config(args) -> pd.DataFrame:
@@ -218,7 +219,7 @@ class TrainingPlan:
 
     @property
     def model_dir(self) -> Path:
-        return self.out_dir / MODEL_SUBDIR
+        return TrainedModelFolder(self.out_dir).model
 
     def earlier_result(self) -> RewardTrainingResult | None:
         """The model an earlier run trained on exactly these inputs (``reuse_trained_models``), or None."""
@@ -287,7 +288,7 @@ class TrainingPlan:
         model.save_pretrained(self.model_dir)
         tok.save_pretrained(self.model_dir)
         if not self.keep_checkpoints:
-            shutil.rmtree(self.out_dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(TrainedModelFolder(self.out_dir).checkpoints, ignore_errors=True)
         model.eval()
         return model, tok
 
