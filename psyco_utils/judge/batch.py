@@ -12,7 +12,7 @@ every outcome into the same SQLite cache as the online path, so a notebook re-ru
   batch's own errors are shown with their line numbers and kept in the failures' text.  They are not retried inside
   the batch: the next run submits them again in a new batch (``judge.retry_failed``, on by default).
 * Polling survives short network trouble; after ``judge.stop_after_consecutive_errors`` connection or server errors
-  in a row it stops with :class:`~psyco_utils.judge.openai_backend.EndpointDown`, and the batches stay remembered.
+  in a row it stops with :class:`~psyco_utils.judge.transport.EndpointDown`, and the batches stay remembered.
 * Costs are recorded at half the online price, the Batch API's discount.
 """
 
@@ -27,7 +27,7 @@ from collections import Counter
 import openai
 
 from .cache import JudgmentCache
-from .openai_backend import BATCH_ERROR, InvalidAnswer, Outage, extract, redact, run_in_thread
+from .transport import BATCH_ERROR, InvalidAnswer, Outage, extract, redact, run_in_thread
 from .progress import Progress
 
 log = logging.getLogger(__name__)
