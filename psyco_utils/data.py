@@ -584,6 +584,21 @@ THEME_KEYWORDS = {
 }
 
 
+def theme_instructions() -> str:
+    """The instruction the LLM theme labeller reads (chapter 01 in the colab and paper profiles): the themes with
+    their definitions.  The run manifest's cost estimate counts its length, so both use this one text."""
+    return "Label the client statement with the single best-fitting theme: " + "; ".join(
+        f"{theme}: {definition}" for theme, definition in THEME_DESCRIPTIONS.items())
+
+
+def llm_theme_labeller(judge):
+    """texts -> theme labels through ``judge.classify_many`` with :func:`theme_instructions` (None where a judgment
+    failed; its reason is in the judge's cache); None when there is no judge (the keyword labeller is used)."""
+    if judge is None:
+        return None
+    return lambda texts: judge.classify_many(list(texts), list(THEMES), theme_instructions(), progress=False)
+
+
 def keyword_theme(text: str) -> tuple[str, dict[str, int]]:
     """The theme with the highest keyword score (strong cues 3 points, weak cues 1), or ``other`` with no cue.
 
@@ -821,3 +836,12 @@ def edge_case_recall(statements: pd.DataFrame, report: StatementReport, corpus: 
     rows.append({"edge case": "ordinary (crisis flag)", "written": len(ordinary), "caught": int(false_flags),
                  "as expected": "few: the screen flags generously (chapter 01 measures it)"})
     return pd.DataFrame(rows)
+
+
+__all__ = [
+    "CORPUS_DIR", "THEMES", "THEME_DESCRIPTIONS", "THEME_KEYWORDS", "RESPONSE_STYLES", "STATEMENT_COLUMNS",
+    "ANSWER_COLUMNS", "SourceError", "LoadedSource", "StatementReport", "load_bundled_corpus", "join_title",
+    "load_source", "normalize_text", "exact_key", "length_filter", "exact_duplicates", "shingles", "jaccard",
+    "minhash_signatures", "near_duplicates", "scrub_personal_data", "keyword_theme", "theme_instructions",
+    "llm_theme_labeller", "clean_answers", "save_answers", "prepare_statements", "preview", "edge_case_recall",
+]

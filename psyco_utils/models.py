@@ -257,3 +257,10 @@ def load_generator(name_or_path: str, models: ModelsConfig, tensor_parallel_size
         return llm, load_tokenizer(name_or_path), "vllm"
     model, tok = load_policy(name_or_path, models)
     return model, tok, "hf"
+
+
+__all__ = [
+    "DeviceError", "GenerationStats", "resolve_model_path", "model_origin", "has_gpu", "check_vllm",
+    "check_precision", "load_tokenizer", "load_policy", "load_reward_backbone", "default_device",
+    "vllm_available", "chat_prompts", "generate_responses", "load_generator",
+]

@@ -419,3 +419,9 @@ def _stats_table(assigned: dict, gens: dict, outputs: dict, extra: dict) -> pd.D
         rows.append({"generator": name, "kind": gens[name].kind, "asked": len(ids), "produced": len(ids) - empty,
                      "dropped_empty_or_failed": empty, **extra[name]})
     return pd.DataFrame(rows)
+
+
+__all__ = [
+    "PARTIAL_DIR", "PARTIAL_FORMAT", "PoolEvent", "LoadedGenerator", "assign_generators", "release_generator",
+    "shutdown_vllm", "check_generator_fits", "generation_fingerprint", "partial_dir", "build_pool",
+]

@@ -7,3 +7,4 @@ hold the figures of one stage each.  Everything is importable from ``psyco_utils
 from .base import *  # noqa: F401,F403
 from .dataset import *  # noqa: F401,F403
 from .reward import *  # noqa: F401,F403
+from .judging import *  # noqa: F401,F403
