@@ -164,6 +164,46 @@ class JudgingResult:
         columns = [*PRINCIPLE_KEYS, "overall", "chars"]
         return self.scored.groupby("generator")[columns].mean().sort_values("overall", ascending=False)
 
+    def score_findings(self) -> list[str]:
+        """Which principle's scores are the most concentrated on one value, and how the overall score spreads."""
+        judged = self.scored[self.scored["judge_status"] == "ok"]
+        if judged.empty:
+            return ["No response was judged, so there are no scores to describe."]
+        modal = {k: judged[k].value_counts(normalize=True).iloc[0] for k in PRINCIPLE_KEYS}
+        narrow = max(modal, key=modal.get)
+        wide = min(modal, key=modal.get)
+        value = int(judged[narrow].mode().iloc[0])
+        return [f"{narrow.capitalize()} separates responses least: {percent(modal[narrow])} of them get a {value}.",
+                f"{wide.capitalize()} spreads the most: its commonest score covers {percent(modal[wide])} of responses.",
+                f"The overall score runs from {judged['overall'].min():.2f} to {judged['overall'].max():.2f} "
+                f"(median {judged['overall'].median():.2f})."]
+
+    def correlation_findings(self) -> list[str]:
+        """The most and the least correlated pair of principles (Spearman)."""
+        corr = self.scored[list(PRINCIPLE_KEYS)].corr(method="spearman")
+        pairs_ = [(corr.iat[i, j], a, b) for i, a in enumerate(PRINCIPLE_KEYS) for j, b in enumerate(PRINCIPLE_KEYS)
+                  if i < j and not np.isnan(corr.iat[i, j])]
+        if not pairs_:
+            return ["Too few judged responses with varying scores to correlate the principles."]
+        high, low = max(pairs_), min(pairs_)
+        return [f"{high[1].capitalize()} and {high[2]} move together most ({high[0]:.2f}).",
+                f"{low[1].capitalize()} and {low[2]} are the least related ({low[0]:.2f})."]
+
+    def generator_findings(self) -> list[str]:
+        ranked = self.by_generator()["overall"].dropna()
+        if ranked.empty:
+            return ["No generator has a judged response."]
+        return [f"Ranked by mean overall score, {ranked.index[0]} comes first ({ranked.iloc[0]:.2f}) and "
+                f"{ranked.index[-1]} last ({ranked.iloc[-1]:.2f})."]
+
+    def theme_findings(self) -> list[str]:
+        table = self.per_theme().drop(index="total")
+        missing = list(table.index[table["test"] == 0])
+        if not missing:
+            return [f"All {len(table)} themes have test pairs, so chapter 3 can report accuracy per theme."]
+        return [f"{len(missing)} of {len(table)} themes have no test pair ({', '.join(missing)}): chapter 3's "
+                "accuracy per theme leaves them out."]
+
     def split_sizes(self) -> pd.DataFrame:
         return pd.DataFrame({s: {"statements": sum(v == s for v in self.split_of.values()),
                                  "statements with a pair": f["ID"].nunique(), "pairs": len(f)}
@@ -192,6 +232,13 @@ class JudgingResult:
                 "consistency": percent(s["consistency"]),
                 "higher-scored response named in both orders": percent(s["prefers_dataset_chosen_both_orders"])}
         return pd.Series(rows, name="position-swap check").to_frame()
+
+    def empty_splits_problem(self) -> str | None:
+        """Why the pairs cannot be trained on (a split without pairs), or None."""
+        return pairs.empty_splits_problem(self.frames)
+
+    def splits_message(self) -> str:
+        return self.empty_splits_problem() or "train, dev and test each hold pairs"
 
     def metrics(self) -> dict:
         return {"train_pairs": len(self.frames["train"]), "dev_pairs": len(self.frames["dev"]),
@@ -268,7 +315,6 @@ def save(chapter, result: JudgingResult) -> JudgingResult:
     (run / "psycopref" / "README.md").write_text(pairs.dataset_card(result.frames, result.profile, judge_desc,
                                                                     result.drops))
     result.scored.drop(columns=["rationale"]).to_parquet(run / "pool" / "scored.parquet", index=False)
-    result.artifacts = ["psycopref/ (train, dev and test, with README.md)", "pool/scored.parquet",
-                        "judgments.sqlite"]
+    result.artifacts = ["psycopref/", "psycopref/README.md", "pool/scored.parquet", "judgments.sqlite"]
     chapter.finish(result.metrics())
     return result

@@ -15,8 +15,8 @@ from IPython.display import Markdown
 from ..principles import PRINCIPLE_KEYS, PRINCIPLES
 from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, table
 
-__all__ = ["principles_table", "rubric_demo", "score_histograms", "principle_correlation", "score_gap_histogram",
-           "pair_examples", "judge_failures", "human_agreement"]
+__all__ = ["principles_table", "rubric_demo", "rubric_features", "score_histograms", "principle_correlation", "score_gap_histogram",
+           "pair_examples", "judged_sets", "human_agreement"]
 
 
 def principles_table():
@@ -40,8 +40,17 @@ def rubric_demo(demo) -> Markdown:
     return Markdown("\n\n".join(parts))
 
 
-def score_histograms(scored: pd.DataFrame, title: str):
-    """Scores 1 to 5 per principle, one small panel each (two rows, so the panels stay readable)."""
+def rubric_features(demo):
+    """The surface features the rubric judge read from each response of the demonstration."""
+    if demo is None:
+        return findings("No rubric features: this profile's judge is an LLM.")
+    return table(demo.features, decimals=2)
+
+
+def score_histograms(scored: pd.DataFrame, judge_label: str):
+    """Scores 1 to 5 per principle, one small panel each (two rows, so the panels stay readable), and the overall
+    score; the title names the judge."""
+    title = f"Scores per principle ({judge_label}, {scored['overall'].notna().sum():,} responses)"
     fig, axes = plt.subplots(2, 4, figsize=(FIGURE_WIDTH_IN, 4.4), sharey=True)
     for ax, p in zip(axes.flat, PRINCIPLES):
         counts = scored[p.key].value_counts().reindex(range(1, 6), fill_value=0)
@@ -111,11 +120,15 @@ def pair_examples(rows: pd.DataFrame, max_chars: int = 300) -> Markdown:
     return Markdown("\n\n".join(parts))
 
 
-def judge_failures(failures: pd.DataFrame, report: dict):
-    """Failed judgments per reason, or a sentence saying that every response was judged."""
-    if failures.empty:
-        return findings(f"Every one of the {integer(report['asked'])} pool responses has a judgment.")
-    return table(failures, integer_columns=["failed judgments"], caption=report["message"])
+def judged_sets(result) -> Markdown:
+    """How complete the scores and the position-swap comparisons are (each report's message, with what to run
+    when judgments are missing) and the failed score judgments by reason."""
+    points = [result.score_report["message"], result.swap_report["message"]]
+    failures = result.failures()
+    if not failures.empty:
+        points.append("Failed score judgments by reason: " + ", ".join(
+            f"{escape_markdown(reason)} {integer(n)}" for reason, n in failures["failed judgments"].items()) + ".")
+    return findings(points)
 
 
 def human_agreement(agreement: dict | None):
