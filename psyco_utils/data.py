@@ -702,18 +702,8 @@ def _drop(report: StatementReport, frame: pd.DataFrame, mask: pd.Series, step: s
     return frame[~mask]
 
 
-def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = False) -> tuple[pd.DataFrame, StatementReport]:
-    """Load every source and run the cleaning pipeline (chapter 01).
-
-    Steps, in order: load (non-text rows dropped and counted; rows of one statement grouped, their answers kept in
-    ``report.answers``), oversized inputs (``max_input_chars``) dropped, unicode
-    and whitespace normalisation, the paper's length filter, exact de-duplication, near de-duplication (MinHash LSH,
-    exact Jaccard check), personal-data scrubbing, crisis flags, theme labels.  The length filter runs on the
-    normalised text before scrubbing, so placeholders never change which statements survive.
-
-    ``llm_labeller`` (texts -> labels), when the profile asks for LLM theme labels, comes from the judge client.
-    """
-    report = StatementReport()
+def _load_sources(cfg: DataConfig, report: StatementReport) -> tuple[pd.DataFrame, list, dict, list[str]]:
+    """Every source's statements (one row per statement), their raw answers, rows read per source, source labels."""
     labels = [_source_label(src) for src in cfg.sources]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
@@ -730,11 +720,16 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
             report.dropped = entry if report.dropped.empty else pd.concat([report.dropped, entry], ignore_index=True)
     df = pd.concat(frames, ignore_index=True)
     df["statement_id"] = df["source"].astype(str) + ":" + df["source_id"].astype(str)
-    loaded = df["source"].value_counts()
     report.counts.append(("rows loaded", sum(rows.values())))
     report.counts.append(("rows with text", sum(rows.values()) - int((report.dropped["step"] == "load").sum())))
     report.counts.append(("one per statement (rows grouped)", len(df)))
+    return df, raw_answers, rows, labels
 
+
+def _filter_and_deduplicate(df: pd.DataFrame, cfg: DataConfig, report: StatementReport
+                            ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Oversized inputs, normalisation, the length filter, exact and near de-duplication; also which statement
+    each exact duplicate repeats (its answers go to that one)."""
     oversized = df["text"].str.len() > cfg.max_input_chars
     df = _drop(report, df, oversized, "oversized input", f"over {cfg.max_input_chars:,} chars before normalisation")
     df["text"] = df["text"].map(normalize_text)
@@ -766,7 +761,11 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
         df = _drop(report, df, pd.Series(near_mask, index=df.index), "near dedup", near_reason)
     report.near_duplicate_pairs = pairs
     report.counts.append(("near dedup", len(df)))
+    return df, same_as
 
+
+def _scrub_flag_and_label(df: pd.DataFrame, cfg: DataConfig, report: StatementReport, llm_labeller) -> pd.DataFrame:
+    """Personal data replaced, crisis signals and flag, theme labels."""
     scrubbed = df["text"].map(scrub_personal_data)
     df["text_before_scrub_chars"] = df["text"].str.len()
     df["text"] = scrubbed.map(lambda x: x[0])
@@ -783,6 +782,25 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
         df["theme"] = llm_labeller(list(df["text"]))
     else:
         df["theme"] = df["text"].map(lambda t: keyword_theme(t)[0])
+    return df
+
+
+def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = False) -> tuple[pd.DataFrame, StatementReport]:
+    """Load every source and run the cleaning pipeline (chapter 01).
+
+    Steps, in order: load (non-text rows dropped and counted; rows of one statement grouped, their answers kept in
+    ``report.answers``), oversized inputs (``max_input_chars``) dropped, unicode
+    and whitespace normalisation, the paper's length filter, exact de-duplication, near de-duplication (MinHash LSH,
+    exact Jaccard check), personal-data scrubbing, crisis flags, theme labels.  The length filter runs on the
+    normalised text before scrubbing, so placeholders never change which statements survive.
+
+    ``llm_labeller`` (texts -> labels), when the profile asks for LLM theme labels, comes from the judge client.
+    """
+    report = StatementReport()
+    df, raw_answers, rows, labels = _load_sources(cfg, report)
+    loaded = df["source"].value_counts()
+    df, same_as = _filter_and_deduplicate(df, cfg, report)
+    df = _scrub_flag_and_label(df, cfg, report, llm_labeller)
     if cfg.max_statements and len(df) > cfg.max_statements:
         df = df.sample(n=cfg.max_statements, random_state=0).sort_index()
         report.counts.append((f"sampled to max_statements={cfg.max_statements}", len(df)))

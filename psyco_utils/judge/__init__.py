@@ -117,7 +117,7 @@ class Judge:
             paid = self.cache.pending_batch_keys(self.model, task.kind) if self.config.use_batch_api else set()
             unpaid = [body for key, body in task.requests if key not in paid]
             if len(unpaid) > self.config.estimate_above:
-                print(self._estimate_line(task.kind, unpaid))
+                _say(self._estimate_line(task.kind, unpaid))
         self._backend.run(tasks, self.cache, progress, counts=self._counts)
 
     def _judge_offline(self, task: Task, progress: bool) -> None:
@@ -267,6 +267,20 @@ class Judge:
                 f"{estimate['prompt_tokens']:,} prompt tokens ({estimate['cached_prompt_tokens']:,} of them the "
                 f"cacheable rubric) and {estimate['completion_tokens']:,} completion tokens; estimated cost "
                 f"${cost:,.2f} (${estimate['cost_usd_no_prompt_cache']:,.2f} if no prompt is cached)")
+
+
+def _say(line: str) -> None:
+    """A line for the reader: Markdown in a notebook (it wraps with the page; dollar signs are not maths), printed
+    in a terminal."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython comes with the book's dependencies
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(line.replace("$", "\\$")))
+    else:
+        print(line)
 
 
 def _estimate(config: JudgeConfig, requests: int, prompt_tokens: float, cacheable_tokens: float,

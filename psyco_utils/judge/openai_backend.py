@@ -256,12 +256,7 @@ class OpenAIBackend:
                 response = await client.chat.completions.create(**body)
                 _add_usage(tally.usage, getattr(response, "usage", None))
                 outage.answered()
-                try:
-                    choices = [(ch.message.content, ch.finish_reason, getattr(ch.message, "refusal", None))
-                               for ch in response.choices or []]
-                except AttributeError as exc:
-                    raise InvalidAnswer(INVALID_ANSWER, f"unexpected answer shape ({exc})") from None
-                return tally.fields("ok", self, result=extract(kind, choices, labels))
+                return tally.fields("ok", self, result=extract(kind, _choices(response), labels))
             except InvalidAnswer as exc:
                 if invalid >= c.max_invalid_retries:
                     return failed(exc.reason, f"{exc.detail or 'unusable answer'} (after {invalid + 1} answers)")
@@ -318,6 +313,15 @@ class OpenAIBackend:
             return min(_MAX_RETRY_AFTER_S, max(0.0, seconds))
         except (TypeError, ValueError, OverflowError):
             return None
+
+
+def _choices(response) -> list[tuple]:
+    """(content, finish_reason, refusal) of each choice of a chat answer."""
+    try:
+        return [(ch.message.content, ch.finish_reason, getattr(ch.message, "refusal", None))
+                for ch in response.choices or []]
+    except AttributeError as exc:
+        raise InvalidAnswer(INVALID_ANSWER, f"unexpected answer shape ({exc})") from None
 
 
 def _add_usage(usage: dict, reported) -> None:
