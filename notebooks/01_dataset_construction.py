@@ -140,7 +140,7 @@ show.table(cleaned.near_duplicates(), decimals=2, hide_index=True)
 # flags generously.
 
 # %%
-show.table(cleaned.edge_case_recall(), integer_columns=["written", "caught"], hide_index=True)
+show.edge_case_recall(cleaned)
 
 # %% [markdown]
 # ### Personal data and crisis language
@@ -161,7 +161,7 @@ show.table(cleaned.personal_data(), integer_columns=["replacements"])
 # Two kept statements after scrubbing, as the judge and the page see them:
 
 # %%
-show.findings(cleaned.scrubbed_examples())
+show.scrubbed_examples(cleaned)
 
 # %% [markdown]
 # The crisis flag comes from a screen of patterns (`psyco_utils.crisis`). Each signal it finds has a kind (suicide,
@@ -228,6 +228,10 @@ show.second_opinion(cleaned, screen)
 
 # %% [markdown]
 # ### Themes and lengths
+#
+# The kept statements per theme, as the profile's labeller assigned them. The bundled corpus was written with about
+# the same number of statements per theme (the taxonomy table above), so an uneven spread here comes from the
+# labeller, which the next table checks.
 
 # %%
 fig = show.theme_bars(cleaned)

@@ -150,3 +150,8 @@ def test_dataset_tables_and_notes(cleaned):
     assert "shipped with the book" in show.sources(cfg.data.sources).to_html()
     assert "/" not in show.artifacts(SimpleNamespace(profile="tiny", artifacts=["a.parquet"])).data.split("runs/")[0]
     assert show.pool_example(None).data.startswith("No statement")
+    assert "caught" in show.edge_case_recall(cleaned).to_html()
+    assert "[NAME]" in show.scrubbed_examples(cleaned, n=20).data or "\\[NAME\\]" in show.scrubbed_examples(cleaned, 20).data
+    no_corpus = construction.CleanedStatements(cleaned.statements, cleaned.report, "keyword")
+    assert show.edge_case_recall(no_corpus).data.startswith("This profile reads no bundled statement")
+    assert show.theme_agreement(no_corpus).data.startswith("No statement of this profile")

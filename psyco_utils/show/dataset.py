@@ -16,9 +16,9 @@ from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, 
 
 __all__ = [
     "filter_funnel", "length_histogram", "category_bars", "loss_curve", "grouped_boxplot", "sources",
-    "theme_taxonomy", "corpus_edge_cases", "cleaning_funnel", "theme_bars", "theme_agreement", "statement_lengths",
-    "models_used", "warm_start_curve", "pool_example", "crisis_screen", "second_opinion_counts", "second_opinion",
-    "artifacts",
+    "theme_taxonomy", "corpus_edge_cases", "edge_case_recall", "cleaning_funnel", "scrubbed_examples",
+    "theme_bars", "theme_agreement", "statement_lengths", "models_used", "warm_start_curve", "pool_example",
+    "crisis_screen", "second_opinion_counts", "second_opinion", "artifacts",
 ]
 
 
@@ -134,6 +134,24 @@ def corpus_edge_cases(corpus_statements: pd.DataFrame, corpus_responses: pd.Data
                f"{corpus_responses['style'].nunique()} styles")
     return table(counts.rename("statements").rename_axis("edge case").to_frame(), caption=caption,
                  integer_columns=["statements"])
+
+
+def edge_case_recall(cleaned):
+    """Per edge case written into the bundled corpus, how many the filters caught; a sentence when this profile
+    reads no bundled statement."""
+    recall = cleaned.edge_case_recall()
+    if recall is None:
+        return findings("This profile reads no bundled statement, so there are no written edge cases to check the "
+                        "filters against; the drop counts above are what they did on its sources.")
+    return table(recall, integer_columns=["written", "caught"], hide_index=True)
+
+
+def scrubbed_examples(cleaned, n: int = 2):
+    """Kept statements (no crisis flag) whose personal data was replaced, as the judge and the page see them."""
+    shown = cleaned.scrubbed_examples(n)
+    if not shown:
+        return findings("No kept statement without a crisis flag had personal data to replace.")
+    return Markdown("\n\n".join(example(text, f"Scrubbed statement {i}").data for i, text in enumerate(shown, 1)))
 
 
 def cleaning_funnel(cleaned, profile: str):
