@@ -825,11 +825,14 @@ def edge_case_recall(statements: pd.DataFrame, report: StatementReport, corpus: 
     """For the bundled corpus: how many of the rows written as each edge case the pipeline caught, and where.
 
     ``corpus`` is the bundled statements table (with ``edge_case``); ``statements`` and ``report`` are the pipeline's
-    output.  Used by chapter 01 to show that each filter does what it is for.
+    output.  Statements that ``max_statements`` sampled out are neither kept nor dropped, and are not counted.
+    Used by chapter 01 to show that each filter does what it is for.
     """
-    bundled = corpus.assign(statement_id="bundled:" + corpus["id"])
     dropped_step = dict(zip(report.dropped["statement_id"], report.dropped["step"]))
     kept = statements.set_index("statement_id")
+    bundled = corpus.assign(statement_id="bundled:" + corpus["id"])
+    # a profile's max_statements sample leaves some statements out of both: they were never screened for the case
+    bundled = bundled[bundled["statement_id"].isin(kept.index) | bundled["statement_id"].isin(dropped_step)]
     expected_step = {"too_short": "length filter", "too_long": "length filter", "exact_duplicate": "exact dedup",
                      "near_duplicate": "near dedup"}
     rows = []

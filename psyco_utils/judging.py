@@ -275,7 +275,8 @@ class JudgingResult:
                   f"{integer(paper.DATASET['statements after cleaning'])}."]
         if self.swap["pairs"]:
             points.append(f"The judge named the same response in both orders on "
-                          f"{percent(self.swap['consistency'])} of {integer(self.swap['pairs'])} pairs"
+                          f"{percent(self.swap['consistency'])} of {integer(self.swap['pairs'])} "
+                          f"{'pair' if self.swap['pairs'] == 1 else 'pairs'}"
                           + (", as the rubric judge must by construction: this checks the code path, not a bias."
                              if self.judge_label.startswith("offline") else "."))
         return points

@@ -155,3 +155,14 @@ def test_dataset_tables_and_notes(cleaned):
     no_corpus = construction.CleanedStatements(cleaned.statements, cleaned.report, "keyword")
     assert show.edge_case_recall(no_corpus).data.startswith("This profile reads no bundled statement")
     assert show.theme_agreement(no_corpus).data.startswith("No statement of this profile")
+
+
+def test_a_sampled_run_counts_only_the_edge_cases_it_screened(tmp_path):
+    chapter = FakeChapter(cfg=load_profile("tiny", ["data.max_statements=60"]), run=tmp_path)
+    sampled = construction.clean_statements(chapter)
+    recall = sampled.edge_case_recall()
+    written = recall[~recall["edge case"].str.startswith("ordinary")]
+    assert (written["caught"] == written["written"]).all()  # the sample is not counted as a miss
+    assert written.loc[written["edge case"] == "crisis", "written"].iloc[0] < 12
+    result = construction.DatasetResult("tiny", sampled, None, _pool(sampled), 7)
+    assert "max_statements sample left out" in result.findings()[0]
