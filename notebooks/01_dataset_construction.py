@@ -194,8 +194,9 @@ show.second_opinion_counts(cleaned)
 # idioms. Each category mixes statements that must be flagged with look-alikes that must not ("I cut myself while
 # cooking", "the urge to text my ex"), and the negation and idiom categories include statements where the risk sits
 # beside the denial or the figure of speech. So in each category **recall** (the share of must-flag statements that
-# are flagged) and **precision** (the share of flags that are right) both mean something. **Tagged as expected** is
-# the share whose signals carry the category they should: other for third person, past for past, negated for denials.
+# are caught) and **precision** (the share of flags that are right: caught over caught plus false flags) both mean
+# something. **Tagged right** is the share whose signals carry the category they should: other for third person,
+# past for past, negated for denials.
 
 # %%
 screen = construction.evaluate_crisis_screen(chapter)
@@ -237,12 +238,12 @@ show.second_opinion(cleaned, screen)
 fig = show.theme_bars(cleaned)
 
 # %% [markdown]
-# On the bundled corpus the labels can be checked against the theme each statement was written for. The table
+# On the bundled corpus the labels can be checked against the theme each statement was written for. The heat map
 # counts the bundled statements by the theme they were written for (rows) and the theme the labeller chose
-# (columns); the diagonal is agreement.
+# (columns); the diagonal is agreement, and its share is in the title.
 
 # %%
-show.theme_agreement(cleaned)
+fig = show.theme_agreement(cleaned)
 
 # %% [markdown]
 # The paper's length window, 100 to 1,000 characters, is shaded; the statements outside it are those the length
@@ -275,9 +276,9 @@ fig = show.warm_start_curve(world)
 # Each statement gets the profile's `responses_per_statement` responses (4, as in the paper): that many distinct pool
 # generators are drawn at random per statement. In the tiny profile the pool is the five bundled styles plus the
 # tiny policy sampled at two temperatures; in colab and paper it is a set of instruct models of several sizes and
-# OpenAI-compatible models. Per generator: the responses asked for and produced, the ones dropped as empty or
-# failed, the generation time and speed (zero for the bundled styles, which are read, not generated), and
-# the responses taken from a checkpoint of an earlier, interrupted run.
+# OpenAI-compatible models. Per generator: its kind, the responses asked for and produced, those dropped as empty or
+# failed, the generation time in seconds and tokens per second (zero for the bundled styles, which are read, not
+# generated), and how many were resumed from a checkpoint of an earlier, interrupted run.
 
 # %%
 responses = construction.build_response_pool(chapter, cleaned)

@@ -156,11 +156,11 @@ fig = show.principle_correlation(result.scored)
 show.findings(result.correlation_findings())
 
 # %% [markdown]
-# Mean scores per pool generator: in the tiny profile the bundled styles were written to differ, so this table is
-# also a check that the judge ranks them the way they were meant (empathic first, dismissive last).
+# Mean scores per pool generator, best overall on top: in the tiny profile the bundled styles were written to differ,
+# so this is also a check that the judge ranks them the way they were meant (empathic first, dismissive last).
 
 # %%
-show.table(result.by_generator(), decimals=2)
+fig = show.generator_scores(result.by_generator())
 
 # %%
 show.findings(result.generator_findings())

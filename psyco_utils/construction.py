@@ -259,9 +259,10 @@ class ResponsePool:
     def generator_table(self) -> pd.DataFrame:
         """Per generator: responses asked for, produced and dropped, generation time and speed, and how many came
         from a checkpoint of an earlier run."""
-        names = {"dropped_empty_or_failed": "dropped (empty or failed)", "seconds": "seconds",
-                 "new_tokens": "new tokens", "tokens_per_s": "tokens per second", "from_checkpoint": "from checkpoint"}
-        return self.generators.rename(columns=names).set_index("generator")
+        names = {"dropped_empty_or_failed": "dropped", "tokens_per_s": "tokens/s", "from_checkpoint": "resumed"}
+        shown = ["generator", "kind", "asked", "produced", "dropped_empty_or_failed", "seconds", "tokens_per_s",
+                 "from_checkpoint"]
+        return self.generators[shown].rename(columns=names).set_index("generator")
 
     def example(self, cleaned: CleanedStatements) -> tuple[str, pd.DataFrame] | None:
         """A statement without a crisis flag and its pool (the one with the most tiny-policy responses, to show

@@ -816,9 +816,13 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
 
 
 def preview(text: str, max_chars: int = 160) -> str:
-    """A scrubbed, shortened copy of ``text`` for display: what the book shows of a statement it did not keep."""
+    """A scrubbed, shortened copy of ``text`` for display: what the book shows of a statement it did not keep.  A
+    long text is cut at the last word boundary before ``max_chars`` and ends in an ellipsis."""
     clean, _ = scrub_personal_data(normalize_text(str(text)))
-    return clean if len(clean) <= max_chars else clean[: max_chars - 1].rstrip() + "…"
+    if len(clean) <= max_chars:
+        return clean
+    cut = clean[: max_chars - 1]
+    return (cut.rsplit(None, 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
 
 
 def edge_case_recall(statements: pd.DataFrame, report: StatementReport, corpus: pd.DataFrame) -> pd.DataFrame:

@@ -113,7 +113,8 @@ def test_pool_example_is_never_a_crisis_statement(cleaned):
     only_crisis = pool.responses[pool.responses["statement_id"].isin(
         cleaned.statements.loc[cleaned.statements["crisis"], "statement_id"])]
     assert construction.ResponsePool(only_crisis, pool.generators, 2).example(cleaned) is None
-    assert "dropped (empty or failed)" in pool.generator_table().columns
+    assert list(pool.generator_table().columns) == ["kind", "asked", "produced", "dropped", "seconds", "tokens/s",
+                                                    "resumed"]
 
 
 def test_finish_writes_the_artifacts_and_records_the_metrics(cleaned, tmp_path):
@@ -142,8 +143,11 @@ def test_dataset_figures_fit_the_column_with_legends_below_the_data(cleaned):
 
 
 def test_dataset_tables_and_notes(cleaned):
-    assert isinstance(show.theme_agreement(cleaned).to_html(), str)
-    assert "agrees with the written theme" in show.theme_agreement(cleaned).to_html()
+    fig = show.theme_agreement(cleaned)
+    share, confusion = cleaned.theme_agreement()
+    assert f"{share:.1%} agree" in fig.axes[0].get_title()
+    assert fig.get_size_inches()[0] == pytest.approx(show.FIGURE_WIDTH_IN)
+    assert len(fig.axes[0].texts) == confusion.size  # every count written in its cell
     assert isinstance(show.second_opinion_counts(cleaned), Markdown)
     assert "crisis_second_opinion" in show.second_opinion_counts(cleaned).data
     cfg = load_profile("tiny", [])

@@ -249,3 +249,11 @@ def test_theme_instructions_name_every_theme_with_its_definition():
             return ["grief"] * len(texts)
 
     assert data.llm_theme_labeller(Judge())(["a", "b"]) == ["grief", "grief"]
+
+
+def test_preview_cuts_at_a_word_boundary_and_scrubs():
+    text = "Call me on 555-123-4567 please, I keep worrying about everything"
+    shown = data.preview(text, 40)
+    assert shown.endswith("…") and len(shown) <= 40 and "555" not in shown
+    assert shown[:-1] == shown[:-1].rstrip() and not shown[:-1].endswith(("wor", "worr"))
+    assert data.preview("short", 40) == "short"

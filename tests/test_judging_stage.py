@@ -124,6 +124,7 @@ def test_rubric_demo_uses_a_statement_without_a_crisis_flag(judged_run):
 def test_judging_figures_fit_the_column(judged_run):
     _, _, _, result = judged_run
     for fig in (show.score_histograms(result.scored, result.judge_label), show.principle_correlation(result.scored),
+                show.generator_scores(result.by_generator()),
                 show.score_gap_histogram(result.frames, result.min_gap)):
         assert fig.get_size_inches()[0] == pytest.approx(show.FIGURE_WIDTH_IN)
     fig = show.score_gap_histogram(result.frames, result.min_gap)
@@ -141,3 +142,6 @@ def test_judging_notes_and_tables(judged_run):
     assert "88.5%" in styled and "0.70" in styled
     assert "Empathy" in show.principles_table().to_html()
     assert "Chosen" in show.pair_examples(result.pair_examples()).data
+    features = show.rubric_features(SimpleNamespace(features=pd.DataFrame({"a": [127.0, 0.008]}, index=["words", "rep"])))
+    html = features.to_html()
+    assert ">127<" in html and "0.01" in html and "127.00" not in html

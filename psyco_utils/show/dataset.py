@@ -166,16 +166,18 @@ def theme_bars(cleaned):
 
 
 def theme_agreement(cleaned):
-    """Bundled statements by the theme they were written for and the theme the labeller chose, with the share that
-    agree in the caption; a sentence when no bundled statement was labelled."""
+    """Bundled statements by the theme they were written for (rows) and the theme the labeller chose (columns), as a
+    heat map titled with the share that agree; a sentence when no bundled statement was labelled."""
+    from .judging import heatmap
+
     agreement = cleaned.theme_agreement()
     if agreement is None:
         return findings("No statement of this profile comes from the bundled corpus, so there is no written theme "
                         "to check the labels against.")
     share, confusion = agreement
-    caption = (f"the {cleaned.theme_labeller} labeller agrees with the written theme on {share:.1%} of "
-               f"{int(confusion.values.sum()):,} bundled statements")
-    return table(confusion, caption=caption, integer_columns=list(confusion.columns))
+    title = f"{cleaned.theme_labeller.capitalize()} labels against the written theme: {share:.1%} agree"
+    return heatmap(confusion, title, "statements (count)", vmin=0, vmax=float(confusion.values.max()), digits=0,
+                   xlabel="labelled as", ylabel="written as")
 
 
 def statement_lengths(cleaned, min_chars: int, max_chars: int):
@@ -224,13 +226,15 @@ def pool_example(example_pair, max_chars: int = 400) -> Markdown:
 
 
 def crisis_screen(screen) -> object:
-    """Recall, precision and tags of the pattern screen per category of its labelled set."""
+    """Recall, precision and tags of the pattern screen per category of its labelled set (the counts that follow
+    from others, flagged and missed, are left out so that the table fits the page)."""
     names = {"first_person_current": "first person, current", "first_person_past": "first person, past",
              "third_person": "third person", "passive_ideation": "passive ideation", "harm_to_others":
              "harm to others"}
-    frame = screen.table.rename(index=names)
-    counts = ["statements", "must flag", "flagged", "caught", "missed", "false flags"]
-    return table(frame, percent_columns=["recall", "precision", "tagged as expected"], integer_columns=counts)
+    frame = screen.table.rename(index=names).rename(columns={"tagged as expected": "tagged right"})
+    frame = frame[["statements", "must flag", "caught", "false flags", "recall", "precision", "tagged right"]]
+    return table(frame, percent_columns=["recall", "precision", "tagged right"],
+                 integer_columns=["statements", "must flag", "caught", "false flags"])
 
 
 def second_opinion_counts(cleaned):

@@ -15,7 +15,8 @@ from IPython.display import Markdown
 from ..principles import PRINCIPLE_KEYS, PRINCIPLES
 from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, table
 
-__all__ = ["principles_table", "rubric_demo", "rubric_features", "score_histograms", "principle_correlation", "score_gap_histogram",
+__all__ = ["principles_table", "rubric_demo", "rubric_features", "score_histograms", "heatmap", "principle_correlation",
+           "generator_scores", "score_gap_histogram",
            "pair_examples", "judged_sets", "human_agreement"]
 
 
@@ -41,10 +42,12 @@ def rubric_demo(demo) -> Markdown:
 
 
 def rubric_features(demo):
-    """The surface features the rubric judge read from each response of the demonstration."""
+    """The surface features the rubric judge read from each response of the demonstration: counts as integers,
+    shares with two decimals."""
     if demo is None:
         return findings("No rubric features: this profile's judge is an LLM.")
-    return table(demo.features, decimals=2)
+    shown = demo.features.map(lambda v: f"{v:,.0f}" if float(v).is_integer() else f"{v:.2f}")
+    return table(shown)
 
 
 def score_histograms(scored: pd.DataFrame, judge_label: str):
@@ -69,23 +72,43 @@ def score_histograms(scored: pd.DataFrame, judge_label: str):
     return fig
 
 
+def heatmap(frame: pd.DataFrame, title: str, colorbar: str, *, vmin: float, vmax: float, cmap: str = "Blues",
+            digits: int = 2, xlabel: str | None = None, ylabel: str | None = None):
+    """A labelled heat map of ``frame`` (rows down, columns across) with each value written in its cell, at the page
+    width; used for tables too wide for the column (chapter 01's theme labels, chapter 02's scores)."""
+    values = frame.to_numpy(dtype=float)
+    height = min(6.0, 1.6 + 0.42 * len(frame))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, height))
+    image = ax.imshow(values, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(frame.shape[1]), [str(c) for c in frame.columns], rotation=35, ha="right")
+    ax.set_yticks(range(frame.shape[0]), [str(i) for i in frame.index])
+    ax.grid(False)
+    middle = (vmin + vmax) / 2
+    for i in range(frame.shape[0]):
+        for j in range(frame.shape[1]):
+            v = values[i, j]
+            dark = not np.isnan(v) and (v > middle + 0.3 * (vmax - vmin) or (cmap == "RdBu_r" and abs(v) > 0.6))
+            ax.text(j, i, "-" if np.isnan(v) else f"{v:.{digits}f}", ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    fig.colorbar(image, ax=ax, label=colorbar)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    fig.tight_layout()
+    return fig
+
+
 def principle_correlation(scored: pd.DataFrame, title: str = "Correlation between principles"):
     """Spearman correlation of the seven ratings over the judged responses, as a labelled heat map."""
     corr = scored[list(PRINCIPLE_KEYS)].corr(method="spearman")
-    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, 5.0))
-    image = ax.imshow(corr.values, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(len(PRINCIPLE_KEYS)), PRINCIPLE_KEYS, rotation=45, ha="right")
-    ax.set_yticks(range(len(PRINCIPLE_KEYS)), PRINCIPLE_KEYS)
-    ax.grid(False)
-    for i in range(len(PRINCIPLE_KEYS)):
-        for j in range(len(PRINCIPLE_KEYS)):
-            value = corr.values[i, j]
-            ax.text(j, i, "-" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if abs(np.nan_to_num(value)) > 0.6 else "black")
-    fig.colorbar(image, ax=ax, label="Spearman correlation")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return heatmap(corr, title, "Spearman correlation", vmin=-1, vmax=1, cmap="RdBu_r")
+
+
+def generator_scores(by_generator: pd.DataFrame, title: str = "Mean score per principle and pool generator"):
+    """Mean rating (1 to 5) per pool generator and principle, and the overall score, best generator on top."""
+    columns = [*PRINCIPLE_KEYS, "overall"]
+    return heatmap(by_generator[columns], title, "mean score (1-5)", vmin=1, vmax=5, xlabel="principle",
+                   ylabel="pool generator")
 
 
 def score_gap_histogram(frames: dict[str, pd.DataFrame], min_gap: float,
