@@ -68,8 +68,8 @@ class CleanedStatements:
     def drop_examples(self, per_step: int = 2, chars: int = 140) -> pd.DataFrame:
         """A few dropped statements per step, scrubbed and shortened; none with crisis language."""
         dropped = self.report.dropped
-        has_text = dropped["text"].map(lambda t: isinstance(t, str) and bool(t.strip()))
-        safe = dropped[has_text & ~dropped["text"].map(_has_crisis_language)]
+        statements = dropped[dropped["step"] != "load"]  # a load drop is a cell that held no text, not a statement
+        safe = statements[~statements["text"].map(_has_crisis_language)]
         shown = safe.groupby("step", sort=False).head(per_step)
         return pd.DataFrame({"step": shown["step"], "reason": shown["reason"],
                              "statement (shortened)": shown["text"].map(lambda t: data.preview(t, chars))}
@@ -327,13 +327,13 @@ class DatasetResult:
                 "pool generators": integer(d["pool generators"])}
 
     def findings(self) -> list[str]:
-        c, funnel = self.cleaned, self.cleaned.funnel
-        first, kept = int(funnel["statements"].iloc[0]), len(c.statements)
-        sampled = funnel[funnel["step"].str.startswith("sampled")]
-        left_out = f", and the profile's max_statements sample left out {integer(sampled['removed'].sum())} more" \
-            if len(sampled) else ""
-        points = [f"{integer(kept)} of {integer(first)} rows loaded became statements: the cleaning steps dropped "
-                  f"{integer(len(c.report.dropped))}{left_out}.",
+        c, funnel = self.cleaned, self.cleaned.funnel.set_index("step")["statements"]
+        rows, grouped = int(funnel.iloc[0]), int(funnel.get("one per statement (rows grouped)", funnel.iloc[0]))
+        cleaned = int(funnel["near dedup"])  # the last cleaning step; a max_statements sample may follow
+        left_out = (f"; the profile's max_statements sample kept {integer(len(c.statements))} of them"
+                    if len(c.statements) < cleaned else "")
+        points = [f"{integer(rows)} rows loaded held {integer(grouped)} statements; {integer(cleaned)} passed the "
+                  f"filters and de-duplication{left_out}.",
                   f"{integer(sum(c.report.scrub_counts.values()))} pieces of personal data were replaced by "
                   f"placeholders; {integer(c.flagged)} statements carry a crisis flag, kept for chapter 6's probe.",
                   f"The pool holds {integer(len(self.pool.responses))} responses to {integer(self.pool.statements)} "

@@ -128,6 +128,10 @@ def test_finish_writes_the_artifacts_and_records_the_metrics(cleaned, tmp_path):
     ours, paper = result.ours(), result.paper_numbers()
     assert ours["statements after cleaning"] == f"{len(cleaned.statements):,}" and paper["pool generators"] == "20"
     assert any("edge cases" in point for point in result.findings())
+    funnel = cleaned.funnel.set_index("step")["statements"]
+    assert result.findings()[0] == (f"{funnel.iloc[0]:,} rows loaded held {funnel['one per statement (rows grouped)']:,} "
+                                    f"statements; {len(cleaned.statements):,} passed the filters and de-duplication.")
+    assert "load" not in set(cleaned.drop_examples(per_step=100)["step"])
 
 
 def test_dataset_figures_fit_the_column_with_legends_below_the_data(cleaned):
@@ -169,4 +173,4 @@ def test_a_sampled_run_counts_only_the_edge_cases_it_screened(tmp_path):
     assert (written["caught"] == written["written"]).all()  # the sample is not counted as a miss
     assert written.loc[written["edge case"] == "crisis", "written"].iloc[0] < 12
     result = construction.DatasetResult("tiny", sampled, None, _pool(sampled), 7)
-    assert "max_statements sample left out" in result.findings()[0]
+    assert result.findings()[0].endswith(f"the profile's max_statements sample kept {len(sampled.statements)} of them.")
