@@ -42,32 +42,25 @@ profile = "tiny"
 overrides = []
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-from IPython.display import display
-
-from psyco_utils import checks, data, inputs, pairs, runtime
-from psyco_utils.judge import CompareItem, ScoreItem, judged_set_report, make_judge
-from psyco_utils.principles import PRINCIPLE_KEYS, PRINCIPLES
+from psyco_utils import checks, inputs, judging, runtime, show
+from psyco_utils.judge import make_judge
 
 chapter = runtime.start_chapter(profile, overrides, stage="02_judging")
-cfg, run = chapter.cfg, chapter.run
+cfg = chapter.cfg
 inputs.require_inputs(chapter)
-statements = pd.read_parquet(run / "statements" / "statements.parquet")
-pool = pd.read_parquet(run / "pool" / "pool.parquet")
-print(f"profile {cfg.name}: {len(pool):,} pool responses to {pool['statement_id'].nunique():,} statements")
+plan = judging.plan(chapter)
+show.findings(plan.summary())
 
 # %% [markdown]
+# The plan above reads what chapter 1 wrote: the cleaned statements and their response pool.
+#
 # ## The seven principles
 #
 # The paper's rubric text and score anchors are in its appendix, which is not available here; the definitions and
 # anchors below were written for this book from the principles' names and the counselling literature they point to.
 
 # %%
-with pd.option_context("display.max_colwidth", 200):
-    display(pd.DataFrame([{"principle": p.name, "column": p.key, "group": p.group, "definition": p.definition,
-                           "1": p.anchors[1], "5": p.anchors[5]} for p in PRINCIPLES]).set_index("principle"))
+show.principles_table()
 
 # %% [markdown]
 # ## The judge
@@ -76,7 +69,7 @@ with pd.option_context("display.max_colwidth", 200):
 # `compare` says which of two responses is better on each principle and overall. Two backends sit behind it:
 #
 # * **openai**: any OpenAI-compatible chat endpoint (GPT-4o, gpt-4o-mini, vLLM, Ollama), with structured outputs,
-#   bounded concurrency, retries, and token and cost accounting; a Batch API mode for paper-scale runs.
+#   bounded concurrency, retries, and token and cost accounting; a {term}`Batch API` mode for paper-scale runs.
 # * **rubric**: an offline, deterministic scorer of surface cues. It stands in for GPT-4o in the tiny profile so
 #   that the book runs anywhere without a key. It is **not** a model of a therapist's judgement: it rewards
 #   the visible signs of good practice (reflections of feeling, open questions, the client's own words,
@@ -91,244 +84,166 @@ with pd.option_context("display.max_colwidth", 200):
 # row), the run stops with an error that names the endpoint and says how many judgments are already safe.
 
 # %%
-judge = make_judge(cfg.judge, cache_path=run / "judgments.sqlite")
-print(f"judge backend: {cfg.judge.backend}, model: {cfg.judge.model}")
+judge = make_judge(cfg.judge, cache_path=chapter.run / "judgments.sqlite")
 
 # %% [markdown]
-# What moves the rubric judge, on two responses to one statement from the bundled corpus:
+# What moves the rubric judge, on two bundled responses to one statement (a statement without a crisis flag):
+# the empathic response reflects feelings, uses the client's words and asks an open question; the directive one
+# gives orders.
 
 # %%
-if cfg.judge.backend == "rubric":
-    from psyco_utils.judge.rubric import rubric_features
+demo = judging.rubric_demo(judge, plan)
+show.rubric_demo(demo)
 
-    corpus_statements, corpus_responses = data.load_bundled_corpus()
-    sid = corpus_statements.loc[corpus_statements["edge_case"].isna(), "id"].iloc[0]
-    statement_text = corpus_statements.set_index("id").at[sid, "text"]
-    styles = corpus_responses[corpus_responses["statement_id"] == sid].set_index("style")["text"]
-    print(data.preview(statement_text, 600))
-    demo = judge.score_many([ScoreItem(statement_text, styles[s]) for s in ("empathic", "directive")], progress=False)
-    for style, result in zip(("empathic", "directive"), demo):
-        print(f"\n--- {style} response: {data.preview(styles[style], 300)}")
-        print("ratings:", result.ratings)
-        print("rationale:", result.rationale)
-    display(pd.DataFrame({s: rubric_features(statement_text, styles[s]) for s in ("empathic", "directive")}))
+# %% [markdown]
+# The surface features the rubric reads from each response, and from which its ratings follow:
+
+# %%
+show.rubric_features(demo)
 
 # %% [markdown]
 # ## Scoring the pool
 #
-# The position-swap check further down compares two responses to a statement in both orders. Its sample is drawn
-# here, before scoring (two responses to each of the first test statements, picked with the profile's seed), so that
-# the scores and both orders of the check are sent together: with the Batch API they are three batches that are
-# awaited once, not one after another. Splits are drawn by statement, so they are known before any score.
+# The {term}`position swap` check further down compares two responses to a statement in both orders. Its sample was
+# drawn with the plan, before scoring (two responses to each of the first test statements, picked with the profile's
+# seed), so that the scores and both orders of the check are sent together: with the Batch API they are three
+# batches that are awaited once, not one after another. Splits are drawn by statement, so they are known before any
+# score. This is the call that judges everything:
 
 # %%
-split_of = pairs.assign_splits(list(statements["statement_id"]), cfg.splits.dev_fraction, cfg.splits.test_fraction,
-                               cfg.seed)
-test_pool = pool[pool["statement_id"].map(split_of) == "test"]
-swap_ids = sorted(sid for sid, n in test_pool["statement_id"].value_counts().items() if n >= 2)
-swap_ids = swap_ids[:cfg.judging.swap_check_pairs]
-swap_sample = (test_pool[test_pool["statement_id"].isin(swap_ids)].groupby("statement_id")
-               .sample(2, random_state=cfg.seed).sort_values("statement_id", kind="stable"))
-first, second = swap_sample.iloc[0::2].reset_index(drop=True), swap_sample.iloc[1::2].reset_index(drop=True)
-statement_text = statements.set_index("statement_id")["text"]
-swap_questions = first["statement_id"].map(statement_text)
-judged = judge.judge_together({
-    "scoring pool responses": [ScoreItem(s, r) for s, r in zip(pool["statement_id"].map(statement_text),
-                                                               pool["response"])],
-    "swap check, first order": [CompareItem(q, a, b) for q, a, b in
-                                zip(swap_questions, first["response"], second["response"])],
-    "swap check, swapped order": [CompareItem(q, b, a) for q, a, b in
-                                  zip(swap_questions, first["response"], second["response"])],
-})
-scored = pairs.scores_frame(pool, judged["scoring pool responses"])
-usage = judge.usage()
-print("judge usage counts every call of this judge in this chapter so far, the demonstration above included; "
-      "cache hits are judgments already in the cache, from an earlier run or an earlier cell")
-pd.Series({k: v for k, v in usage.items() if not isinstance(v, dict)}, name="judge usage").to_frame()
+judged = judge.judge_together(plan.tasks())
+result = judging.collect(chapter, plan, judged, judge)
+
+# %% [markdown]
+# What the judge did. The counts cover every call of this judge in this chapter, the demonstration above included;
+# judgments answered from the cache were made by an earlier run or an earlier cell, and cost nothing now.
+
+# %%
+show.table(result.usage_table())
 
 # %% [markdown]
 # A failed judgment is not an answer: its response is left out of the pairs, and the failure is kept in the cache
 # with its reason. A re-run of this chapter sends the failed judgments again and takes the answered ones from the
 # cache. When more than `judge.max_failed_share` of what the chapter asked for has no judgment, the data set is
-# short, and the check below says so (and stops the run, unless the profile only reports checks).
+# short, and the checks below say so (and stop the run, unless the profile only reports checks).
 
 # %%
-rerun = f"run `psyco-book run --profile {cfg.name} --only 02`"
-score_report = judged_set_report(judged["scoring pool responses"], "pool responses", cfg.judge, rerun)
-swap_report = judged_set_report(judged["swap check, first order"] + judged["swap check, swapped order"],
-                                "position-swap comparisons", cfg.judge, rerun)
-for report in (score_report, swap_report):
-    print(report["message"])
-checks.require(chapter, "pool responses judged", score_report["complete"], score_report["message"])
-checks.require(chapter, "position-swap comparisons judged", swap_report["complete"], swap_report["message"])
-failures = scored.loc[scored["judge_status"] != "ok", "judge_error"].str.split(":").str[0].value_counts()
-failures.rename_axis("reason").rename("failed judgments").to_frame() if len(failures) else None
+_ = checks.require(chapter, "pool responses judged", result.score_report["complete"], result.score_report["message"])
+_ = checks.require(chapter, "position-swap comparisons judged", result.swap_report["complete"],
+                   result.swap_report["message"])
+show.judged_sets(result)
 
 # %% [markdown]
 # ### Score distributions
-
-# %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 7, figsize=(12, 2.8), sharey=True)
-for ax, p in zip(axes, PRINCIPLES):
-    counts = scored[p.key].value_counts().reindex(range(1, 6), fill_value=0)
-    ax.bar(counts.index, counts.values, color="#4C72B0")
-    ax.set_title(p.key, fontsize=9)
-    ax.set_xticks(range(1, 6))
-    ax.set_xlabel("score (1-5)")
-axes[0].set_ylabel("responses (count)")
-fig.suptitle(f"Scores per principle ({cfg.judge.backend} judge, {len(scored):,} responses)")
-fig.tight_layout()
+#
+# How often each score was given on each principle, and the overall score (the mean of the seven) of each response.
+# A principle on which almost every response gets the same score cannot separate a pair.
 
 # %%
-corr = scored[list(PRINCIPLE_KEYS)].corr(method="spearman")
-fig, ax = plt.subplots(figsize=(5.2, 4.4))
-im = ax.imshow(corr.values, vmin=-1, vmax=1, cmap="RdBu_r")
-ax.set_xticks(range(7), PRINCIPLE_KEYS, rotation=45, ha="right")
-ax.set_yticks(range(7), PRINCIPLE_KEYS)
-for i in range(7):
-    for j in range(7):
-        ax.text(j, i, f"{corr.values[i, j]:.2f}", ha="center", va="center", fontsize=7)
-fig.colorbar(im, ax=ax, label="Spearman correlation")
-ax.set_title("Correlation between principles")
-fig.tight_layout()
+fig = show.score_histograms(result.scored, result.judge_label)
+
+# %%
+show.findings(result.score_findings())
 
 # %% [markdown]
-# Mean scores per pool generator: in the tiny profile the bundled styles were written to differ, so this table is
-# also a check that the judge ranks them the way they were meant (empathic first, dismissive last).
+# The principles are meant to measure different things. If two of them always move together, the judge is rating
+# one impression twice; the rank (Spearman) correlation over the judged responses shows how far apart they are.
 
 # %%
-by_generator = scored.groupby("generator")[list(PRINCIPLE_KEYS) + ["overall", "chars"]].mean().round(2)
-by_generator.sort_values("overall", ascending=False)
+fig = show.principle_correlation(result.scored)
+
+# %%
+show.findings(result.correlation_findings())
+
+# %% [markdown]
+# Mean scores per pool generator, best overall on top: in the tiny profile the bundled styles were written to differ,
+# so this is also a check that the judge ranks them the way they were meant (empathic first, dismissive last).
+
+# %%
+fig = show.generator_scores(result.by_generator())
+
+# %%
+show.findings(result.generator_findings())
 
 # %% [markdown]
 # ## Pairs and splits
 #
 # Exactly as the paper: splits are drawn by statement (test first, then 10% of the rest as dev), so no statement
 # appears in two splits; train and dev pairs are every pair with an overall gap of at least `splits.min_score_gap`
-# (1 point, as the paper); test pairs are best against worst.
+# (1 point, as the paper); test pairs are best against worst. A statement whose responses all score within the
+# minimum gap of each other gives no pair, so later chapters see only statements with a pair.
 
 # %%
-frames, drops = pairs.build_pairs(scored, statements, split_of, min_gap=cfg.splits.min_score_gap)
-sizes = pd.DataFrame({s: {"statements": sum(v == s for v in split_of.values()),
-                          "statements with a pair": f["ID"].nunique(), "pairs": len(f)}
-                      for s, f in frames.items()}).T
-print("A statement whose responses all score within the minimum gap of each other gives no pair; later chapters "
-      "see only statements with a pair.")
-display(sizes)
-drops
-
-# %% tags=["hide-input"]
-fig, ax = plt.subplots()
-for split, frame in frames.items():
-    ax.hist(frame["score_gap"], bins=np.arange(-1 / 14, 4.1, 1 / 7), alpha=0.6, label=f"{split} (n={len(frame):,})")
-ax.axvline(cfg.splits.min_score_gap - 1 / 14, color="k", ls="--", lw=1,
-           label=f"train and dev pairs: gap of {cfg.splits.min_score_gap:g} or more (right of the line)")
-ax.set_xlabel("overall score gap, chosen - rejected (points on the 1-5 scale)")
-ax.set_ylabel("pairs (count)")
-ax.set_title("Score gap of the preference pairs")
-ax.legend(fontsize=8)
-fig.tight_layout()
-
-# %%
-per_theme = pd.concat([f.assign(split=s) for s, f in frames.items()]).pivot_table(
-    index="theme", columns="split", values="prefID", aggfunc="count", fill_value=0
-).reindex(columns=list(pairs.SPLITS), fill_value=0)
-per_theme.loc["total"] = per_theme.sum()
-per_theme
+show.table(result.split_sizes(), integer_columns=["statements", "statements with a pair", "pairs"])
 
 # %% [markdown]
-# Two example pairs from the training split, with their scores:
+# What did not become a pair, and why:
 
 # %%
-train = frames["train"].sort_values("score_gap", ascending=False)
-if train.empty:
-    print("no training pairs in this run: see the judged-set check above")
-for _, row in train.iloc[sorted({0, len(train) // 2})].iterrows() if len(train) else []:
-    print(f"[{row['ID']}, gap {row['score_gap']:.2f}] {data.preview(row['question'], 300)}")
-    print(f"  CHOSEN ({row['chosen_model']}): {data.preview(row['chosen'], 300)}")
-    print(f"  REJECTED ({row['rejected_model']}): {data.preview(row['rejected'], 300)}")
-    print("  scores chosen/rejected:", {k: f"{row[f'chosen_{k}_rating']}/{row[f'rejected_{k}_rating']}"
-                                         for k in PRINCIPLE_KEYS}, "\n")
+show.table(result.drops, integer_columns=["count"])
+
+# %% [markdown]
+# The gap of the pairs: train and dev pairs start at the minimum gap (the dashed line); test pairs, best against
+# worst, can have any gap above zero.
+
+# %%
+fig = show.score_gap_histogram(result.frames, result.min_gap)
+
+# %% [markdown]
+# Pairs per theme and split. Chapter 3 reports the reward model's accuracy per theme on the test split, so a theme
+# without test pairs is missing there.
+
+# %%
+show.table(result.per_theme())
+
+# %%
+show.findings(result.theme_findings())
+
+# %% [markdown]
+# Two pairs from the training split (the widest gap, and one from the middle), with their ratings:
+
+# %%
+show.pair_examples(result.pair_examples())
 
 # %% [markdown]
 # ## How far can the judge be trusted?
 #
 # **Position swap.** A pairwise judge should not care which response it reads first. On two responses to each of
-# a sample of test statements (drawn before scoring, above), `compare` ran in both orders; a consistent judge names
-# the same response both times. Each pair is oriented by the scores, the higher-scored response as "chosen"; pairs
-# whose scores tie, or that lack a score, are left out and counted.
+# a sample of test statements, `compare` ran in both orders; a consistent judge names the same response both times.
+# Each pair is oriented by the scores, the higher-scored response as "chosen"; pairs whose scores tie, or that lack
+# a score, are left out and counted. The rubric judge scores each response on its own and compares the scores, so
+# it is symmetric by construction: with it, this checks the code path and does not measure a bias. With an LLM judge
+# it does. The last row is stricter: the share of pairs where `compare` named the higher-scored response in both
+# orders, so its pairwise verdict agrees with the label the scores give the pair.
 
 # %%
-overall_of = scored.set_index("response_id")["overall"]
-first_overall = first["response_id"].map(overall_of).to_numpy()
-second_overall = second["response_id"].map(overall_of).to_numpy()
-verdicts_first = [v.overall for v in judged["swap check, first order"]]
-verdicts_swapped = [v.overall for v in judged["swap check, swapped order"]]
-chosen_first_verdicts, chosen_second_verdicts, left_out = [], [], 0
-for a_score, b_score, v_ab, v_ba in zip(first_overall, second_overall, verdicts_first, verdicts_swapped):
-    if np.isnan(a_score) or np.isnan(b_score) or a_score == b_score:
-        left_out += 1
-    elif a_score > b_score:  # the first response is the higher-scored one: it was shown first in the first order
-        chosen_first_verdicts.append(v_ab)
-        chosen_second_verdicts.append(v_ba)
-    else:
-        chosen_first_verdicts.append(v_ba)
-        chosen_second_verdicts.append(v_ab)
-swap = pairs.swap_consistency(chosen_first_verdicts, chosen_second_verdicts)
-swap_labels = {"pairs": "pairs compared in both orders", "failed": "pairs with a failed comparison",
-               "consistent": "same response named in both orders", "consistency": "consistency",
-               "prefers_dataset_chosen_both_orders": "higher-scored response named in both orders"}
-if cfg.judge.backend == "rubric":
-    print("The rubric judge scores each response on its own and compares the scores, so it is symmetric by "
-          "construction: here this checks the code path, it does not measure a bias. With an LLM judge it does.")
-pd.Series({**{swap_labels[k]: round(v, 3) if isinstance(v, float) else v for k, v in swap.items()},
-           "pairs left out (scores tie or missing)": left_out}, name="position-swap check", dtype=object).to_frame()
+show.table(result.swap_table())
 
 # %% [markdown]
 # **Human labels.** The paper reports that two therapists agreed with the dataset's labels on 88.5% of 200 pairs
-# and that experts agreed with GPT-4o's pairwise verdicts 82.5% of the time; reviewers asked for Cohen's kappa as well.
-# Given a file of human labels (`judging.human_labels_path`), this cell reports both.
+# and that experts agreed with GPT-4o's pairwise verdicts 82.5% of the time; reviewers asked for Cohen's kappa as
+# well. Given a file of human labels (`judging.human_labels_path`), this reports both.
 
 # %%
-if cfg.judging.human_labels_path:
-    agreement = pairs.human_agreement(pd.concat(frames.values()), cfg.judging.human_labels_path)
-    display(pd.Series(agreement, name="agreement with human labels").to_frame())
-else:
-    agreement = None
-    print("no human labels given for this profile (judging.human_labels_path): agreement not computed")
+show.human_agreement(result.agreement)
 
 # %% [markdown]
 # ## Artifacts
 #
-# `psycopref/` is a `DatasetDict` in the released schema plus a `theme` column, with a dataset card;
-# `judgments.sqlite` holds every judgment with its usage and cost.
+# `psycopref/` is a {term}`DatasetDict` in the released schema plus a `theme` column, with a dataset card;
+# `judgments.sqlite` holds every judgment with its usage and cost. A split without pairs cannot be trained on,
+# so that is checked before anything is written.
 
 # %%
-_ = checks.require(chapter, "every split has pairs", pairs.empty_splits_problem(frames) is None,
-                   pairs.empty_splits_problem(frames) or "train, dev and test each hold pairs")
-dataset = pairs.to_dataset_dict(frames)
-dataset.save_to_disk(str(run / "psycopref"))
-judge_desc = f"{cfg.judge.backend} backend, model {cfg.judge.model}"
-(run / "psycopref" / "README.md").write_text(pairs.dataset_card(frames, cfg.name, judge_desc, drops))
-scored.drop(columns=["rationale"]).to_parquet(run / "pool" / "scored.parquet", index=False)
-_ = chapter.finish({"train_pairs": len(frames["train"]), "dev_pairs": len(frames["dev"]), "test_pairs": len(frames["test"]),
-                "failed_judgments": score_report["failed"],
-                "failed_judgments_by_reason": score_report["by_reason"],
-                "swap_consistency": round(swap["consistency"], 3) if swap["pairs"] else None,
-                "judge_cost_usd": usage["cost_usd"]})
-dataset
+_ = checks.require(chapter, "every split has pairs", result.empty_splits_problem() is None, result.splits_message())
+result = judging.save(chapter, result)
+show.artifacts(result)
 
 # %% [markdown]
 # ## What we found
 
 # %%
-ours = {"train pairs": f"{len(frames['train']):,}", "test pairs": f"{len(frames['test']):,}",
-        "dev pairs": f"{len(frames['dev']):,}",
-        "judge": f"{cfg.judge.backend} ({cfg.judge.model})",
-        "position-swap consistency": (f"{swap['consistency']:.1%}" if swap["pairs"]
-                                      else "not measured (no usable pairs)"),
-        "agreement with human labels": f"{agreement['accuracy']:.1%}" if agreement else "no labels given"}
-paper = {"train pairs": "34,329", "test pairs": "2,324", "dev pairs": "10% of train statements",
-         "judge": "GPT-4o", "position-swap consistency": "not reported",
-         "agreement with human labels": "88.5% (2 therapists, 200 pairs)"}
-pd.DataFrame({f"this run ({cfg.name})": ours, "paper": paper})
+show.beside_the_paper(result.ours(), result.paper_numbers(), cfg.name)
+
+# %%
+show.findings(result.findings())

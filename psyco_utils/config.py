@@ -320,3 +320,11 @@ def run_dir(cfg: ProfileConfig, root: str | Path | None = None) -> Path:
     path = base / cfg.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+__all__ = [
+    "PRESET_DIR", "PROFILES", "SourceConfig", "DataConfig", "PoolGeneratorConfig", "PoolConfig",
+    "TinyModelConfig", "LoraSettings", "ModelsConfig", "SplitConfig", "JudgingStageConfig", "RewardStageConfig",
+    "DPOStageConfig", "DPOIterStageConfig", "EvalConfig", "ProfileConfig", "ProfileError", "apply_overrides",
+    "load_profile", "list_presets", "trl_config", "run_dir",
+]

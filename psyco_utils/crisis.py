@@ -481,3 +481,11 @@ def compare_with_second_opinion(detections: pd.DataFrame, labels: list[str | Non
                       "failed judgments": failed if name != "patterns" else 0}
     counts = ["caught", "missed", "false flags", "failed judgments"]
     return pd.DataFrame.from_dict(rows, orient="index").astype({c: int for c in counts}).rename_axis("screen")
+
+
+__all__ = [
+    "KINDS", "SIGNAL_CATEGORIES", "FLAGGING", "EVALUATION_SET", "EVALUATION_CATEGORIES", "EXPECTED_TAG",
+    "SECOND_OPINION_LABELS", "SECOND_OPINION_INSTRUCTIONS", "CrisisSignal", "find_signals", "signal_table",
+    "is_crisis", "crisis_signals", "load_evaluation_set", "detect", "score_table", "evaluate", "readable",
+    "headline_sentence", "second_opinion", "add_second_opinion", "compare_with_second_opinion",
+]

@@ -584,6 +584,21 @@ THEME_KEYWORDS = {
 }
 
 
+def theme_instructions() -> str:
+    """The instruction the LLM theme labeller reads (chapter 01 in the colab and paper profiles): the themes with
+    their definitions.  The run manifest's cost estimate counts its length, so both use this one text."""
+    return "Label the client statement with the single best-fitting theme: " + "; ".join(
+        f"{theme}: {definition}" for theme, definition in THEME_DESCRIPTIONS.items())
+
+
+def llm_theme_labeller(judge):
+    """texts -> theme labels through ``judge.classify_many`` with :func:`theme_instructions` (None where a judgment
+    failed; its reason is in the judge's cache); None when there is no judge (the keyword labeller is used)."""
+    if judge is None:
+        return None
+    return lambda texts: judge.classify_many(list(texts), list(THEMES), theme_instructions(), progress=False)
+
+
 def keyword_theme(text: str) -> tuple[str, dict[str, int]]:
     """The theme with the highest keyword score (strong cues 3 points, weak cues 1), or ``other`` with no cue.
 
@@ -687,18 +702,8 @@ def _drop(report: StatementReport, frame: pd.DataFrame, mask: pd.Series, step: s
     return frame[~mask]
 
 
-def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = False) -> tuple[pd.DataFrame, StatementReport]:
-    """Load every source and run the cleaning pipeline (chapter 01).
-
-    Steps, in order: load (non-text rows dropped and counted; rows of one statement grouped, their answers kept in
-    ``report.answers``), oversized inputs (``max_input_chars``) dropped, unicode
-    and whitespace normalisation, the paper's length filter, exact de-duplication, near de-duplication (MinHash LSH,
-    exact Jaccard check), personal-data scrubbing, crisis flags, theme labels.  The length filter runs on the
-    normalised text before scrubbing, so placeholders never change which statements survive.
-
-    ``llm_labeller`` (texts -> labels), when the profile asks for LLM theme labels, comes from the judge client.
-    """
-    report = StatementReport()
+def _load_sources(cfg: DataConfig, report: StatementReport) -> tuple[pd.DataFrame, list, dict, list[str]]:
+    """Every source's statements (one row per statement), their raw answers, rows read per source, source labels."""
     labels = [_source_label(src) for src in cfg.sources]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
@@ -715,11 +720,16 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
             report.dropped = entry if report.dropped.empty else pd.concat([report.dropped, entry], ignore_index=True)
     df = pd.concat(frames, ignore_index=True)
     df["statement_id"] = df["source"].astype(str) + ":" + df["source_id"].astype(str)
-    loaded = df["source"].value_counts()
     report.counts.append(("rows loaded", sum(rows.values())))
     report.counts.append(("rows with text", sum(rows.values()) - int((report.dropped["step"] == "load").sum())))
     report.counts.append(("one per statement (rows grouped)", len(df)))
+    return df, raw_answers, rows, labels
 
+
+def _filter_and_deduplicate(df: pd.DataFrame, cfg: DataConfig, report: StatementReport
+                            ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Oversized inputs, normalisation, the length filter, exact and near de-duplication; also which statement
+    each exact duplicate repeats (its answers go to that one)."""
     oversized = df["text"].str.len() > cfg.max_input_chars
     df = _drop(report, df, oversized, "oversized input", f"over {cfg.max_input_chars:,} chars before normalisation")
     df["text"] = df["text"].map(normalize_text)
@@ -751,7 +761,11 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
         df = _drop(report, df, pd.Series(near_mask, index=df.index), "near dedup", near_reason)
     report.near_duplicate_pairs = pairs
     report.counts.append(("near dedup", len(df)))
+    return df, same_as
 
+
+def _scrub_flag_and_label(df: pd.DataFrame, cfg: DataConfig, report: StatementReport, llm_labeller) -> pd.DataFrame:
+    """Personal data replaced, crisis signals and flag, theme labels."""
     scrubbed = df["text"].map(scrub_personal_data)
     df["text_before_scrub_chars"] = df["text"].str.len()
     df["text"] = scrubbed.map(lambda x: x[0])
@@ -768,6 +782,25 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
         df["theme"] = llm_labeller(list(df["text"]))
     else:
         df["theme"] = df["text"].map(lambda t: keyword_theme(t)[0])
+    return df
+
+
+def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = False) -> tuple[pd.DataFrame, StatementReport]:
+    """Load every source and run the cleaning pipeline (chapter 01).
+
+    Steps, in order: load (non-text rows dropped and counted; rows of one statement grouped, their answers kept in
+    ``report.answers``), oversized inputs (``max_input_chars``) dropped, unicode
+    and whitespace normalisation, the paper's length filter, exact de-duplication, near de-duplication (MinHash LSH,
+    exact Jaccard check), personal-data scrubbing, crisis flags, theme labels.  The length filter runs on the
+    normalised text before scrubbing, so placeholders never change which statements survive.
+
+    ``llm_labeller`` (texts -> labels), when the profile asks for LLM theme labels, comes from the judge client.
+    """
+    report = StatementReport()
+    df, raw_answers, rows, labels = _load_sources(cfg, report)
+    loaded = df["source"].value_counts()
+    df, same_as = _filter_and_deduplicate(df, cfg, report)
+    df = _scrub_flag_and_label(df, cfg, report, llm_labeller)
     if cfg.max_statements and len(df) > cfg.max_statements:
         df = df.sample(n=cfg.max_statements, random_state=0).sort_index()
         report.counts.append((f"sampled to max_statements={cfg.max_statements}", len(df)))
@@ -783,20 +816,27 @@ def prepare_statements(cfg: DataConfig, llm_labeller=None, progress: bool = Fals
 
 
 def preview(text: str, max_chars: int = 160) -> str:
-    """A scrubbed, shortened copy of ``text`` for display: what the book shows of a statement it did not keep."""
+    """A scrubbed, shortened copy of ``text`` for display: what the book shows of a statement it did not keep.  A
+    long text is cut at the last word boundary before ``max_chars`` and ends in an ellipsis."""
     clean, _ = scrub_personal_data(normalize_text(str(text)))
-    return clean if len(clean) <= max_chars else clean[: max_chars - 1].rstrip() + "…"
+    if len(clean) <= max_chars:
+        return clean
+    cut = clean[: max_chars - 1]
+    return (cut.rsplit(None, 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
 
 
 def edge_case_recall(statements: pd.DataFrame, report: StatementReport, corpus: pd.DataFrame) -> pd.DataFrame:
     """For the bundled corpus: how many of the rows written as each edge case the pipeline caught, and where.
 
     ``corpus`` is the bundled statements table (with ``edge_case``); ``statements`` and ``report`` are the pipeline's
-    output.  Used by chapter 01 to show that each filter does what it is for.
+    output.  Statements that ``max_statements`` sampled out are neither kept nor dropped, and are not counted.
+    Used by chapter 01 to show that each filter does what it is for.
     """
-    bundled = corpus.assign(statement_id="bundled:" + corpus["id"])
     dropped_step = dict(zip(report.dropped["statement_id"], report.dropped["step"]))
     kept = statements.set_index("statement_id")
+    bundled = corpus.assign(statement_id="bundled:" + corpus["id"])
+    # a profile's max_statements sample leaves some statements out of both: they were never screened for the case
+    bundled = bundled[bundled["statement_id"].isin(kept.index) | bundled["statement_id"].isin(dropped_step)]
     expected_step = {"too_short": "length filter", "too_long": "length filter", "exact_duplicate": "exact dedup",
                      "near_duplicate": "near dedup"}
     rows = []
@@ -821,3 +861,12 @@ def edge_case_recall(statements: pd.DataFrame, report: StatementReport, corpus: 
     rows.append({"edge case": "ordinary (crisis flag)", "written": len(ordinary), "caught": int(false_flags),
                  "as expected": "few: the screen flags generously (chapter 01 measures it)"})
     return pd.DataFrame(rows)
+
+
+__all__ = [
+    "CORPUS_DIR", "THEMES", "THEME_DESCRIPTIONS", "THEME_KEYWORDS", "RESPONSE_STYLES", "STATEMENT_COLUMNS",
+    "ANSWER_COLUMNS", "SourceError", "LoadedSource", "StatementReport", "load_bundled_corpus", "join_title",
+    "load_source", "normalize_text", "exact_key", "length_filter", "exact_duplicates", "shingles", "jaccard",
+    "minhash_signatures", "near_duplicates", "scrub_personal_data", "keyword_theme", "theme_instructions",
+    "llm_theme_labeller", "clean_answers", "save_answers", "prepare_statements", "preview", "edge_case_recall",
+]

@@ -173,6 +173,46 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
+def _generate_vllm(llm, prompts, n, temperature, top_p, max_new_tokens, seed, progress, stats) -> list[list[str]]:
+    from vllm import SamplingParams
+
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                            max_tokens=max_new_tokens, seed=seed)
+    outputs = []
+    for result in llm.generate(prompts, params, use_tqdm=progress):
+        outputs.append([o.text.strip() for o in result.outputs])
+        stats.new_tokens += sum(len(o.token_ids) for o in result.outputs)
+    return outputs
+
+
+def _generate_hf(model, tokenizer, prompts, n, temperature, top_p, max_new_tokens, batch_size, seed, progress,
+                 stats) -> list[list[str]]:
+    """Left-padded batches of ``batch_size`` prompts, one ``model.generate`` call each; greedy at temperature 0."""
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    tokenizer.padding_side = "left"
+    sampling = temperature > 0
+    kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                  pad_token_id=tokenizer.pad_token_id)
+    kwargs.update(dict(temperature=temperature, top_p=top_p) if sampling else dict(temperature=None, top_p=None,
+                                                                                   top_k=None))
+    outputs: list[list[str]] = []
+    for start_idx in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not progress):
+        chunk = prompts[start_idx : start_idx + batch_size]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.no_grad():
+            out = model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1] :]
+        stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for i in range(len(chunk)):
+            outputs.append([t.strip() for t in texts[i * n : (i + 1) * n]])
+    return outputs
+
+
 def generate_responses(
     model,
     tokenizer,
@@ -194,45 +234,15 @@ def generate_responses(
     ``model.generate`` call with ``num_return_sequences=n``.  ``temperature=0`` means greedy decoding.
     ``backend="vllm"``: ``model`` is a ``vllm.LLM``; same prompts, same sampling parameters.
     """
-    import torch
-
     stats = stats if stats is not None else GenerationStats()
     stats.backend = backend
     prompts = chat_prompts(tokenizer, statements, system_prompt)
     start = time.perf_counter()
-    outputs: list[list[str]] = []
     if backend == "vllm":
-        from vllm import SamplingParams
-
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                                max_tokens=max_new_tokens, seed=seed)
-        for result in model.generate(prompts, params, use_tqdm=progress):
-            outputs.append([o.text.strip() for o in result.outputs])
-            stats.new_tokens += sum(len(o.token_ids) for o in result.outputs)
+        outputs = _generate_vllm(model, prompts, n, temperature, top_p, max_new_tokens, seed, progress, stats)
     else:
-        from tqdm.auto import tqdm
-
-        torch.manual_seed(seed)
-        device = next(model.parameters()).device
-        tokenizer.padding_side = "left"
-        batches = range(0, len(prompts), batch_size)
-        for start_idx in tqdm(batches, desc="generating", disable=not progress):
-            chunk = prompts[start_idx : start_idx + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            sampling = temperature > 0
-            kwargs = dict(do_sample=sampling, max_new_tokens=max_new_tokens, num_return_sequences=n,
-                          pad_token_id=tokenizer.pad_token_id)
-            if sampling:
-                kwargs.update(temperature=temperature, top_p=top_p)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            with torch.no_grad():
-                out = model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1] :]
-            stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
-            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-            for i in range(len(chunk)):
-                outputs.append([t.strip() for t in texts[i * n : (i + 1) * n]])
+        outputs = _generate_hf(model, tokenizer, prompts, n, temperature, top_p, max_new_tokens, batch_size, seed,
+                               progress, stats)
     stats.prompts += len(prompts)
     stats.samples += len(prompts) * n
     stats.seconds += time.perf_counter() - start
@@ -257,3 +267,10 @@ def load_generator(name_or_path: str, models: ModelsConfig, tensor_parallel_size
         return llm, load_tokenizer(name_or_path), "vllm"
     model, tok = load_policy(name_or_path, models)
     return model, tok, "hf"
+
+
+__all__ = [
+    "DeviceError", "GenerationStats", "resolve_model_path", "model_origin", "has_gpu", "check_vllm",
+    "check_precision", "load_tokenizer", "load_policy", "load_reward_backbone", "default_device",
+    "vllm_available", "chat_prompts", "generate_responses", "load_generator",
+]

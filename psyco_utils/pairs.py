@@ -14,15 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import pair_schema
+from .pair_schema import RATING_COLUMNS, RELEASED_COLUMNS, PairSchemaError
 from .principles import PRINCIPLE_KEYS
 
-RATING_COLUMNS = [f"{side}_{p}_rating" for side in ("chosen", "rejected") for p in PRINCIPLE_KEYS]
-RELEASED_COLUMNS = ["ID", "prefID", "question", "chosen", "rejected", "chosen_model", "rejected_model", *RATING_COLUMNS]
+__all__ = [
+    "SPLITS", "HumanLabelsError", "scores_frame", "assign_splits", "build_pairs", "empty_splits_problem",
+    "to_dataset_dict", "load_released", "load_preference_data", "dataset_card", "swap_consistency",
+    "human_agreement",
+]
+
 SPLITS = ("train", "dev", "test")
 
 
-class SchemaError(ValueError):
-    """Preference data that does not have the released schema: the message names the split and the column."""
+class HumanLabelsError(ValueError):
+    """A human-labels file that cannot be used; the message names the file, the row and the column."""
 
 
 def scores_frame(pool: pd.DataFrame, results: list) -> pd.DataFrame:
@@ -123,8 +129,13 @@ def empty_splits_problem(frames: dict[str, pd.DataFrame]) -> str | None:
 
 
 def to_dataset_dict(frames: dict[str, pd.DataFrame]):
-    """A ``datasets.DatasetDict`` with the released column types (ratings and prefID int64, the rest strings)."""
+    """A ``datasets.DatasetDict`` with the released column types (ratings and prefID int64, the rest strings); each
+    non-empty split is validated by :func:`psyco_utils.pair_schema.validate` first."""
     import datasets
+
+    for split, frame in frames.items():
+        if len(frame):
+            pair_schema.validate(frame, f"{split} pairs", RELEASED_COLUMNS)
 
     features = datasets.Features({
         "ID": datasets.Value("string"), "prefID": datasets.Value("int64"), "question": datasets.Value("string"),
@@ -137,23 +148,6 @@ def to_dataset_dict(frames: dict[str, pd.DataFrame]):
                                             preserve_index=False)
         for split, frame in frames.items()
     })
-
-
-def validate_preference_frame(frame: pd.DataFrame, where: str) -> None:
-    """Raise :class:`SchemaError` naming the split and column when ``frame`` lacks the released schema."""
-    missing = [c for c in RELEASED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise SchemaError(f"{where}: missing column(s) {missing}; the released schema has {RELEASED_COLUMNS}")
-    for column in ("question", "chosen", "rejected"):
-        bad = frame.index[~frame[column].map(lambda v: isinstance(v, str) and bool(v.strip()))]
-        if len(bad):
-            raise SchemaError(f"{where}: row {int(bad[0])}, column {column!r}: empty or not text")
-    for column in RATING_COLUMNS:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame.index[values.isna() | (values < 1) | (values > 5)]
-        if len(bad):
-            raise SchemaError(f"{where}: row {int(bad[0])}, column {column!r}: rating {frame.at[bad[0], column]!r} "
-                              "is not an integer from 1 to 5")
 
 
 def load_released(path_or_id: str, dev_fraction: float = 0.1, seed: int = 0):
@@ -170,14 +164,14 @@ def load_released(path_or_id: str, dev_fraction: float = 0.1, seed: int = 0):
     try:
         raw = datasets.load_dataset(path_or_id)
     except Exception as exc:
-        raise SchemaError(f"could not load the released data from {path_or_id!r}: {type(exc).__name__}: {exc}") from None
+        raise ValueError(f"could not load the released data from {path_or_id!r}: {type(exc).__name__}: {exc}") from None
     for split in ("train", "test"):
         if split not in raw:
-            raise SchemaError(f"{path_or_id}: split {split!r} missing; found {list(raw)}")
+            raise PairSchemaError(f"{path_or_id}: split {split!r} missing; found {list(raw)}")
     frames = {}
     for split in ("train", "test"):
         frame = raw[split].to_pandas()
-        validate_preference_frame(frame, f"{path_or_id} [{split}]")
+        pair_schema.validate(frame, f"{path_or_id} [{split}]", RELEASED_COLUMNS)
         frame["ID"] = frame["ID"].astype(str)
         frame["theme"] = frame["question"].map(lambda q: keyword_theme(q)[0])
         frames[split] = frame
@@ -271,19 +265,23 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
     from sklearn.metrics import cohen_kappa_score
 
     labels = pd.read_csv(labels_path, dtype={"ID": str})
+    name = Path(labels_path).name
     required = ["ID", "prefID", "shown_first", "human_choice"]
     missing = [c for c in required if c not in labels.columns]
     if missing:
-        raise SchemaError(f"{labels_path}: missing column(s) {missing}; expected {required}")
-    for i, row in labels.iterrows():
-        if row["shown_first"] not in ("chosen", "rejected"):
-            raise SchemaError(f"{labels_path}: row {i}, column 'shown_first': {row['shown_first']!r} is not chosen/rejected")
-        if row["human_choice"] not in ("A", "B"):
-            raise SchemaError(f"{labels_path}: row {i}, column 'human_choice': {row['human_choice']!r} is not A/B")
+        raise HumanLabelsError(f"{name}: missing column(s) {missing}; expected {required}")
+    allowed = {"shown_first": ("chosen", "rejected"), "human_choice": ("A", "B")}
+    for column, values in allowed.items():
+        bad = labels.index[~labels[column].isin(values)]
+        if len(bad):
+            raise HumanLabelsError(f"{name}: row {int(bad[0])}, column {column!r}: {labels.at[bad[0], column]!r} "
+                                   f"is not one of {list(values)}")
     keys = set(zip(pairs_frame["ID"].astype(str), pairs_frame["prefID"].astype(int)))
     unknown = [i for i, r in labels.iterrows() if (str(r["ID"]), int(r["prefID"])) not in keys]
     if unknown:
-        raise SchemaError(f"{labels_path}: row {unknown[0]} names a pair (ID, prefID) that is not in the data")
+        raise HumanLabelsError(f"{name}: row {unknown[0]}, columns 'ID' and 'prefID': "
+                               f"({labels.at[unknown[0], 'ID']}, {labels.at[unknown[0], 'prefID']}) names a pair that "
+                               "is not in the data")
     dataset = labels["shown_first"].map({"chosen": "A", "rejected": "B"})
     return {"pairs": len(labels), "accuracy": float((dataset == labels["human_choice"]).mean()),
             "cohen_kappa": float(cohen_kappa_score(dataset, labels["human_choice"]))}

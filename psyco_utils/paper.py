@@ -100,6 +100,9 @@ def reward_row(model: str = "PsyCo-Llama3-3B-Reward") -> pd.Series:
 
 # -- chapter 02 (judging) --
 
+#: Section "Dataset construction": the judge that scored the pool.
+JUDGE_MODEL = "GPT-4o"
+
 # -- chapter 03 (reward model) --
 
 # -- chapters 04 and 05 (DPO, DPO-Iter) --

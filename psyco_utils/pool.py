@@ -370,7 +370,8 @@ def build_pool(statements: pd.DataFrame, cfg: ProfileConfig, run_root: Path, cha
             outputs[name] = [bundled[(by_id.at[i, "source_id"], gen.model)] for i in ids]
             extra[name] = {"seconds": 0.0, "new_tokens": 0, "tokens_per_s": 0.0, "from_checkpoint": 0}
         elif gen.kind == "openai":
-            outputs[name], extra[name] = _openai_responses(gen, [by_id.at[i, "text"] for i in ids], chat_client)
+            outputs[name], extra[name] = _openai_responses(gen, [by_id.at[i, "text"] for i in ids], chat_client,
+                                                            progress)
         else:
             path = resolve_model_path(gen.model, cfg, run_root)
             digests.setdefault(path, model_digest(path))
@@ -383,7 +384,8 @@ def build_pool(statements: pd.DataFrame, cfg: ProfileConfig, run_root: Path, cha
     return _pool_table(plan, assigned, outputs), _stats_table(assigned, gens, outputs, extra)
 
 
-def _openai_responses(gen: PoolGeneratorConfig, texts: list[str], chat_client) -> tuple[list, dict]:
+def _openai_responses(gen: PoolGeneratorConfig, texts: list[str], chat_client, progress: bool = True
+                      ) -> tuple[list, dict]:
     """One completion per statement through the cached chat client (its cache is the checkpoint)."""
     import time
 
@@ -393,7 +395,7 @@ def _openai_responses(gen: PoolGeneratorConfig, texts: list[str], chat_client) -
     start = time.perf_counter()
     messages = [[{"role": "user", "content": text}] for text in texts]
     outs = chat_client.complete_many(messages, model=gen.model, max_tokens=gen.max_new_tokens,
-                                     temperature=gen.temperature, base_url=gen.base_url)
+                                     temperature=gen.temperature, base_url=gen.base_url, progress=progress)
     hits = getattr(chat_client, "counts", {}).get("cache_hits", 0) - hits_before
     return outs, {"seconds": round(time.perf_counter() - start, 2), "new_tokens": 0, "tokens_per_s": 0.0,
                   "from_checkpoint": hits}
@@ -419,3 +421,9 @@ def _stats_table(assigned: dict, gens: dict, outputs: dict, extra: dict) -> pd.D
         rows.append({"generator": name, "kind": gens[name].kind, "asked": len(ids), "produced": len(ids) - empty,
                      "dropped_empty_or_failed": empty, **extra[name]})
     return pd.DataFrame(rows)
+
+
+__all__ = [
+    "PARTIAL_DIR", "PARTIAL_FORMAT", "PoolEvent", "LoadedGenerator", "assign_generators", "release_generator",
+    "shutdown_vllm", "check_generator_fits", "generation_fingerprint", "partial_dir", "build_pool",
+]

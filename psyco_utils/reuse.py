@@ -98,3 +98,9 @@ def save_record(out_dir: str | Path, key: str, record: dict) -> Path:
 def forget(out_dir: str | Path) -> None:
     """Remove the record before a new training overwrites the model (a killed run then leaves no stale record)."""
     (Path(out_dir) / RECORD_FILE).unlink(missing_ok=True)
+
+
+__all__ = [
+    "RECORD_FILE", "RECORD_FORMAT", "model_digest", "data_digest", "fingerprint", "load_record",
+    "previous_training", "save_record", "forget",
+]

@@ -213,3 +213,9 @@ def build_tiny_world(root: str | Path, tiny: TinyModelConfig, seed: int, force: 
     }
     info_path.write_text(json.dumps(info, indent=2))
     return TinyWorld(root, tokenizer_dir, policy_dir, {**info, "reused": False})
+
+
+__all__ = [
+    "CHAT_TEMPLATE", "SPECIAL_TOKENS", "TinyWorld", "train_tokenizer", "make_tiny_llama",
+    "supervised_warm_start", "build_tiny_world",
+]

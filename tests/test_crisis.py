@@ -150,7 +150,9 @@ def test_the_responsible_use_page_states_the_measured_recall():
 
 def test_chapter_01_computes_the_table_rather_than_stating_it():
     source = (ROOT / "notebooks" / "01_dataset_construction.py").read_text()
-    assert "crisis.evaluate()" in source and "crisis.headline_sentence" in source
+    stage = (ROOT / "psyco_utils" / "construction.py").read_text()
+    assert "construction.evaluate_crisis_screen(chapter)" in source and "show.findings(screen.findings())" in source
+    assert "crisis.evaluate()" in stage and "crisis.headline_sentence" in stage
     prose = [line for line in source.splitlines() if line.startswith("# ")]
     assert not [line for line in prose if re.search(r"\d%", line)]
 

@@ -235,3 +235,25 @@ def test_bundled_corpus_filters_catch_every_edge_case():
     for case in ("too_short", "too_long", "exact_duplicate", "near_duplicate", "personal_data", "crisis"):
         assert recall.at[case, "caught"] == recall.at[case, "written"], case
     assert recall.at["ordinary (dropped by mistake)", "caught"] == 0
+
+
+def test_theme_instructions_name_every_theme_with_its_definition():
+    text = data.theme_instructions()
+    for theme, definition in data.THEME_DESCRIPTIONS.items():
+        assert f"{theme}: {definition}" in text
+    assert data.llm_theme_labeller(None) is None
+
+    class Judge:
+        def classify_many(self, texts, labels, instructions, progress=True):
+            assert instructions == text and list(labels) == list(data.THEMES) and progress is False
+            return ["grief"] * len(texts)
+
+    assert data.llm_theme_labeller(Judge())(["a", "b"]) == ["grief", "grief"]
+
+
+def test_preview_cuts_at_a_word_boundary_and_scrubs():
+    text = "Call me on 555-123-4567 please, I keep worrying about everything"
+    shown = data.preview(text, 40)
+    assert shown.endswith("…") and len(shown) <= 40 and "555" not in shown
+    assert shown[:-1] == shown[:-1].rstrip() and not shown[:-1].endswith(("wor", "worr"))
+    assert data.preview("short", 40) == "short"

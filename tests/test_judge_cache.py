@@ -155,3 +155,82 @@ def test_batches_are_remembered_until_collected(tmp_path):
         cache.finish_batch("batch_1", "completed")
         assert cache.pending_batches("gpt-4o", "score") == []
         assert len(cache.pending_batches("gpt-4o", "compare")) == 1
+
+
+# ------------------------------------------------------------------ the one cache-then-request loop
+
+
+def test_resolve_sends_only_what_is_missing_or_failed_once_each(tmp_path):
+    from collections import Counter
+
+    from psyco_utils.judge.transport import Task, resolve
+
+    cache = JudgmentCache(tmp_path / "j.sqlite")
+    cache.put("done", **OK, result={"x": 1})
+    cache.put("broken", **{**OK, "status": "failed"}, error="timeout: slow", reason="timeout")
+    sent = []
+
+    def send(tasks):
+        for task in tasks:
+            sent.extend(key for key, _ in task.requests)
+            cache.put_many([(key, {**OK, "result": {"x": payload}}) for key, payload in task.requests])
+
+    counts = Counter()
+    tasks = [Task("a", "score", [("done", 0), ("new", 1), ("new", 2)]), Task("b", "score", [("new", 3), ("broken", 4)])]
+    rows, fresh = resolve(cache, tasks, retry_failed=True, counts=counts, send=send)
+    assert sorted(sent) == ["broken", "new"] and fresh == {"broken", "new"}
+    assert rows["new"]["result"] == {"x": 1}  # the first payload given for a key is the one sent
+    assert counts["requested"] == 5 and counts["cache_hits"] == 1
+    sent.clear()
+    resolve(cache, tasks, retry_failed=True, counts=counts, send=send)
+    assert sent == []  # a re-run sends nothing
+
+
+def test_resolve_keeps_failures_when_told_and_says_what_is_safe_when_the_endpoint_is_down(tmp_path):
+    from collections import Counter
+
+    from psyco_utils.judge.transport import EndpointDown, Task, resolve
+
+    cache = JudgmentCache(tmp_path / "j.sqlite")
+    cache.put("kept", **OK, result={})
+    cache.put("broken", **{**OK, "status": "failed"}, error="timeout: slow", reason="timeout")
+    calls = []
+    resolve(cache, [Task("t", "score", [("broken", 0), ("kept", 1)])], retry_failed=False, counts=Counter(),
+            send=calls.append)
+    assert calls == []
+
+    def down(tasks):
+        raise EndpointDown("http://127.0.0.1:1/v1", 3, "connection error")
+
+    with pytest.raises(EndpointDown, match=r"1 of the 3 labels asked for are safe in the cache \(j.sqlite\)"):
+        resolve(cache, [Task("t", "classify", [("kept", 0), ("x", 1), ("y", 2)])], True, Counter(), down, "labels")
+
+
+def test_the_judge_package_has_no_import_cycle():
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "psyco_utils" / "judge"
+    graph = {}
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {node.module for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    graph.pop("__init__")
+
+    def reaches(start, target, seen=()):
+        return any(n == target or (n not in seen and reaches(n, target, (*seen, n))) for n in graph.get(start, ()))
+
+    assert not [m for m in graph if reaches(m, m)]
+    assert "openai_backend" not in graph["batch"]
+
+
+def test_the_judge_imports_nothing_that_imports_the_profile_config():
+    """config imports judge.config, which runs the judge package: the package must not reach back to config (it did,
+    through rubric -> data -> config)."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "psyco_utils"
+    for path in (root / "judge").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert node.module in ("principles", "crisis"), f"{path.name} imports psyco_utils.{node.module}"

@@ -40,7 +40,8 @@ def _outputs(path: Path) -> str:
     texts = []
     for cell in nb["cells"]:
         for out in cell.get("outputs", []):
-            text = out.get("text") or (out.get("data") or {}).get("text/plain") or ""
+            data_ = out.get("data") or {}
+            text = out.get("text") or data_.get("text/markdown") or data_.get("text/html") or data_.get("text/plain") or ""
             texts.append(text if isinstance(text, str) else "".join(text))
     return "\n".join(texts)
 

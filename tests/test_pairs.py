@@ -1,5 +1,6 @@
 """Pairs and splits exactly as the paper, the released schema, and the released-data loader on a local parquet."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from psyco_utils import pairs
+from psyco_utils.pair_schema import RATING_COLUMNS, RELEASED_COLUMNS, PairSchemaError
 from psyco_utils.principles import PRINCIPLE_KEYS
 
 
@@ -65,7 +67,7 @@ def test_released_schema_and_types(tmp_path):
     frames, _ = pairs.build_pairs(scored, statements, {"a": "train", "b": "dev", "c": "test"})
     dd = pairs.to_dataset_dict(frames)
     assert list(dd) == ["train", "dev", "test"]
-    assert list(dd["train"].features) == pairs.RELEASED_COLUMNS + ["theme"]
+    assert list(dd["train"].features) == list(RELEASED_COLUMNS) + ["theme"]
     assert dd["train"].features["chosen_empathy_rating"].dtype == "int64"
     assert dd["train"].features["prefID"].dtype == "int64"
 
@@ -77,7 +79,7 @@ def _released_folder(tmp_path, rows_train=30, rows_test=6, break_column=None):
         data = {"ID": [f"{prefix}{i // 3}" for i in range(n)], "prefID": np.arange(n, dtype="int64"),
                 "question": ["I cannot stop worrying about my exams."] * n, "chosen": ["It sounds hard."] * n,
                 "rejected": ["Get over it."] * n, "chosen_model": ["m1"] * n, "rejected_model": ["m2"] * n}
-        for col in pairs.RATING_COLUMNS:
+        for col in RATING_COLUMNS:
             data[col] = rng.integers(1, 6, size=n).astype("int64")
         return pd.DataFrame(data)
 
@@ -103,18 +105,24 @@ def test_load_released_carves_dev_by_statement(tmp_path):
 
 
 def test_load_released_names_missing_column(tmp_path):
-    with pytest.raises(pairs.SchemaError, match=r"\[train\]: missing column\(s\) \['chosen_safety_rating'\]"):
+    with pytest.raises(PairSchemaError, match=r"\[train\]: missing column\(s\) \['chosen_safety_rating'\]"):
         pairs.load_released(_released_folder(tmp_path, break_column="chosen_safety_rating"))
 
 
-def test_validate_names_row_and_column():
-    frame = pd.DataFrame({c: [1, 2] for c in pairs.RATING_COLUMNS})
-    for c in ("ID", "question", "chosen", "rejected", "chosen_model", "rejected_model"):
-        frame[c] = ["x", "y"]
-    frame["prefID"] = [0, 1]
+def test_a_bad_rating_in_the_released_data_is_named_by_split_row_and_column(tmp_path):
+    folder = _released_folder(tmp_path)
+    train = next(Path(folder).rglob("*train*.parquet"))
+    frame = pd.read_parquet(train)
     frame.loc[1, "chosen_clarity_rating"] = 9
-    with pytest.raises(pairs.SchemaError, match=r"row 1, column 'chosen_clarity_rating'"):
-        pairs.validate_preference_frame(frame, "mine")
+    frame.to_parquet(train, index=False)
+    with pytest.raises(PairSchemaError, match=r"\[train\]: row 1, column 'chosen_clarity_rating'"):
+        pairs.load_released(folder)
+
+
+def test_built_pairs_are_validated_before_they_become_a_dataset_dict():
+    frames = {"train": pd.DataFrame({c: [3] for c in RELEASED_COLUMNS} | {"question": [" "], "theme": ["grief"]})}
+    with pytest.raises(PairSchemaError, match=r"train pairs: row 0, column 'question'"):
+        pairs.to_dataset_dict(frames)
 
 
 def test_swap_consistency_counts():
@@ -132,7 +140,11 @@ def test_human_agreement_accuracy_and_kappa(tmp_path):
     out = pairs.human_agreement(frame, path)
     assert out["accuracy"] == 0.75 and out["cohen_kappa"] == pytest.approx(0.5)
     pd.DataFrame({"ID": ["zz"], "prefID": [0], "shown_first": ["chosen"], "human_choice": ["A"]}).to_csv(path, index=False)
-    with pytest.raises(pairs.SchemaError, match="row 0 names a pair"):
+    with pytest.raises(pairs.HumanLabelsError, match=r"labels.csv: row 0, columns 'ID' and 'prefID'.*not in the data"):
+        pairs.human_agreement(frame, path)
+    pd.DataFrame({"ID": ["a", "b"], "prefID": [0, 1], "shown_first": ["chosen", "left"],
+                  "human_choice": ["A", "B"]}).to_csv(path, index=False)
+    with pytest.raises(pairs.HumanLabelsError, match=r"labels.csv: row 1, column 'shown_first': 'left'"):
         pairs.human_agreement(frame, path)
 
 

@@ -241,6 +241,10 @@ def main() -> None:
         out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         print(f"{out.name}: {len(rows)} statements")
 
+__all__ = [
+    "compose_theme", "empathic", "generic", "directive", "dismissive", "rambling", "main",
+]
+
 
 if __name__ == "__main__":
     main()

@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 from ..principles import PRINCIPLE_KEYS, PROMPT_VERSION, rubric_text
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
-from .openai_backend import EndpointDown, Task, needs_request
 from .progress import PROGRESS_FILE_ENV, Progress
 from .rubric import RUBRIC_VERSION, rubric_compare, rubric_features, rubric_score
 from .schemas import CompareItem, CompareResult, ScoreItem, ScoreResult
+from .transport import EndpointDown, Task, resolve
 
 __all__ = ["CompareItem", "CompareResult", "EndpointDown", "Judge", "JudgeConfig", "ScoreItem", "ScoreResult",
            "estimate_judge_cost", "judged_set_report", "make_chat_client", "make_judge", "rubric_features"]
@@ -100,34 +100,15 @@ class Judge:
             params = {"tie_margin": self.config.tie_margin}
         return cache_key("rubric", self.model, self.prompt_version, kind, messages, params), item
 
-    def _resolve(self, tasks: list[tuple[str, str, list[tuple[str, object]]]], progress: bool,
-                 retry_failed: bool | None, labels: list[str] | None = None) -> tuple[dict[str, dict], set[str]]:
-        """The cache row of every request of every task ``(name, kind, requests)``, judging the missing ones and
-        (by default) those that failed before, all tasks together; returns rows by key and the keys judged now."""
+    def _resolve(self, tasks: list[Task], progress: bool, retry_failed: bool | None) -> tuple[dict[str, dict], set[str]]:
+        """The cache row of every request of every task, judging the missing ones and (by default) those that failed
+        before, all tasks together (:func:`~psyco_utils.judge.transport.resolve`); returns rows by key and the keys
+        judged now."""
         retry_failed = self.config.retry_failed if retry_failed is None else retry_failed
         progress = progress and not os.environ.get(PROGRESS_FILE_ENV)  # psyco-book shows the progress line instead
-        keys = [key for _, _, requests in tasks for key, _ in requests]
-        rows = self.cache.get_many(keys)
-        claimed: set[str] = set()
-        todo_tasks = []
-        for name, kind, requests in tasks:
-            payloads: dict[str, object] = {}
-            for key, payload in requests:  # the first payload of each key, in the order of the items
-                payloads.setdefault(key, payload)
-            todo = [k for k in payloads if k not in claimed and needs_request(rows.get(k), retry_failed)]
-            claimed.update(todo)
-            todo_tasks.append(Task(name, kind, [(k, payloads[k]) for k in todo], labels))
-        self._counts["requested"] += len(keys)
-        self._counts["cache_hits"] += sum(1 for k in keys if k not in claimed)
-        if claimed:
-            self._judge(todo_tasks, progress, keys)
-            rows = self.cache.get_many(keys)
-        lost = [k for k in keys if k not in rows]
-        if lost:  # cannot happen unless the cache file was changed underneath: say so rather than drop items
-            raise RuntimeError(f"{len(lost)} judgments are missing from the cache {self.cache.path}")
-        return rows, claimed
+        return resolve(self.cache, tasks, retry_failed, self._counts, lambda todo: self._judge(todo, progress))
 
-    def _judge(self, tasks: list[Task], progress: bool, keys: list[str]) -> None:
+    def _judge(self, tasks: list[Task], progress: bool) -> None:
         if self._backend is None:
             for task in tasks:
                 self._judge_offline(task, progress)
@@ -136,14 +117,8 @@ class Judge:
             paid = self.cache.pending_batch_keys(self.model, task.kind) if self.config.use_batch_api else set()
             unpaid = [body for key, body in task.requests if key not in paid]
             if len(unpaid) > self.config.estimate_above:
-                print(self._estimate_line(task.kind, unpaid))
-        try:
-            self._backend.run(tasks, self.cache, progress, counts=self._counts)
-        except EndpointDown as exc:
-            rows = self.cache.get_many(keys)
-            safe = sum(row["status"] == "ok" for row in rows.values())
-            raise exc.with_safe_count(f"{safe:,} of the {len(set(keys)):,} judgments asked for are safe in the cache "
-                                      f"({self.cache.path.name}).") from None
+                _say(self._estimate_line(task.kind, unpaid))
+        self._backend.run(tasks, self.cache, progress, counts=self._counts)
 
     def _judge_offline(self, task: Task, progress: bool) -> None:
         batch = []
@@ -187,10 +162,10 @@ class Judge:
             if not kinds <= {ScoreItem, CompareItem} or len(kinds) > 1:
                 raise TypeError(f"task {name!r} must hold only ScoreItem or only CompareItem objects")
             kind = "compare" if kinds == {CompareItem} else "score"
-            prepared.append((name, kind, [self._request(kind, item) for item in items]))
+            prepared.append(Task(name, kind, [self._request(kind, item) for item in items]))
         rows, fresh = self._resolve(prepared, progress, retry_failed)
-        return {name: [self._result(kind, rows[key], key not in fresh) for key, _ in requests]
-                for name, kind, requests in prepared}
+        return {task.name: [self._result(task.kind, rows[key], key not in fresh) for key, _ in task.requests]
+                for task in prepared}
 
     @staticmethod
     def _result(kind: str, row: dict, from_cache: bool) -> ScoreResult | CompareResult:
@@ -243,7 +218,7 @@ class Judge:
             messages = self._backend.classify_messages(text, labels, instructions)
             key = cache_key("openai", self.model, CLASSIFY_VERSION, "classify", messages, params)
             requests.append((key, self._backend.body("classify", messages, params=params)))
-        rows, _ = self._resolve([("labelling themes", "classify", requests)], progress, retry_failed, labels)
+        rows, _ = self._resolve([Task("labelling themes", "classify", requests, labels)], progress, retry_failed)
         return [rows[key]["result"]["label"] if rows[key]["status"] == "ok" else None for key, _ in requests]
 
     # ------------------------------------------------------------------ accounting
@@ -292,6 +267,20 @@ class Judge:
                 f"{estimate['prompt_tokens']:,} prompt tokens ({estimate['cached_prompt_tokens']:,} of them the "
                 f"cacheable rubric) and {estimate['completion_tokens']:,} completion tokens; estimated cost "
                 f"${cost:,.2f} (${estimate['cost_usd_no_prompt_cache']:,.2f} if no prompt is cached)")
+
+
+def _say(line: str) -> None:
+    """A line for the reader: Markdown in a notebook (it wraps with the page; dollar signs are not maths), printed
+    in a terminal."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython comes with the book's dependencies
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(line.replace("$", "\\$")))
+    else:
+        print(line)
 
 
 def _estimate(config: JudgeConfig, requests: int, prompt_tokens: float, cacheable_tokens: float,

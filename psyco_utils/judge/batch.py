@@ -12,7 +12,7 @@ every outcome into the same SQLite cache as the online path, so a notebook re-ru
   batch's own errors are shown with their line numbers and kept in the failures' text.  They are not retried inside
   the batch: the next run submits them again in a new batch (``judge.retry_failed``, on by default).
 * Polling survives short network trouble; after ``judge.stop_after_consecutive_errors`` connection or server errors
-  in a row it stops with :class:`~psyco_utils.judge.openai_backend.EndpointDown`, and the batches stay remembered.
+  in a row it stops with :class:`~psyco_utils.judge.transport.EndpointDown`, and the batches stay remembered.
 * Costs are recorded at half the online price, the Batch API's discount.
 """
 
@@ -27,7 +27,7 @@ from collections import Counter
 import openai
 
 from .cache import JudgmentCache
-from .openai_backend import BATCH_ERROR, InvalidAnswer, Outage, extract, redact, run_in_thread
+from .transport import BATCH_ERROR, InvalidAnswer, Outage, extract, redact, run_in_thread
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,141 @@ def batch_errors(batch) -> list[tuple[int | None, str]]:
     return out
 
 
+class _BatchRun:
+    """One call of :func:`run_batch`: the batches resumed and to submit, their progress lines, and the counts."""
+
+    def __init__(self, backend, tasks: list, cache: JudgmentCache, counts: Counter, say):
+        self.backend, self.cache, self.counts, self.say = backend, cache, counts, say
+        self.config, self.model = backend.config, backend.config.model
+        wanted = {key for task in tasks for key, _ in task.requests}
+        kinds = {task.kind for task in tasks}
+        self.resumed = [dict(b, kind=kind, name=f"{kind} (submitted earlier)") for kind in sorted(kinds)
+                        for b in cache.pending_batches(self.model, kind) if wanted.intersection(b["keys"])]
+        covered = {key for b in self.resumed for key in b["keys"]}
+        self.submissions = [(task, chunk) for task in tasks
+                            for chunk in split_batches([(key, batch_line(key, body)) for key, body in task.requests
+                                                        if key not in covered])]
+        for b in self.resumed:
+            say(f"judge: resuming batch {b['id']} ({len(b['keys']):,} {b['kind']} requests, submitted earlier)")
+        self.trackers = {b["id"]: Progress(b["name"], len(b["keys"])) for b in self.resumed}
+        self.labels_of = {task.kind: task.labels for task in tasks}
+
+    async def run(self) -> None:
+        client = self.backend.client()
+        outage = Outage(self.config.stop_after_consecutive_errors,
+                        redact(str(client.base_url), self.backend._api_key))
+        try:
+            jobs = {b["id"]: (b["kind"], b["keys"]) for b in self.resumed}
+            for i, (task, chunk) in enumerate(self.submissions):
+                jobs.update(await self.submit(client, i, task, chunk))
+            self.counts["batches"] += len(jobs)
+            await self.await_all(client, jobs, outage)
+        finally:
+            for tracker in self.trackers.values():
+                tracker.finish()
+            await client.close()
+
+    async def submit(self, client, i: int, task, chunk: list[tuple[str, str]]) -> dict:
+        data = ("\n".join(line for _, line in chunk) + "\n").encode("utf-8")
+        upload = await client.files.create(file=(f"psycopref-{task.kind}-{i}.jsonl", data, "application/jsonl"),
+                                           purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                            completion_window="24h",
+                                            metadata={"project": "psycopref-book", "task": task.name[:64]})
+        keys = [key for key, _ in chunk]
+        self.cache.add_batch(batch.id, self.model, task.kind, keys, batch.status)
+        self.trackers[batch.id] = Progress(task.name, len(keys))
+        self.counts["sent"] += len(chunk)
+        self.counts["attempts"] += len(chunk)
+        self.say(f"judge: submitted batch {batch.id} with {len(chunk):,} {task.kind} requests ({task.name}) "
+                 f"to {self.model}")
+        return {batch.id: (task.kind, keys)}
+
+    async def await_all(self, client, jobs: dict, outage: Outage) -> None:
+        """Poll every batch until it ends, saying when its state changes, and collect each as it ends."""
+        remaining, last_seen = set(jobs), {}
+        while remaining:
+            for batch_id in sorted(remaining):
+                try:
+                    batch = await client.batches.retrieve(batch_id)
+                    outage.answered()
+                except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                    outage.failed(redact(f"{type(exc).__name__}: {exc}", self.backend._api_key)[:160])
+                    continue
+                request_counts = getattr(batch, "request_counts", None)
+                seen = (batch.status, getattr(request_counts, "completed", None),
+                        getattr(request_counts, "failed", None))
+                if seen != last_seen.get(batch_id):
+                    last_seen[batch_id] = seen
+                    done = f": {seen[1]:,}/{request_counts.total:,} done, {seen[2]:,} failed" if request_counts else ""
+                    self.say(f"judge: batch {batch_id} {batch.status}{done}")
+                    if request_counts:
+                        self.trackers[batch_id].set((seen[1] or 0) + (seen[2] or 0), seen[2] or 0)
+                if batch.status in TERMINAL:
+                    kind, keys = jobs[batch_id]
+                    await self.collect(client, batch, kind, keys)
+                    remaining.discard(batch_id)
+            if remaining:
+                await asyncio.sleep(self.config.batch_poll_s)
+
+    async def collect(self, client, batch, kind: str, keys: list[str]) -> None:
+        """Every answer of an ended batch into the cache; a key without an answer is recorded as failed, with the
+        batch's error for its line."""
+        tracker = self.trackers[batch.id]
+        tracker.done = tracker.failed = 0
+        answered, rows = await self._answers(client, batch, kind, set(keys), tracker)
+        missing = [key for key in keys if key not in answered]
+        rows += self._unanswered(batch, kind, keys, missing, tracker)
+        self.counts["failed"] += len(missing)
+        self.cache.put_many(rows)
+        self.cache.finish_batch(batch.id, batch.status)
+        log.info("batch %s (%s): %d answered, %d without an answer", batch.id, batch.status, len(answered),
+                 len(missing))
+
+    async def _answers(self, client, batch, kind: str, expected: set, tracker) -> tuple[set, list]:
+        answered: set[str] = set()
+        rows: list[tuple[str, dict]] = []
+        for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
+            if not file_id:
+                continue
+            content = await client.files.content(file_id)
+            for line in content.text.splitlines():
+                record = json.loads(line) if line.strip() else {}
+                key = record.get("custom_id")
+                if key not in expected or key in answered:
+                    continue
+                answered.add(key)
+                fields = parse_output_line(self.backend, kind, record, self.labels_of.get(kind))
+                rows.append((key, {"backend": "openai", "model": self.model, "kind": kind, **fields}))
+                self.counts[fields["status"]] += 1
+                tracker.add(fields["status"], fields["cost_usd"])
+                if len(rows) >= 500:
+                    self.cache.put_many(rows)
+                    rows = []
+        return answered, rows
+
+    def _unanswered(self, batch, kind: str, keys: list[str], missing: list[str], tracker) -> list:
+        errors = batch_errors(batch)
+        for number, message in errors[:10]:
+            self.say(f"judge: batch {batch.id} {batch.status}: " + (f"line {number}: " if number is not None else "")
+                     + message)
+        if len(errors) > 10:
+            self.say(f"judge: batch {batch.id}: {len(errors) - 10:,} more errors")
+        by_line = {number: message for number, message in errors if number is not None}
+        overall = next((message for number, message in errors if number is None), errors[0][1] if errors else None)
+        line_of = {key: i + 1 for i, key in enumerate(keys)}  # the input file's lines, the first is line 1
+        rows = []
+        for key in missing:
+            why = by_line.get(line_of[key])
+            why = f"line {line_of[key]}: {why}" if why else overall
+            error = f"{BATCH_ERROR}: batch {batch.id} ended {batch.status} without an answer" + (
+                f" ({redact(why, self.backend._api_key)[:160]})" if why else "")
+            rows.append((key, {"backend": "openai", "model": self.model, "kind": kind, "status": "failed",
+                               "reason": BATCH_ERROR, "attempts": 1, "error": error}))
+            tracker.add("failed")
+        return rows
+
+
 def run_batch(backend, tasks: list, cache: JudgmentCache, counts: Counter | None = None, say=print) -> Counter:
     """Judge every task (its name, kind and ``(cache key, request body)`` requests) through the Batch API, one
     batch per task (more when a task is over the limits), all submitted together and awaited together, and write
@@ -116,127 +251,13 @@ def run_batch(backend, tasks: list, cache: JudgmentCache, counts: Counter | None
     submitted again.  ``say`` prints the submission and progress lines (the notebook shows them).  ``counts``
     (updated in place): ``sent`` (requests submitted now), ``attempts``, ``ok``, ``failed`` and ``batches``.
     """
-    config = backend.config
-    model = config.model
     counts = Counter() if counts is None else counts
     say = say or (lambda line: None)
-    wanted = {key for task in tasks for key, _ in task.requests}
-    kinds = {task.kind for task in tasks}
-    resumed = [dict(b, kind=kind, name=f"{kind} (submitted earlier)") for kind in sorted(kinds)
-               for b in cache.pending_batches(model, kind) if wanted.intersection(b["keys"])]
-    covered = {key for b in resumed for key in b["keys"]}
-    submissions = [(task, chunk) for task in tasks
-                   for chunk in split_batches([(key, batch_line(key, body)) for key, body in task.requests
-                                               if key not in covered])]
-    for b in resumed:
-        say(f"judge: resuming batch {b['id']} ({len(b['keys']):,} {b['kind']} requests, submitted earlier)")
-    trackers = {b["id"]: Progress(b["name"], len(b["keys"])) for b in resumed}
-    labels_of = {task.kind: task.labels for task in tasks}
-
-    async def submit_and_collect():
-        client = backend.client()
-        outage = Outage(config.stop_after_consecutive_errors, redact(str(client.base_url), backend._api_key))
-        try:
-            jobs = {b["id"]: (b["kind"], b["keys"]) for b in resumed}
-            for i, (task, chunk) in enumerate(submissions):
-                data = ("\n".join(line for _, line in chunk) + "\n").encode("utf-8")
-                upload = await client.files.create(file=(f"psycopref-{task.kind}-{i}.jsonl", data,
-                                                         "application/jsonl"), purpose="batch")
-                batch = await client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                                    completion_window="24h",
-                                                    metadata={"project": "psycopref-book", "task": task.name[:64]})
-                keys = [key for key, _ in chunk]
-                cache.add_batch(batch.id, model, task.kind, keys, batch.status)
-                jobs[batch.id] = (task.kind, keys)
-                trackers[batch.id] = Progress(task.name, len(keys))
-                counts["sent"] += len(chunk)
-                counts["attempts"] += len(chunk)
-                say(f"judge: submitted batch {batch.id} with {len(chunk):,} {task.kind} requests ({task.name}) "
-                    f"to {model}")
-            counts["batches"] += len(jobs)
-            remaining, last_seen = set(jobs), {}
-            while remaining:
-                for batch_id in sorted(remaining):
-                    try:
-                        batch = await client.batches.retrieve(batch_id)
-                        outage.answered()
-                    except (openai.APIConnectionError, openai.InternalServerError) as exc:
-                        outage.failed(redact(f"{type(exc).__name__}: {exc}", backend._api_key)[:160])
-                        continue
-                    request_counts = getattr(batch, "request_counts", None)
-                    seen = (batch.status, getattr(request_counts, "completed", None),
-                            getattr(request_counts, "failed", None))
-                    if seen != last_seen.get(batch_id):
-                        last_seen[batch_id] = seen
-                        done = (f": {seen[1]:,}/{request_counts.total:,} done, {seen[2]:,} failed"
-                                if request_counts else "")
-                        say(f"judge: batch {batch_id} {batch.status}{done}")
-                        if request_counts:
-                            trackers[batch_id].set((seen[1] or 0) + (seen[2] or 0), seen[2] or 0)
-                    if batch.status in TERMINAL:
-                        kind, keys = jobs[batch_id]
-                        await collect(client, batch, kind, keys)
-                        remaining.discard(batch_id)
-                if remaining:
-                    await asyncio.sleep(config.batch_poll_s)
-        finally:
-            for tracker in trackers.values():
-                tracker.finish()
-            await client.close()
-
-    async def collect(client, batch, kind: str, keys: list[str]) -> None:
-        answered: set[str] = set()
-        expected = set(keys)
-        rows: list[tuple[str, dict]] = []
-        tracker = trackers[batch.id]
-        tracker.done = tracker.failed = 0
-        for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
-            if not file_id:
-                continue
-            content = await client.files.content(file_id)
-            for line in content.text.splitlines():
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                key = record.get("custom_id")
-                if key not in expected or key in answered:
-                    continue
-                answered.add(key)
-                fields = parse_output_line(backend, kind, record, labels_of.get(kind))
-                rows.append((key, {"backend": "openai", "model": model, "kind": kind, **fields}))
-                counts[fields["status"]] += 1
-                tracker.add(fields["status"], fields["cost_usd"])
-                if len(rows) >= 500:
-                    cache.put_many(rows)
-                    rows = []
-        missing = [key for key in keys if key not in answered]
-        errors = batch_errors(batch)
-        for number, message in errors[:10]:
-            say(f"judge: batch {batch.id} {batch.status}: " + (f"line {number}: " if number is not None else "")
-                + message)
-        if len(errors) > 10:
-            say(f"judge: batch {batch.id}: {len(errors) - 10:,} more errors")
-        by_line = {number: message for number, message in errors if number is not None}
-        overall = next((message for number, message in errors if number is None), errors[0][1] if errors else None)
-        line_of = {key: i + 1 for i, key in enumerate(keys)}  # the input file's lines, the first is line 1
-        for key in missing:
-            why = by_line.get(line_of[key])
-            why = f"line {line_of[key]}: {why}" if why else overall
-            error = f"{BATCH_ERROR}: batch {batch.id} ended {batch.status} without an answer" + (
-                f" ({redact(why, backend._api_key)[:160]})" if why else "")
-            rows.append((key, {"backend": "openai", "model": model, "kind": kind, "status": "failed",
-                               "reason": BATCH_ERROR, "attempts": 1, "error": error}))
-            tracker.add("failed")
-        counts["failed"] += len(missing)
-        cache.put_many(rows)
-        cache.finish_batch(batch.id, batch.status)
-        log.info("batch %s (%s): %d answered, %d without an answer", batch.id, batch.status, len(answered),
-                 len(missing))
-
+    batches = _BatchRun(backend, tasks, cache, counts, say)
     start = time.perf_counter()
     failure = None
     try:
-        run_in_thread(submit_and_collect())
+        run_in_thread(batches.run())
     except openai.APIError as exc:  # the files or batches API refused: stop, with the key kept out of the message
         failure = BatchAPIError(redact(f"Batch API request failed ({type(exc).__name__}): {exc}", backend._api_key))
     if failure is not None:

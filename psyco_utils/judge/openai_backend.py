@@ -22,26 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import os
 import random
-import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from ..principles import rubric_text
+from .batch import run_batch
 from .cache import JudgmentCache, cache_key
 from .config import JudgeConfig
 from .progress import Progress
-from .schemas import (COMPARE_FORMAT, SCORE_FORMAT, CompareItem, PrincipleScores, PrincipleVerdicts, ScoreItem,
-                      label_format)
+from .schemas import COMPARE_FORMAT, SCORE_FORMAT, CompareItem, ScoreItem, label_format
+from .transport import (CONNECTION_ERROR, HTTP_ERROR, INTERRUPTED, INVALID_ANSWER, RATE_LIMITED, SERVER_ERROR,
+                        TIMEOUT, UNEXPECTED, EndpointDown, InvalidAnswer, Outage, Task, extract, needs_request, redact,
+                        resolve, run_in_thread)
 
 log = logging.getLogger(__name__)
 
@@ -60,85 +59,8 @@ COMPARE_TASK = (
 #: Version of the chat client's cache keys (pool and reference responses do not depend on the judge's prompt).
 CHAT_VERSION = "chat-v1"
 
-# The reasons a judgment can fail, as recorded in the cache's ``reason`` column and counted by ``usage()``.
-RATE_LIMITED = "rate limited"
-SERVER_ERROR = "server error"
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection error"
-HTTP_ERROR = "HTTP error"
-INVALID_ANSWER = "invalid answer"
-TRUNCATED = "truncated answer"
-REFUSAL = "refusal"
-EMPTY_ANSWER = "empty answer"
-BATCH_ERROR = "batch error"
-INTERRUPTED = "interrupted"
-UNEXPECTED = "unexpected error"
-
 _RETRY_STATUS = {408, 409, 429}  # and every 5xx, as the openai client's own retry policy does
 _MAX_RETRY_AFTER_S = 300.0
-
-
-def needs_request(row: dict | None, retry_failed: bool) -> bool:
-    """Whether a judgment must be (re)sent: not in the cache, failed (unless the profile keeps failures), or
-    interrupted by a stop (always: the stop was ours, not the endpoint's)."""
-    if row is None:
-        return True
-    return row["status"] == "failed" and (retry_failed or row["reason"] == INTERRUPTED)
-
-
-class InvalidAnswer(Exception):
-    """An answer that arrived but cannot be used; ``reason`` is one of the reasons above."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail = reason, detail
-
-
-class EndpointDown(RuntimeError):
-    """The endpoint gave too many connection errors, timeouts or server errors in a row, and the run stopped.
-
-    ``endpoint`` is the base URL (never the key), ``last_error`` the last error seen; the judge adds how many of the
-    judgments asked for are already safe in the cache."""
-
-    def __init__(self, endpoint: str, in_a_row: int, last_error: str, safe: str = ""):
-        self.endpoint, self.in_a_row, self.last_error = endpoint, in_a_row, last_error
-        super().__init__(
-            f"judge endpoint {endpoint} looks down: {in_a_row} connection errors, timeouts or server errors in a "
-            f"row, so the run stopped (judge.stop_after_consecutive_errors). Last error: {last_error}."
-            + (f" {safe}" if safe else "")
-            + " Re-run when the endpoint answers again: only judgments not yet answered are sent.")
-
-    def with_safe_count(self, safe: str) -> EndpointDown:
-        return EndpointDown(self.endpoint, self.in_a_row, self.last_error, safe)
-
-
-@dataclass
-class Task:
-    """Requests of one kind sent together under one name: the progress line's task, and one batch per task in
-    Batch API mode."""
-
-    name: str
-    kind: str
-    requests: list[tuple[str, dict]]
-    labels: list[str] | None = None
-
-
-class Outage:
-    """Connection errors, timeouts and 5xx answers in a row, across all requests in flight; any other answer
-    resets the count.  Raises :class:`EndpointDown` at ``limit``."""
-
-    def __init__(self, limit: int, endpoint: str):
-        self.limit, self.endpoint = limit, endpoint
-        self.in_a_row = 0
-
-    def answered(self) -> None:
-        self.in_a_row = 0
-
-    def failed(self, error: str) -> None:
-        self.in_a_row += 1
-        if self.in_a_row >= self.limit:
-            raise EndpointDown(self.endpoint, self.in_a_row, error)
-
 
 @dataclass
 class Tally:
@@ -156,54 +78,6 @@ class Tally:
         return self.fields("failed", backend, reason=INTERRUPTED,
                            error=f"{INTERRUPTED}: the run stopped before this judgment was answered "
                                  f"({self.attempts} request{'s' if self.attempts != 1 else ''} sent)")
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` (the API key) replaced by ``[REDACTED]``."""
-    if secret:
-        text = text.replace(secret, "[REDACTED]")
-    return text
-
-
-def extract(kind: str, choices: list[tuple[str | None, str | None, str | None]], labels: list[str] | None = None
-            ) -> dict:
-    """The usable result of one answer, from its choices as (content, finish_reason, refusal) triples.
-
-    ``score`` -> the seven ratings and a rationale; ``compare`` -> seven verdicts, ``overall`` and a rationale;
-    ``classify`` -> ``{"label": ...}``; ``chat`` -> ``{"texts": [...]}`` (one text per choice; a chat answer cut at
-    ``max_tokens`` is kept, as a local model's would be).  Raises :class:`InvalidAnswer` with the reason otherwise.
-    """
-    if not choices:
-        raise InvalidAnswer(EMPTY_ANSWER, "no choices in the answer")
-    content, finish_reason, refusal = choices[0]
-    if refusal:
-        raise InvalidAnswer(REFUSAL, str(refusal)[:120])
-    if kind == "chat":
-        texts = [c or "" for c, _, _ in choices]
-        if not any(t.strip() for t in texts):
-            raise InvalidAnswer(EMPTY_ANSWER)
-        return {"texts": texts}
-    if finish_reason == "length":
-        raise InvalidAnswer(TRUNCATED, "finish_reason=length")
-    if finish_reason == "content_filter":
-        raise InvalidAnswer(REFUSAL, "finish_reason=content_filter")
-    if not content or not content.strip():
-        raise InvalidAnswer(EMPTY_ANSWER)
-    if kind == "classify":
-        try:
-            label = json.loads(content)["label"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidAnswer(INVALID_ANSWER, f"not a label object ({type(exc).__name__})") from None
-        if labels is not None and label not in labels:
-            raise InvalidAnswer(INVALID_ANSWER, f"label {str(label)[:40]!r} is not one of the labels")
-        return {"label": label}
-    model = {"score": PrincipleScores, "compare": PrincipleVerdicts}[kind]
-    try:
-        return model.model_validate_json(content).model_dump()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidAnswer(INVALID_ANSWER, f"{where}: {first['msg']}" if where else first["msg"]) from None
 
 
 class OpenAIBackend:
@@ -302,8 +176,6 @@ class OpenAIBackend:
             return counts
         self.require_key()
         if self.config.use_batch_api and all(t.kind in ("score", "compare") for t in tasks):
-            from .batch import run_batch
-
             return run_batch(self, tasks, cache, counts)
         run_in_thread(self._run_async(tasks, cache, progress, base_url, counts))
         return counts
@@ -384,12 +256,7 @@ class OpenAIBackend:
                 response = await client.chat.completions.create(**body)
                 _add_usage(tally.usage, getattr(response, "usage", None))
                 outage.answered()
-                try:
-                    choices = [(ch.message.content, ch.finish_reason, getattr(ch.message, "refusal", None))
-                               for ch in response.choices or []]
-                except AttributeError as exc:
-                    raise InvalidAnswer(INVALID_ANSWER, f"unexpected answer shape ({exc})") from None
-                return tally.fields("ok", self, result=extract(kind, choices, labels))
+                return tally.fields("ok", self, result=extract(kind, _choices(response), labels))
             except InvalidAnswer as exc:
                 if invalid >= c.max_invalid_retries:
                     return failed(exc.reason, f"{exc.detail or 'unusable answer'} (after {invalid + 1} answers)")
@@ -448,6 +315,15 @@ class OpenAIBackend:
             return None
 
 
+def _choices(response) -> list[tuple]:
+    """(content, finish_reason, refusal) of each choice of a chat answer."""
+    try:
+        return [(ch.message.content, ch.finish_reason, getattr(ch.message, "refusal", None))
+                for ch in response.choices or []]
+    except AttributeError as exc:
+        raise InvalidAnswer(INVALID_ANSWER, f"unexpected answer shape ({exc})") from None
+
+
 def _add_usage(usage: dict, reported) -> None:
     if reported is None:
         return
@@ -455,82 +331,6 @@ def _add_usage(usage: dict, reported) -> None:
     usage["completion_tokens"] += getattr(reported, "completion_tokens", 0) or 0
     details = getattr(reported, "prompt_tokens_details", None)
     usage["cached_tokens"] += (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
-
-
-def run_in_thread(coro):
-    """Run a coroutine to completion in its own event loop on a worker thread and return its value.
-
-    Jupyter already runs an event loop in the main thread, so ``asyncio.run`` cannot be called there.  An interrupt
-    (Ctrl-C, the notebook's stop button, or SIGTERM from a runner that stops) cancels the coroutine's tasks, which
-    record the requests they had in flight; what completed is already in the cache.  After a SIGTERM, once that is
-    written, the signal is delivered again to whatever handled it before (by default: the process ends).
-    """
-    outcome: dict = {}
-    ready, finished = threading.Event(), threading.Event()
-    holder: dict = {}
-
-    async def main():
-        holder["task"] = asyncio.current_task()
-        holder["loop"] = asyncio.get_running_loop()
-        ready.set()
-        return await coro
-
-    def target():
-        try:
-            outcome["value"] = asyncio.run(main())
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome["error"] = exc
-        finally:
-            ready.set()
-            finished.set()
-
-    # Waiting on an event, not Thread.join: a KeyboardInterrupt inside join() can leave the thread marked as
-    # stopped while it still runs (CPython 3.11), and the worker must really have finished its writes here.
-    thread = threading.Thread(target=target, name="psyco-judge", daemon=True)
-    with _sigterm_as_interrupt() as terminated:
-        thread.start()
-        try:
-            while not finished.wait(0.1):
-                pass
-        except KeyboardInterrupt:
-            ready.wait()
-            if "loop" in holder:
-                holder["loop"].call_soon_threadsafe(holder["task"].cancel)
-            finished.wait()
-            thread.join()
-            if not terminated:
-                raise
-        thread.join()
-    if terminated:
-        signal.raise_signal(signal.SIGTERM)  # the previous handler is back: it ends the process, or handles it
-        raise KeyboardInterrupt  # only reached when that handler returned
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
-class _sigterm_as_interrupt:
-    """In the main thread: SIGTERM raises KeyboardInterrupt while the judge runs (the list it yields gets an entry),
-    so requests in flight are recorded; the previous handler is restored on exit."""
-
-    def __enter__(self) -> list:
-        self.terminated: list = []
-        self.installed = False
-        if threading.current_thread() is threading.main_thread():
-            def on_sigterm(signum, frame):
-                self.terminated.append(signum)
-                raise KeyboardInterrupt
-
-            try:
-                self.previous = signal.signal(signal.SIGTERM, on_sigterm)
-                self.installed = True
-            except (ValueError, OSError):  # not allowed here (an embedded interpreter): SIGTERM keeps its meaning
-                pass
-        return self.terminated
-
-    def __exit__(self, *exc) -> None:
-        if self.installed:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 class CachedChatClient:
@@ -564,23 +364,13 @@ class CachedChatClient:
         if seed is not None:
             params["seed"] = seed
         key_params = {**params, **({"base_url": base_url} if base_url else {})}
-        keys = [cache_key("openai", model, CHAT_VERSION, "chat", m, key_params) for m in messages_list]
+        requests = [(cache_key("openai", model, CHAT_VERSION, "chat", m, key_params),
+                     {"model": model, "messages": m, **params}) for m in messages_list]
+        keys = [key for key, _ in requests]
         retry_failed = self.config.retry_failed if retry_failed is None else retry_failed
-        rows = self.cache.get_many(keys)
-        todo = [k for k in dict.fromkeys(keys) if needs_request(rows.get(k), retry_failed)]
-        self.counts["requested"] += len(keys)
-        self.counts["cache_hits"] += sum(1 for k in keys if k not in set(todo))
-        if todo:
-            first = {k: i for i, k in reversed(list(enumerate(keys)))}
-            requests = [(k, {"model": model, "messages": messages_list[first[k]], **params}) for k in todo]
-            try:
-                self.backend.run([Task(f"chat completions ({model})", "chat", requests)], self.cache, progress,
-                                 base_url=base_url, counts=self.counts)
-            except EndpointDown as exc:
-                safe = sum(row["status"] == "ok" for row in self.cache.get_many(keys).values())
-                raise exc.with_safe_count(f"{safe:,} of the {len(set(keys)):,} completions asked for are safe in "
-                                          f"the cache.") from None
-            rows = self.cache.get_many(keys)
+        rows, _ = resolve(self.cache, [Task(f"chat completions ({model})", "chat", requests)], retry_failed,
+                          self.counts, lambda todo: self.backend.run(todo, self.cache, progress, base_url=base_url,
+                                                                     counts=self.counts), what="completions")
         out = []
         for k in keys:
             row = rows[k]
@@ -603,5 +393,6 @@ class CachedChatClient:
                 "per_model": summary["per_model"]}
 
 
-__all__ = ["CachedChatClient", "EndpointDown", "InvalidAnswer", "OpenAIBackend", "Task", "extract", "redact",
-           "run_in_thread"]
+__all__ = ["CachedChatClient", "OpenAIBackend", "SCORE_TASK", "COMPARE_TASK", "CHAT_VERSION",
+           # re-exported from .transport, where they live:
+           "EndpointDown", "InvalidAnswer", "Task", "extract", "needs_request", "redact", "run_in_thread"]

@@ -35,6 +35,7 @@ import math
 import re
 from functools import lru_cache
 
+from ..crisis import crisis_signals
 from ..principles import PRINCIPLE_KEYS
 
 #: Part of every rubric cache key: change it whenever a cue or a weight changes, so old scores are not reused.
@@ -212,8 +213,6 @@ def _repetition(words: list[str]) -> float:
 
 @lru_cache(maxsize=4096)
 def _is_crisis(statement: str) -> bool:
-    from ..data import crisis_signals  # imported here: data imports config, which imports this package
-
     return bool(crisis_signals(statement))
 
 

@@ -10,3 +10,4 @@ from .reward import *  # noqa: F401,F403
 from .policy import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
 from .reproducibility import *  # noqa: F401,F403
+from .judging import *  # noqa: F401,F403

@@ -1,0 +1,147 @@
+"""Chapter 02's stage (psyco_utils.judging) with the rubric judge, and its figures (psyco_utils.show.judging)."""
+
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from IPython.display import Markdown  # noqa: E402
+
+from psyco_utils import data, judging, show  # noqa: E402
+from psyco_utils.config import load_profile  # noqa: E402
+from psyco_utils.judge import make_judge  # noqa: E402
+
+STATEMENTS = 30
+
+
+class FakeChapter(SimpleNamespace):
+    def finish(self, metrics):
+        self.recorded = metrics
+        return metrics
+
+
+def _chapter(run):
+    corpus, responses = data.load_bundled_corpus()
+    chosen = corpus[corpus["edge_case"].isna()].head(STATEMENTS)
+    statements = pd.DataFrame({"statement_id": "bundled:" + chosen["id"], "source": "bundled", "source_id": chosen["id"],
+                               "text": chosen["text"], "chars": chosen["text"].str.len(), "theme": chosen["theme"],
+                               "crisis": [i % 5 == 0 for i in range(len(chosen))], "pii_replaced": 0})
+    pool = responses[responses["statement_id"].isin(chosen["id"])].groupby("statement_id").head(4)
+    pool = pd.DataFrame({"statement_id": "bundled:" + pool["statement_id"],
+                         "response_id": "bundled:" + pool["statement_id"] + "#" + pool["style"],
+                         "generator": "bundled-" + pool["style"], "response": pool["text"],
+                         "chars": pool["text"].str.len()})
+    (run / "statements").mkdir(parents=True)
+    (run / "pool").mkdir(parents=True)
+    statements.to_parquet(run / "statements" / "statements.parquet", index=False)
+    pool.to_parquet(run / "pool" / "pool.parquet", index=False)
+    return FakeChapter(cfg=load_profile("tiny", ["splits.test_fraction=0.3"]), run=run)
+
+
+@pytest.fixture(scope="module")
+def judged_run(tmp_path_factory):
+    chapter = _chapter(tmp_path_factory.mktemp("run"))
+    plan = judging.plan(chapter)
+    judge = make_judge(chapter.cfg.judge, cache_path=chapter.run / "judgments.sqlite")
+    judged = judge.judge_together(plan.tasks(), progress=False)
+    return chapter, plan, judge, judging.collect(chapter, plan, judged, judge)
+
+
+def test_the_plan_draws_splits_by_statement_and_swap_pairs_from_test(judged_run):
+    _, plan, _, _ = judged_run
+    tasks = plan.tasks()
+    assert len(tasks[judging.SCORE_TASK]) == len(plan.pool)
+    assert len(tasks[judging.SWAP_FIRST]) == len(tasks[judging.SWAP_SECOND]) == len(plan.swap_first) > 0
+    assert (plan.swap_first["statement_id"] == plan.swap_second["statement_id"]).all()
+    assert {plan.split_of[s] for s in plan.swap_first["statement_id"]} == {"test"}
+    first, swapped = tasks[judging.SWAP_FIRST][0], tasks[judging.SWAP_SECOND][0]
+    assert (first.response_a, first.response_b) == (swapped.response_b, swapped.response_a)
+
+
+def test_swap_verdicts_are_oriented_by_the_scores():
+    shown_first, shown_second, left_out = judging.orient_swap_verdicts(
+        np.array([3.0, 2.0, 2.0, np.nan]), np.array([2.0, 3.0, 2.0, 1.0]), ["A", "B", "A", "A"], ["B", "A", "B", "B"])
+    assert shown_first == ["A", "A"] and shown_second == ["B", "B"] and left_out == 2
+
+
+def test_collect_reports_pairs_swap_and_usage(judged_run):
+    _, plan, _, result = judged_run
+    assert result.score_report["complete"] and result.score_report["answered"] == len(plan.pool)
+    sizes = result.split_sizes()
+    assert int(sizes["pairs"].sum()) == sum(len(f) for f in result.frames.values())
+    assert result.swap["pairs"] + result.swap_left_out == len(plan.swap_first)
+    assert result.swap["consistency"] == 1.0  # the rubric judge is symmetric by construction
+    assert result.usage_table().loc["judgments asked for"].iloc[0] >= len(plan.pool)
+    assert result.failures().empty
+    assert result.by_generator().index[0] == "bundled-empathic"
+    assert result.generator_findings()[0].startswith("Ranked by mean overall score, bundled-empathic comes first")
+    assert result.per_theme().loc["total"].sum() == sum(len(f) for f in result.frames.values())
+
+
+def test_pair_examples_skip_crisis_statements(judged_run):
+    _, plan, _, result = judged_run
+    flagged = set(plan.statements.loc[plan.statements["crisis"], "statement_id"])
+    assert flagged & set(result.frames["train"]["ID"])  # there was something to skip
+    examples = result.pair_examples(n=2)
+    assert len(examples) and not set(examples["ID"]) & flagged
+
+
+def test_findings_are_computed_from_the_result(judged_run):
+    _, _, _, result = judged_run
+    text = " ".join(result.findings())
+    assert f"{len(result.frames['train']):,} train" in text and "34,329" in text
+    corr = result.correlation_findings()
+    assert "move together most" in corr[0] and "least related" in corr[1]
+    assert "separates responses least" in result.score_findings()[0]
+    ours, paper = result.ours(), result.paper_numbers()
+    assert ours["position-swap consistency"] == "100.0%" and paper["judge"] == "GPT-4o"
+    assert result.splits_message() == "train, dev and test each hold pairs"
+
+
+def test_save_writes_the_dataset_and_records_the_stage(judged_run):
+    chapter, _, _, result = judged_run
+    saved = judging.save(chapter, result)
+    assert (chapter.run / "psycopref" / "README.md").is_file() and (chapter.run / "pool" / "scored.parquet").is_file()
+    assert chapter.recorded["train_pairs"] == len(result.frames["train"])
+    assert "psycopref/" in saved.artifacts
+
+
+def test_rubric_demo_uses_a_statement_without_a_crisis_flag(judged_run):
+    _, plan, judge, _ = judged_run
+    demo = judging.rubric_demo(judge, plan)
+    flagged = set(plan.statements.loc[plan.statements["crisis"], "text"])
+    assert demo.statement not in flagged
+    assert demo.results["empathic"].ratings["empathy"] > demo.results["directive"].ratings["empathy"]
+    assert list(demo.features.columns) == ["empathic", "directive"]
+    assert "Empathic response" in show.rubric_demo(demo).data
+    assert show.rubric_demo(None).data.startswith("The rubric demonstration runs")
+
+
+def test_judging_figures_fit_the_column(judged_run):
+    _, _, _, result = judged_run
+    for fig in (show.score_histograms(result.scored, result.judge_label), show.principle_correlation(result.scored),
+                show.generator_scores(result.by_generator()),
+                show.score_gap_histogram(result.frames, result.min_gap)):
+        assert fig.get_size_inches()[0] == pytest.approx(show.FIGURE_WIDTH_IN)
+    fig = show.score_gap_histogram(result.frames, result.min_gap)
+    fig.canvas.draw()
+    legend, axes = fig.axes[0].get_legend(), fig.axes[0]
+    assert legend.get_window_extent().y1 <= axes.get_window_extent().y0  # the legend covers no bar
+
+
+def test_judging_notes_and_tables(judged_run):
+    _, _, _, result = judged_run
+    note = show.judged_sets(result)
+    assert isinstance(note, Markdown) and "pool responses judged" in note.data
+    assert "human_labels_path" in show.human_agreement(None).data
+    styled = show.human_agreement({"pairs": 200, "accuracy": 0.885, "cohen_kappa": 0.7}).to_html()
+    assert "88.5%" in styled and "0.70" in styled
+    assert "Empathy" in show.principles_table().to_html()
+    assert "Chosen" in show.pair_examples(result.pair_examples()).data
+    features = show.rubric_features(SimpleNamespace(features=pd.DataFrame({"a": [127.0, 0.008]}, index=["words", "rep"])))
+    html = features.to_html()
+    assert ">127<" in html and "0.01" in html and "127.00" not in html
