@@ -322,7 +322,34 @@ def run_dir(cfg: ProfileConfig, root: str | Path | None = None) -> Path:
     return path
 
 
+def _model_name(model: str) -> str:
+    """A hub id as it is; a local folder by its name only (pages show no machine paths)."""
+    path = Path(model)
+    return f"{path.name} (local copy)" if path.is_absolute() or model.startswith(".") else model
+
+
+def judge_summary(judge: JudgeConfig) -> str:
+    """The judge a run used, from its settings (not from the preset's description, which overrides may contradict)."""
+    if judge.backend == "rubric":
+        return "offline rubric judge"
+    return f"{judge.model} judge through an OpenAI-compatible API" + (" (Batch API)" if judge.use_batch_api else "")
+
+
+def profile_summary(cfg: ProfileConfig) -> str:
+    """What ran, from the settings that ran: models, judge and statement sources."""
+    if cfg.models.policy == "tiny":
+        models = "tiny Llama models built locally"
+    else:
+        models = f"policy {_model_name(cfg.models.policy)}" + (" with LoRA" if cfg.models.lora else "")
+    sources = [("the bundled corpus" if s.kind == "bundled" else s.name or s.hub_id or Path(s.path or "?").name)
+               for s in cfg.data.sources]
+    listed = sources[0] if len(sources) == 1 else f"{', '.join(sources[:-1])} and {sources[-1]}"
+    return f"{models}, {judge_summary(cfg.judge)}, statements from {listed}"
+
+
+
 __all__ = [
+    "judge_summary", "profile_summary",
     "PRESET_DIR", "PROFILES", "SourceConfig", "DataConfig", "PoolGeneratorConfig", "PoolConfig",
     "TinyModelConfig", "LoraSettings", "ModelsConfig", "SplitConfig", "JudgingStageConfig", "RewardStageConfig",
     "DPOStageConfig", "DPOIterStageConfig", "EvalConfig", "ProfileConfig", "ProfileError", "apply_overrides",

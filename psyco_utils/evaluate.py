@@ -385,7 +385,7 @@ def summarise(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFrame) -> 
     """Win rates with intervals, length-controlled rates, paired differences, lengths, position consistency and
     examples, from the verdicts of :func:`judge_answers`."""
     from .metrics import win_rate_table
-    from .runtime import judge_summary
+    from .config import judge_summary
 
     cfg, policies = setup.cfg, list(setup.policies)
     overall = verdicts[verdicts["aspect"] == "overall"]

@@ -285,7 +285,7 @@ class JudgingResult:
 def collect(chapter, plan: JudgingPlan, judged: dict[str, list], judge) -> JudgingResult:
     """Scores, completeness reports, pairs per split, the position-swap consistency and (with a labels file) the
     agreement with human labels, from the judgments of :meth:`JudgingPlan.tasks`."""
-    from .runtime import judge_summary
+    from .config import judge_summary
 
     cfg = chapter.cfg
     rerun = f"run `psyco-book run --profile {cfg.name} --only 02`"

@@ -232,9 +232,9 @@ def run_cost_estimate(cfg: ProfileConfig, run_root: Path | None = None) -> dict:
 def _theme_label_row(cfg: ProfileConfig, label_calls: int, statement_tokens: float) -> dict:
     """Chapter 01's LLM theme labels: the statement plus the labeller's instruction (the themes and their
     descriptions) per call, a short JSON label back."""
-    from .data import THEME_DESCRIPTIONS, THEMES
+    from .data import theme_instructions
 
-    instructions = sum(len(k) + len(v) + 4 for k, v in THEME_DESCRIPTIONS.items()) + sum(len(t) + 2 for t in THEMES)
+    instructions = len(theme_instructions())
     label_prompt = label_calls * (statement_tokens + instructions / _CHARS_PER_TOKEN)
     return _row(label_calls, label_prompt, label_calls * _LABEL_TOKENS,
                 _online_cost(cfg.judge, label_prompt, label_calls * _LABEL_TOKENS))

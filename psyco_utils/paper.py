@@ -13,7 +13,7 @@ import pandas as pd
 
 __all__ = [
     "CITATION", "DATASET", "REWARD_TABLE", "REWARD_TRAINING", "HELPSTEER2_ABLATION", "DPO", "DPO_ITER",
-    "WIN_RATE_VS_GPT4O", "HUMAN_VALIDATION", "win_rate", "reward_row",
+    "WIN_RATE_VS_GPT4O", "HUMAN_VALIDATION", "JUDGE_MODEL", "win_rate", "reward_row",
 ]
 
 #: How the book cites the paper in table captions.

@@ -79,7 +79,7 @@ def _metric_rows(stages: dict) -> pd.DataFrame:
 def reproducibility_report(chapter) -> ReproducibilityReport:
     """The report of chapter 07 (a :class:`psyco_utils.runtime.Chapter`) on its run folder; the chapter's own stage
     is left out.  Raises FileNotFoundError when no other chapter has finished in this run folder."""
-    from .runtime import profile_summary
+    from .config import profile_summary
 
     cfg, run_root, this_stage = chapter.cfg, chapter.run, chapter.stage
 

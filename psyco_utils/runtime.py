@@ -10,8 +10,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ProfileConfig, load_profile, run_dir
+from .config import ProfileConfig, load_profile, profile_summary, run_dir
 from .layout import RunLayout
+
+__all__ = ["Chapter", "seed_everything", "start_chapter", "profile_banner"]
 
 
 @dataclass
@@ -90,31 +92,6 @@ def start_chapter(profile: str, overrides: list[str] | None, stage: str) -> Chap
 
     start_stage(chapter.run, stage)
     return chapter
-
-
-def _model_name(model: str) -> str:
-    """A hub id as it is; a local folder by its name only (pages show no machine paths)."""
-    path = Path(model)
-    return f"{path.name} (local copy)" if path.is_absolute() or model.startswith(".") else model
-
-
-def judge_summary(judge) -> str:
-    """The judge a run used, from its settings (not from the preset's description, which overrides may contradict)."""
-    if judge.backend == "rubric":
-        return "offline rubric judge"
-    return f"{judge.model} judge through an OpenAI-compatible API" + (" (Batch API)" if judge.use_batch_api else "")
-
-
-def profile_summary(cfg) -> str:
-    """What ran, from the settings that ran: models, judge and statement sources."""
-    if cfg.models.policy == "tiny":
-        models = "tiny Llama models built locally"
-    else:
-        models = f"policy {_model_name(cfg.models.policy)}" + (" with LoRA" if cfg.models.lora else "")
-    sources = [("the bundled corpus" if s.kind == "bundled" else s.name or s.hub_id or Path(s.path or "?").name)
-               for s in cfg.data.sources]
-    listed = sources[0] if len(sources) == 1 else f"{', '.join(sources[:-1])} and {sources[-1]}"
-    return f"{models}, {judge_summary(cfg.judge)}, statements from {listed}"
 
 
 def profile_banner(cfg) -> str:

@@ -15,9 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The one cycle tolerated for now: judge.batch and judge.openai_backend import each other.  It is being removed on
-#: another branch of the redesign (issue 16); delete this exception once that branch is merged.
-KNOWN_CYCLE_BEING_REMOVED = frozenset({"psyco_utils.judge.batch", "psyco_utils.judge.openai_backend"})
 
 
 def module_files(package_dir: Path) -> dict[str, Path]:
@@ -117,16 +114,9 @@ def _write_package(root: Path, files: dict[str, str]) -> Path:
 
 # ---------------------------------------------------------------------------------------------- the real package
 
-def test_psyco_utils_has_no_import_cycle_but_the_one_being_removed():
+def test_psyco_utils_has_no_import_cycle():
     cycles = import_cycles(import_graph(ROOT / "psyco_utils"))
-    unexpected = [sorted(c) for c in cycles if c != KNOWN_CYCLE_BEING_REMOVED]
-    assert not unexpected, "import cycles among psyco_utils modules: " + "; ".join(" <-> ".join(c) for c in unexpected)
-
-
-def test_the_tolerated_cycle_still_exists_or_its_exception_is_deleted():
-    cycles = import_cycles(import_graph(ROOT / "psyco_utils"))
-    assert KNOWN_CYCLE_BEING_REMOVED in cycles, (
-        "the cycle judge.batch <-> judge.openai_backend is gone: delete KNOWN_CYCLE_BEING_REMOVED from this file")
+    assert not cycles, "import cycles among psyco_utils modules: " + "; ".join(" <-> ".join(sorted(c)) for c in cycles)
 
 
 def test_psyco_utils_never_imports_the_build_tools():

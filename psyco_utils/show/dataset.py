@@ -192,7 +192,7 @@ def statement_lengths(cleaned, min_chars: int, max_chars: int):
 def models_used(cfg, world) -> Markdown:
     """What the tiny world is (sizes, reuse) or, in other profiles, which models the chapters load."""
     if world is None:
-        from ..runtime import profile_summary
+        from ..config import profile_summary
 
         return findings(f"The {escape_markdown(cfg.name)} profile builds no tiny world; the chapters load "
                         f"{escape_markdown(profile_summary(cfg))}.")
