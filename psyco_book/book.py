@@ -424,7 +424,7 @@ def run(profile: str, only: list[str] | None, overrides: list[str], executed_dir
     from psyco_utils.config import load_profile, run_dir
     from .lifeline import RUNNER_PID_ENV
     from psyco_utils.manifest import format_cost_estimate, record_cost, run_cost_estimate
-    from psyco_utils.runtime import profile_summary
+    from psyco_utils.config import profile_summary
 
     cfg = load_profile(profile, overrides)  # fail before any kernel starts on a bad profile or override
     executed_dir.mkdir(parents=True, exist_ok=True)
