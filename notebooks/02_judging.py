@@ -84,7 +84,7 @@ show.principles_table()
 # row), the run stops with an error that names the endpoint and says how many judgments are already safe.
 
 # %%
-judge = make_judge(cfg.judge, cache_path=chapter.run / "judgments.sqlite")
+judge = make_judge(cfg.judge, cache_path=chapter.layout.judgments)
 
 # %% [markdown]
 # What moves the rubric judge, on two bundled responses to one statement (a statement without a crisis flag):

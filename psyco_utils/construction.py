@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import crisis, data, paper, pool
+from .layout import RunLayout
 from .show.base import integer, percent
 
 __all__ = [
@@ -147,7 +148,7 @@ def labelling_judge(chapter):
         return None
     from .judge import make_judge
 
-    return make_judge(cfg.judge, cache_path=Path(chapter.run) / "judgments.sqlite")
+    return make_judge(cfg.judge, cache_path=RunLayout(chapter.run).judgments)
 
 
 def clean_statements(chapter, judge=None) -> CleanedStatements:
@@ -241,7 +242,7 @@ def build_tiny_world(chapter):
     if "tiny" not in (cfg.models.policy, cfg.models.reward_backbone) and not any(
             g.model == "tiny" for g in cfg.pool.generators):
         return None
-    return build(Path(chapter.run) / "tiny_world", cfg.models.tiny, cfg.seed)
+    return build(RunLayout(chapter.run).tiny_world, cfg.models.tiny, cfg.seed)
 
 
 @dataclass
@@ -284,7 +285,7 @@ def build_response_pool(chapter, cleaned: CleanedStatements, progress: bool = Fa
     if any(g.kind == "openai" for g in cfg.pool.generators):
         from .judge import make_chat_client
 
-        chat_client = make_chat_client(cfg.judge, cache_path=Path(chapter.run) / "judgments.sqlite")
+        chat_client = make_chat_client(cfg.judge, cache_path=RunLayout(chapter.run).judgments)
     responses, generators = pool.build_pool(cleaned.statements, cfg, chapter.run, chat_client=chat_client,
                                             progress=progress)
     return ResponsePool(responses, generators, cfg.pool.responses_per_statement)
@@ -349,17 +350,17 @@ class DatasetResult:
 def finish(chapter, cleaned: CleanedStatements, screen: CrisisScreen, responses: ResponsePool) -> DatasetResult:
     """Write ``statements/`` and ``pool/`` under the run folder, record the stage in the run manifest, and return
     the chapter's result with the artifacts (paths relative to the run folder)."""
-    run = Path(chapter.run)
-    (run / "statements").mkdir(parents=True, exist_ok=True)
-    (run / "pool").mkdir(parents=True, exist_ok=True)
-    cleaned.statements.to_parquet(run / "statements" / "statements.parquet", index=False)
-    cleaned.report.dropped.to_parquet(run / "statements" / "dropped.parquet", index=False)
-    data.save_answers(cleaned.report.answers, run / "statements")
-    cleaned.funnel.to_csv(run / "statements" / "filter_counts.csv", index=False)
-    responses.responses.to_parquet(run / "pool" / "pool.parquet", index=False)
-    responses.generators.to_csv(run / "pool" / "generators.csv", index=False)
-    written = ["statements/statements.parquet", "statements/dropped.parquet", "statements/answers.parquet",
-               "statements/filter_counts.csv", "pool/pool.parquet", "pool/generators.csv"]
+    layout = RunLayout(chapter.run)
+    layout.statements_dir.mkdir(parents=True, exist_ok=True)
+    layout.pool_dir.mkdir(parents=True, exist_ok=True)
+    cleaned.statements.to_parquet(layout.statements, index=False)
+    cleaned.report.dropped.to_parquet(layout.dropped_statements, index=False)
+    data.save_answers(cleaned.report.answers, layout.statements_dir)
+    cleaned.funnel.to_csv(layout.filter_counts, index=False)
+    responses.responses.to_parquet(layout.pool, index=False)
+    responses.generators.to_csv(layout.pool_generators, index=False)
+    written = [layout.relative(p) for p in (layout.statements, layout.dropped_statements, layout.answers,
+                                            layout.filter_counts, layout.pool, layout.pool_generators)]
     result = DatasetResult(chapter.cfg.name, cleaned, screen, responses, len(chapter.cfg.pool.generators), written)
     chapter.finish(result.metrics())
     return result

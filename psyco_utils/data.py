@@ -21,6 +21,7 @@ import pandas as pd
 from . import crisis
 from .config import DataConfig, SourceConfig
 from .crisis import crisis_signals
+from .layout import ANSWERS_FILE
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 THEMES = (
@@ -680,7 +681,7 @@ def clean_answers(raw: pd.DataFrame, statement_ids, same_as: dict[str, str] | No
 
 def save_answers(answers: pd.DataFrame, statements_dir: str | Path) -> Path:
     """Write the kept statements' answers to ``statements/answers.parquet`` (chapter 01; chapter 06 reads them)."""
-    path = Path(statements_dir) / "answers.parquet"
+    path = Path(statements_dir) / ANSWERS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(path, index=False)
     return path

@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import pairs, paper
 from .judge import CompareItem, ScoreItem, judged_set_report
+from .layout import RunLayout
 from .principles import PRINCIPLE_KEYS
 from .show.base import integer, percent
 
@@ -61,9 +62,9 @@ class JudgingPlan:
 
 def plan(chapter) -> JudgingPlan:
     """Read chapter 01's statements and pool, draw the splits by statement, and draw the position-swap sample."""
-    cfg, run = chapter.cfg, Path(chapter.run)
-    statements = pd.read_parquet(run / "statements" / "statements.parquet")
-    pool = pd.read_parquet(run / "pool" / "pool.parquet")
+    cfg, layout = chapter.cfg, RunLayout(chapter.run)
+    statements = pd.read_parquet(layout.statements)
+    pool = pd.read_parquet(layout.pool)
     split_of = pairs.assign_splits(list(statements["statement_id"]), cfg.splits.dev_fraction,
                                    cfg.splits.test_fraction, cfg.seed)
     test_pool = pool[pool["statement_id"].map(split_of) == "test"]
@@ -309,13 +310,14 @@ def collect(chapter, plan: JudgingPlan, judged: dict[str, list], judge) -> Judgi
 def save(chapter, result: JudgingResult) -> JudgingResult:
     """Write ``psycopref/`` (a DatasetDict in the released schema plus ``theme``, with its dataset card) and
     ``pool/scored.parquet``, and record the stage in the run manifest."""
-    run = Path(chapter.run)
+    layout = RunLayout(chapter.run)
     dataset = pairs.to_dataset_dict(result.frames)
-    dataset.save_to_disk(str(run / "psycopref"))
+    dataset.save_to_disk(str(layout.preference_data))
     judge_desc = f"{chapter.cfg.judge.backend} backend, model {chapter.cfg.judge.model}"
-    (run / "psycopref" / "README.md").write_text(pairs.dataset_card(result.frames, result.profile, judge_desc,
+    layout.dataset_card.write_text(pairs.dataset_card(result.frames, result.profile, judge_desc,
                                                                     result.drops))
-    result.scored.drop(columns=["rationale"]).to_parquet(run / "pool" / "scored.parquet", index=False)
-    result.artifacts = ["psycopref/", "psycopref/README.md", "pool/scored.parquet", "judgments.sqlite"]
+    result.scored.drop(columns=["rationale"]).to_parquet(layout.scored_pool, index=False)
+    result.artifacts = [layout.relative(layout.preference_data) + "/"] + [
+        layout.relative(p) for p in (layout.dataset_card, layout.scored_pool, layout.judgments)]
     chapter.finish(result.metrics())
     return result

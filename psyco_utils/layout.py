@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "dpo_iter_round_folder", "METRICS_FILE", "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model"]
+__all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "dpo_iter_round_folder", "METRICS_FILE", "ANSWERS_FILE", "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model"]
 
 #: Columns of ``eval/verdicts.parquet``: one row per (setting, policy, statement, principle or overall).
 VERDICT_COLUMNS = ("setting", "policy", "item", "aspect", "verdict_policy_first", "verdict_policy_second", "outcome",
@@ -33,6 +33,8 @@ ANSWER_COLUMNS = ("setting", "responder", "item", "statement_id", "response")
 _MODEL_MARKERS = ("config.json", "adapter_config.json")
 #: The name of a stage's metrics file (a training stage's, and DPO-Iter's summary over all rounds).
 METRICS_FILE = "metrics.json"
+#: The sources' own answers, beside the statements they answer.
+ANSWERS_FILE = "answers.parquet"
 
 
 def dpo_iter_round_folder(dpo_iter_dir: str | Path, k: int) -> TrainedModelFolder:
@@ -97,6 +99,10 @@ class RunLayout:
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the run folder, as pages show it (never the machine's folder)."""
+        return Path(path).relative_to(self.root).as_posix()
+
     # ---------------------------------------------------------------- chapter 01: statements, tiny world, pool
     @property
     def tiny_world(self) -> Path:
@@ -117,7 +123,7 @@ class RunLayout:
     @property
     def answers(self) -> Path:
         """The sources' own answers to the kept statements."""
-        return self.statements_dir / "answers.parquet"
+        return self.statements_dir / ANSWERS_FILE
 
     @property
     def filter_counts(self) -> Path:

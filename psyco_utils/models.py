@@ -22,9 +22,10 @@ def resolve_model_path(name: str, cfg: ProfileConfig, run_root: Path | None = No
     """``tiny`` -> the tiny world's policy directory; any other name is passed on as a hub id or local path."""
     if name == "tiny":
         from .config import run_dir
+        from .layout import RunLayout
         from .tiny import build_tiny_world
 
-        root = (run_root or run_dir(cfg)) / "tiny_world"
+        root = RunLayout(run_root or run_dir(cfg)).tiny_world
         world = build_tiny_world(root, cfg.models.tiny, cfg.seed)
         return str(world.policy_dir)
     return name

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import pair_schema
+from .layout import RunLayout
 from .pair_schema import RATING_COLUMNS, RELEASED_COLUMNS, PairSchemaError
 from .principles import PRINCIPLE_KEYS
 
@@ -190,7 +191,7 @@ def load_preference_data(cfg, run_root: Path):
 
     if cfg.splits.source == "released":
         return load_released(cfg.splits.released_path or cfg.splits.released_id, cfg.splits.dev_fraction, cfg.seed)
-    path = Path(run_root) / "psycopref"
+    path = RunLayout(run_root).preference_data
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run chapter 02 first, or set splits.source=released")
     try:

@@ -65,8 +65,8 @@ import pandas as pd
 
 from .config import PoolGeneratorConfig, ProfileConfig
 from .data import load_bundled_corpus, scrub_personal_data
+from .layout import RunLayout
 
-PARTIAL_DIR = Path("pool") / "partial"
 PARTIAL_FORMAT = 1
 _VERSIONED = ("torch", "transformers")
 
@@ -217,7 +217,7 @@ def generation_fingerprint(gen: PoolGeneratorConfig, ids: list[str], texts: list
 
 def partial_dir(run_root: Path, generator: str, key: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", generator)
-    return Path(run_root) / PARTIAL_DIR / f"{safe}-{key[:16]}"
+    return RunLayout(run_root).pool_partial / f"{safe}-{key[:16]}"
 
 
 def _prepare_partial_dir(directory: Path, reuse: bool) -> None:
@@ -424,6 +424,6 @@ def _stats_table(assigned: dict, gens: dict, outputs: dict, extra: dict) -> pd.D
 
 
 __all__ = [
-    "PARTIAL_DIR", "PARTIAL_FORMAT", "PoolEvent", "LoadedGenerator", "assign_generators", "release_generator",
+    "PARTIAL_FORMAT", "PoolEvent", "LoadedGenerator", "assign_generators", "release_generator",
     "shutdown_vllm", "check_generator_fits", "generation_fingerprint", "partial_dir", "build_pool",
 ]

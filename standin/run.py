@@ -164,7 +164,9 @@ def _load_dataset(path: Path):
 
 
 def contract_checks(run: Path, rounds: int) -> list[tuple[str, object]]:
-    """``(artifact, loader)`` for every artifact of design.md's contract, in chapter order."""
+    """``(artifact, loader)`` for every artifact of design.md's contract, in chapter order.  The paths are spelled
+    out here on purpose, from the contract, rather than taken from :mod:`psyco_utils.layout`: this is the check that
+    the layout still writes what the contract promises."""
     checks = [
         ("statements/statements.parquet", lambda: _load_parquet(run / "statements/statements.parquet", ("text",))),
         ("pool/pool.parquet", lambda: _load_parquet(run / "pool/pool.parquet", ("statement_id", "response"))),
@@ -185,6 +187,7 @@ def contract_checks(run: Path, rounds: int) -> list[tuple[str, object]]:
     checks += [
         ("eval/win_rates.json", lambda: _load_json(run / "eval/win_rates.json")),
         ("eval/verdicts.parquet", lambda: _load_parquet(run / "eval/verdicts.parquet")),
+        ("eval/answers.parquet", lambda: _load_parquet(run / "eval/answers.parquet", ("setting", "responder", "response"))),
         ("manifest.json", lambda: _load_json(run / "manifest.json")),
     ]
     return checks

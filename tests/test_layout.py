@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from psyco_utils import inputs, pool, reuse
+from psyco_utils import inputs, reuse
 from psyco_utils.layout import ANSWER_COLUMNS, VERDICT_COLUMNS, LayoutError, RunLayout
 
 
@@ -30,7 +30,6 @@ def test_the_layout_agrees_with_the_paths_the_chapters_check_and_the_reuse_recor
     assert tmp_path / inputs.REWARD_MODEL.path == layout.reward_model.model / "config.json"
     assert tmp_path / inputs.DPO_POLICY.path == layout.dpo.model / "config.json"
     assert layout.dpo.training_record.name == reuse.RECORD_FILE
-    assert tmp_path / pool.PARTIAL_DIR == layout.pool_partial
 
 
 def test_rounds_are_found_in_numeric_order_and_only_with_a_saved_model(tmp_path):
@@ -127,3 +126,11 @@ def test_chapter_05_summary_and_chapter_01_counts_are_optional(tmp_path):
     layout.filter_counts.write_text("step,count\nloaded,3\n")
     with pytest.raises(LayoutError, match="filter_counts.csv: missing column"):
         layout.load_filter_counts()
+
+
+def test_relative_paths_are_what_pages_show(tmp_path):
+    layout = RunLayout(tmp_path / "runs" / "tiny")
+    assert layout.relative(layout.scored_pool) == "pool/scored.parquet"
+    assert layout.relative(layout.dpo_iter_round(3).pairs) == "dpo_iter/round_3/pairs.parquet"
+    with pytest.raises(ValueError):
+        layout.relative(tmp_path / "elsewhere.parquet")

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from psyco_utils import models, pool
+from psyco_utils.layout import RunLayout
 from psyco_utils.config import ProfileError, load_profile
 
 # the session's tiny world (tests/conftest.py) as a profile sees it
@@ -99,7 +100,7 @@ def test_a_killed_pool_resumes_without_drawing_any_sample_twice(tiny_world, tmp_
     with pytest.raises(Crash):
         pool.build_pool(statements, cfg, tmp_path / "b", progress=False, on_event=killed)
     assert killed.events[-1][0] == "freed"  # the model is released on the way out of the crash
-    saved = sorted((tmp_path / "b" / pool.PARTIAL_DIR).glob("*/batch_*.json"))
+    saved = sorted((RunLayout(tmp_path / "b").pool_partial).glob("*/batch_*.json"))
     assert len(saved) == 3 and len(counted_generation) == 3
 
     resumed = Recorder()
@@ -122,13 +123,13 @@ def test_changed_settings_redraw_only_that_generator_and_reuse_off_redraws_all(t
     statements = _statements(4)
     pool.build_pool(statements, _tiny_profile(tmp_path, tiny_world), tmp_path, progress=False)
     assert len(counted_generation) == 4
-    before = {p.name for p in (tmp_path / pool.PARTIAL_DIR).iterdir()}
+    before = {p.name for p in (RunLayout(tmp_path).pool_partial).iterdir()}
 
     hotter = _tiny_profile(tmp_path, tiny_world, **{"tiny-t1.2": {"temperature": 1.3}})
     _, stats = pool.build_pool(statements, hotter, tmp_path, progress=False)
     assert [t for t, _, _ in counted_generation[4:]] == [1.3, 1.3]
     assert stats.set_index("generator")["from_checkpoint"].to_dict() == {"tiny-t0.7": 4, "tiny-t1.2": 0}
-    after = {p.name for p in (tmp_path / pool.PARTIAL_DIR).iterdir()}
+    after = {p.name for p in (RunLayout(tmp_path).pool_partial).iterdir()}
     assert len(after) == 2 and len(after & before) == 1  # the old partials of tiny-t1.2 are removed
 
     fresh = _tiny_profile(tmp_path, tiny_world, **{"tiny-t1.2": {"temperature": 1.3},
@@ -141,7 +142,7 @@ def test_a_batch_file_that_does_not_match_its_statements_is_drawn_again(tiny_wor
     statements = _statements(4)
     cfg = _tiny_profile(tmp_path, tiny_world)
     first, _ = pool.build_pool(statements, cfg, tmp_path, progress=False)
-    damaged = sorted((tmp_path / pool.PARTIAL_DIR).glob("tiny-t0.7-*/batch_00001.json"))[0]
+    damaged = sorted((RunLayout(tmp_path).pool_partial).glob("tiny-t0.7-*/batch_00001.json"))[0]
     damaged.write_text('{"statement_ids": ["someone else"], "responses": ["x"]', encoding="utf-8")  # cut short
     again, stats = pool.build_pool(statements, cfg, tmp_path, progress=False)
     assert len(counted_generation) == 5 and counted_generation[-1][1] == cfg.seed + 1

@@ -10,7 +10,7 @@ as soon as it is known, so a re-run sends no requests and a killed run resumes. 
 LLM theme labels (:meth:`Judge.classify_many`) and for pool responses from API models (:func:`make_chat_client`);
 chapter 02 "Judging" scores the pool; chapter 06 compares policies with a reference.
 
-    judge = make_judge(cfg.judge, cache_path=run / "judgments.sqlite")
+    judge = make_judge(cfg.judge, cache_path=RunLayout(run).judgments)
     results = judge.score_many([ScoreItem(statement, response), ...])
     verdicts = judge.compare_many([CompareItem(statement, response_a, response_b), ...])
     both = judge.judge_together({"scores": [ScoreItem(...)], "comparisons": [CompareItem(...)]})
