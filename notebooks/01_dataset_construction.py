@@ -93,8 +93,8 @@ show.corpus_edge_cases(corpus_statements, corpus_responses)
 #    between words, paragraph breaks kept.
 # 3. **Length filter** (the paper's): keep 100 to 1,000 characters.
 # 4. **Exact de-duplication**: two statements are the same if they match ignoring case and whitespace; the first is kept.
-# 5. **Near de-duplication**: MinHash locality-sensitive hashing over character 5-grams proposes candidate pairs,
-#    and a pair is a near duplicate when the exact Jaccard similarity of their 5-gram sets is at least the
+# 5. **Near de-duplication**: {term}`MinHash` locality-sensitive hashing over character 5-grams proposes candidate pairs,
+#    and a pair is a near duplicate when the exact {term}`Jaccard similarity` of their 5-gram sets is at least the
 #    profile's threshold {cite:p}`broder1997resemblance`. MinHash keeps this linear in the number of statements,
 #    which matters at the paper's scale; the exact check keeps it precise.
 # 6. **Personal data** is replaced by typed placeholders (`[EMAIL]`, `[PHONE]`, `[URL]`, `[HANDLE]`, `[ADDRESS]`,
@@ -193,8 +193,8 @@ show.second_opinion_counts(cleaned)
 # past risk, third person, passive ideation ("I don't care if I live or die"), urges, harm to others, negations and
 # idioms. Each category mixes statements that must be flagged with look-alikes that must not ("I cut myself while
 # cooking", "the urge to text my ex"), and the negation and idiom categories include statements where the risk sits
-# beside the denial or the figure of speech. So in each category **recall** (the share of must-flag statements that
-# are caught) and **precision** (the share of flags that are right: caught over caught plus false flags) both mean
+# beside the denial or the figure of speech. So in each category **{term}`recall`** (the share of must-flag statements that
+# are caught) and **{term}`precision`** (the share of flags that are right: caught over caught plus false flags) both mean
 # something. **Tagged right** is the share whose signals carry the category they should: other for third person,
 # past for past, negated for denials.
 
@@ -255,7 +255,7 @@ fig = show.statement_lengths(cleaned, cfg.data.min_chars, cfg.data.max_chars)
 # %% [markdown]
 # ## The tiny world
 #
-# The tiny profile cannot download models, so it builds its own from the corpus: a byte-level BPE tokenizer with a
+# The tiny profile cannot download models, so it builds its own from the corpus: a {term}`byte-level BPE` tokenizer with a
 # {term}`chat template`, and a tiny Llama-architecture policy warm-started by a short supervised pass over all five
 # response styles (every kept statement's responses, including statements that chapter 2 will later put in the test
 # split: the warm start sees no preferences, only text). The base policy is therefore a blend of good and bad

@@ -147,7 +147,7 @@ show.findings(result.score_findings())
 
 # %% [markdown]
 # The principles are meant to measure different things. If two of them always move together, the judge is rating
-# one impression twice; the rank (Spearman) correlation over the judged responses shows how far apart they are.
+# one impression twice; the rank ({term}`Spearman correlation`) over the judged responses shows how far apart they are.
 
 # %%
 fig = show.principle_correlation(result.scored)
@@ -221,7 +221,7 @@ show.table(result.swap_table())
 
 # %% [markdown]
 # **Human labels.** The paper reports that two therapists agreed with the dataset's labels on 88.5% of 200 pairs
-# and that experts agreed with GPT-4o's pairwise verdicts 82.5% of the time; reviewers asked for Cohen's kappa as
+# and that experts agreed with GPT-4o's pairwise verdicts 82.5% of the time; reviewers asked for {term}`Cohen's kappa` as
 # well. Given a file of human labels (`judging.human_labels_path`), this reports both.
 
 # %%
