@@ -48,3 +48,12 @@ def test_book_style_draws_figures_at_the_content_width():
     fig, _ = plt.subplots()
     assert fig.get_size_inches()[0] * fig.dpi == pytest.approx(show.FIGURE_WIDTH_IN * show.FIGURE_DPI)
     plt.close(fig)
+
+
+def test_table_shows_data_literally_but_keeps_html_a_display_function_built():
+    frame = pd.DataFrame({"reason": ["too short (< 100 chars)", "<b>not bold</b>"],
+                          "value": ["0.9<br><small>[0.8, 1.0]</small>", "-"]}, index=["<i>a</i>", "b"])
+    html = show.table(frame, html_columns=["value"]).to_html()
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in html and "<b>" not in html and "&lt; 100" in html
+    assert "&lt;i&gt;a&lt;/i&gt;" in html
+    assert "0.9<br><small>[0.8, 1.0]</small>" in html

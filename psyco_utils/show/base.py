@@ -63,16 +63,21 @@ def integer(value) -> str:
 
 
 def table(frame: pd.DataFrame | pd.Series, *, caption: str | None = None, decimals: int = 3,
-          percent_columns: Iterable[str] = (), integer_columns: Iterable[str] = (), hide_index: bool = False):
+          percent_columns: Iterable[str] = (), integer_columns: Iterable[str] = (), hide_index: bool = False,
+          html_columns: Iterable[str] = ()):
     """A styled table: floats with ``decimals`` digits, shares in ``percent_columns`` as percentages, counts in
-    ``integer_columns`` with thousands separators, missing values as '-'."""
+    ``integer_columns`` with thousands separators, missing values as '-'.  Text from the data is shown literally
+    (HTML-escaped), except in ``html_columns``, whose cells a display function built as HTML."""
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
-    percent_columns, integer_columns = list(percent_columns), list(integer_columns)
-    for name in [*percent_columns, *integer_columns]:
+    percent_columns, integer_columns, html_columns = list(percent_columns), list(integer_columns), list(html_columns)
+    for name in [*percent_columns, *integer_columns, *html_columns]:
         if name not in frame.columns:
             raise KeyError(f"table: no column {name!r} to format (columns: {list(frame.columns)})")
-    styler = frame.style.format(precision=decimals, thousands=",", na_rep="-")
+    styler = frame.style.format(precision=decimals, thousands=",", na_rep="-", escape="html")
+    styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    if html_columns:
+        styler = styler.format(str, subset=html_columns, na_rep="-")
     if percent_columns:
         styler = styler.format(percent, subset=percent_columns)
     if integer_columns:

@@ -251,7 +251,7 @@ def reward_comparison(comparison: pd.DataFrame) -> object:
     for name in ("accuracy", "AUC", "ECE", "Brier"):
         frame[name] = [_with_interval(v, lo, hi, share=name == "accuracy") for v, lo, hi in
                        zip(comparison[name], comparison[f"{name} low"], comparison[f"{name} high"])]
-    return table(frame, caption=f"The same {int(pairs[0]):,} test pairs for every model; under each value its 95% "
+    return table(frame, html_columns=list(frame.columns), caption=f"The same {int(pairs[0]):,} test pairs for every model; under each value its 95% "
                                 "bootstrap interval (accuracy in percent)")
 
 
