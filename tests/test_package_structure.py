@@ -175,3 +175,19 @@ def test_an_import_of_the_build_tools_is_seen(tmp_path, line):
     package = _write_package(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": line + "\n"})
     imported = imported_modules(package / "a.py", "pkg.a", False)
     assert any(m.startswith("psyco_book") for m in imported)
+
+
+def test_every_module_of_the_package_declares_its_public_names():
+    import importlib
+
+    missing, unknown = [], []
+    for name, path in module_files(ROOT / "psyco_utils").items():
+        if path.name == "__init__.py" and name == "psyco_utils":
+            continue  # the package's public names are its modules
+        module = importlib.import_module(name)
+        if not hasattr(module, "__all__"):
+            missing.append(name)
+            continue
+        unknown += [f"{name}.{n}" for n in module.__all__ if not hasattr(module, n)]
+    assert not missing, f"modules without __all__: {missing}"
+    assert not unknown, f"names in __all__ that do not exist: {unknown}"
