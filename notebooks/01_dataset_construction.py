@@ -276,8 +276,8 @@ fig = show.warm_start_curve(world)
 # Each statement gets the profile's `responses_per_statement` responses (4, as in the paper): that many distinct pool
 # generators are drawn at random per statement. In the tiny profile the pool is the five bundled styles plus the
 # tiny policy sampled at two temperatures; in colab and paper it is a set of instruct models of several sizes and
-# OpenAI-compatible models. Per generator: its kind, the responses asked for and produced, those dropped as empty or
-# failed, the generation time in seconds and tokens per second (zero for the bundled styles, which are read, not
+# OpenAI-compatible models. Per generator: its kind, the responses produced, those dropped as empty or failed
+# (together, the responses asked for), the generation time in seconds and tokens per second (zero for the bundled styles, which are read, not
 # generated), and how many were resumed from a checkpoint of an earlier, interrupted run.
 
 # %%

@@ -258,10 +258,10 @@ class ResponsePool:
         return int(self.responses["statement_id"].nunique()) if len(self.responses) else 0
 
     def generator_table(self) -> pd.DataFrame:
-        """Per generator: responses asked for, produced and dropped, generation time and speed, and how many came
-        from a checkpoint of an earlier run."""
+        """Per generator: responses produced and dropped (together, those asked for), generation time and speed, and
+        how many came from a checkpoint of an earlier run."""
         names = {"dropped_empty_or_failed": "dropped", "tokens_per_s": "tokens/s", "from_checkpoint": "resumed"}
-        shown = ["generator", "kind", "asked", "produced", "dropped_empty_or_failed", "seconds", "tokens_per_s",
+        shown = ["generator", "kind", "produced", "dropped_empty_or_failed", "seconds", "tokens_per_s",
                  "from_checkpoint"]
         return self.generators[shown].rename(columns=names).set_index("generator")
 

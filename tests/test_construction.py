@@ -113,7 +113,7 @@ def test_pool_example_is_never_a_crisis_statement(cleaned):
     only_crisis = pool.responses[pool.responses["statement_id"].isin(
         cleaned.statements.loc[cleaned.statements["crisis"], "statement_id"])]
     assert construction.ResponsePool(only_crisis, pool.generators, 2).example(cleaned) is None
-    assert list(pool.generator_table().columns) == ["kind", "asked", "produced", "dropped", "seconds", "tokens/s",
+    assert list(pool.generator_table().columns) == ["kind", "produced", "dropped", "seconds", "tokens/s",
                                                     "resumed"]
 
 

@@ -120,12 +120,15 @@ def win_rates_by_principle(result):
 def length_controlled_table(result):
     """Raw and length-controlled win rates, with the length term the logistic model fitted."""
     lc = result.length_controlled
-    frame = pd.DataFrame({"statements": lc["n"], "win rate": lc["win_rate"], "length-controlled": lc["lc_win_rate"],
+    frame = pd.DataFrame({"win rate": lc["win_rate"], "length-controlled": lc["lc_win_rate"],
                           "extra words": lc["mean_length_difference"], "length coefficient": lc["length_coefficient"],
                           "model fitted": lc["fitted"].map({True: "yes", False: "no"})})
-    return table(frame, decimals=2, integer_columns=["statements"], percent_columns=["win rate", "length-controlled"],
-                 caption="Raw and length-controlled win rates; extra words: the policy's mean words more than the "
-                         "reference's")
+    counts = sorted({int(n) for n in lc["n"]})
+    over = (f"{counts[0]:,} statements per row" if len(counts) == 1
+            else f"{', '.join(f'{n:,}' for n in counts)} statements per row")
+    return table(frame, decimals=2, percent_columns=["win rate", "length-controlled"],
+                 caption=f"Raw and length-controlled win rates over {over}; extra words: the policy's mean words "
+                         "more than the reference's")
 
 
 def answer_length_histogram(result):
