@@ -269,33 +269,30 @@ def _raise_stopped(signum, frame):
 
 
 @contextlib.contextmanager
+def _signal_handlers(handlers: dict):
+    """Install ``handlers`` (signal -> handler) for the block, then restore the previous ones.  Outside the main
+    thread, where Python cannot set handlers, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _stop_on_signals():
     """SIGTERM and SIGHUP raise :class:`RunStopped` in the main thread (SIGINT raises KeyboardInterrupt already);
     a SIGHUP ignored under ``nohup`` stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     wanted = [signal.SIGTERM] + ([signal.SIGHUP] if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN else [])
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in wanted}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _signal_handlers({sig: _raise_stopped for sig in wanted})
 
 
-@contextlib.contextmanager
 def _signals_ignored():
     """While a stop is being carried out, a second Ctrl-C or SIGTERM does not interrupt it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _signal_handlers({sig: signal.SIG_IGN for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)})
 
 
 @contextlib.contextmanager

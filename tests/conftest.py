@@ -23,3 +23,30 @@ def tiny_world(tmp_path_factory):
     tiny = TinyModelConfig(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                            num_attention_heads=2, sft_epochs=1, sft_max_length=128, sft_batch_size=32)
     return build_tiny_world(tmp_path_factory.mktemp("tiny_world"), tiny, seed=7)
+
+
+def write_chapter_01_outputs(run, statements: int, crisis=lambda i: False) -> tuple:
+    """Chapter 01's statements table and response pool, as it leaves them, from the first ``statements`` bundled
+    statements without an edge case (4 bundled responses each); ``crisis(i)`` flags statement ``i``.  Returns both
+    frames."""
+    import pandas as pd
+
+    from psyco_utils import data
+    from psyco_utils.layout import RunLayout
+
+    corpus, responses = data.load_bundled_corpus()
+    chosen = corpus[corpus["edge_case"].isna()].head(statements)
+    frame = pd.DataFrame({"statement_id": "bundled:" + chosen["id"], "source": "bundled", "source_id": chosen["id"],
+                          "text": chosen["text"], "chars": chosen["text"].str.len(), "theme": chosen["theme"],
+                          "crisis": [bool(crisis(i)) for i in range(len(chosen))], "pii_replaced": 0})
+    pool = responses[responses["statement_id"].isin(chosen["id"])].groupby("statement_id").head(4)
+    pool = pd.DataFrame({"statement_id": "bundled:" + pool["statement_id"],
+                         "response_id": "bundled:" + pool["statement_id"] + "#" + pool["style"],
+                         "generator": "bundled-" + pool["style"], "response": pool["text"],
+                         "chars": pool["text"].str.len()})
+    layout = RunLayout(run)
+    layout.statements_dir.mkdir(parents=True)
+    layout.pool_dir.mkdir(parents=True)
+    frame.to_parquet(layout.statements, index=False)
+    pool.to_parquet(layout.pool, index=False)
+    return frame, pool

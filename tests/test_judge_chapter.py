@@ -6,33 +6,18 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from standin.openai_server import FakeOpenAI
 from psyco_book import book
-from psyco_utils import data
+from conftest import write_chapter_01_outputs
 
 STATEMENTS = 24
 
 
 def _write_inputs(run: Path) -> int:
     """A small statements table and response pool from the bundled corpus, as chapter 01 leaves them."""
-    corpus, responses = data.load_bundled_corpus()
-    chosen = corpus[corpus["edge_case"].isna()].head(STATEMENTS)
-    statements = pd.DataFrame({"statement_id": "bundled:" + chosen["id"], "source": "bundled", "source_id": chosen["id"],
-                               "text": chosen["text"], "chars": chosen["text"].str.len(), "theme": chosen["theme"],
-                               "crisis": False, "pii_replaced": 0})
-    pool = responses[responses["statement_id"].isin(chosen["id"])].groupby("statement_id").head(4)
-    pool = pd.DataFrame({"statement_id": "bundled:" + pool["statement_id"],
-                         "response_id": "bundled:" + pool["statement_id"] + "#" + pool["style"],
-                         "generator": "bundled-" + pool["style"], "response": pool["text"],
-                         "chars": pool["text"].str.len()})
-    (run / "statements").mkdir(parents=True)
-    (run / "pool").mkdir(parents=True)
-    statements.to_parquet(run / "statements" / "statements.parquet", index=False)
-    pool.to_parquet(run / "pool" / "pool.parquet", index=False)
-    return len(pool)
+    return len(write_chapter_01_outputs(run, STATEMENTS)[1])
 
 
 def _outputs(path: Path) -> str:

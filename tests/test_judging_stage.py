@@ -11,7 +11,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from IPython.display import Markdown  # noqa: E402
 
-from psyco_utils import data, judging, show  # noqa: E402
+from conftest import write_chapter_01_outputs  # noqa: E402
+from psyco_utils import judging, show  # noqa: E402
 from psyco_utils.config import load_profile  # noqa: E402
 from psyco_utils.judge import make_judge  # noqa: E402
 
@@ -25,20 +26,7 @@ class FakeChapter(SimpleNamespace):
 
 
 def _chapter(run):
-    corpus, responses = data.load_bundled_corpus()
-    chosen = corpus[corpus["edge_case"].isna()].head(STATEMENTS)
-    statements = pd.DataFrame({"statement_id": "bundled:" + chosen["id"], "source": "bundled", "source_id": chosen["id"],
-                               "text": chosen["text"], "chars": chosen["text"].str.len(), "theme": chosen["theme"],
-                               "crisis": [i % 5 == 0 for i in range(len(chosen))], "pii_replaced": 0})
-    pool = responses[responses["statement_id"].isin(chosen["id"])].groupby("statement_id").head(4)
-    pool = pd.DataFrame({"statement_id": "bundled:" + pool["statement_id"],
-                         "response_id": "bundled:" + pool["statement_id"] + "#" + pool["style"],
-                         "generator": "bundled-" + pool["style"], "response": pool["text"],
-                         "chars": pool["text"].str.len()})
-    (run / "statements").mkdir(parents=True)
-    (run / "pool").mkdir(parents=True)
-    statements.to_parquet(run / "statements" / "statements.parquet", index=False)
-    pool.to_parquet(run / "pool" / "pool.parquet", index=False)
+    write_chapter_01_outputs(run, STATEMENTS, crisis=lambda i: i % 5 == 0)
     return FakeChapter(cfg=load_profile("tiny", ["splits.test_fraction=0.3"]), run=run)
 
 
