@@ -14,13 +14,14 @@ from __future__ import annotations
 import gc
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .. import pair_schema
 from ..layout import TrainedModelFolder
+from ..training import TrainingOutcome
 
 __all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_run",
            "train_or_reuse", "train_dpo", "config_table"]
@@ -48,40 +49,18 @@ class TrainingInputs:
         return TrainedModelFolder(self.out_dir).model
 
 
-@dataclass
-class TrainingRun:
-    """A finished (or reused) DPO training: where the model is, what it started from, and TRL's log history."""
+@dataclass(kw_only=True)
+class TrainingRun(TrainingOutcome):
+    """A finished (or reused) DPO training: beside every training's outcome (model folder, TRL's logs with
+    ``rewards/margins`` and ``rewards/accuracies``, time, reuse), what it started from, its pairs and steps."""
 
-    model_dir: Path
     reference: str
     pairs: int
     steps: int
-    seconds: float
-    log_history: list[dict] = field(default_factory=list)
-    reused: bool = False
 
     @property
     def steps_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds else 0.0
-
-    def _logged(self, key: str) -> pd.DataFrame:
-        history = pd.DataFrame(self.log_history)
-        return history.dropna(subset=[key]).reset_index(drop=True) if key in history else pd.DataFrame()
-
-    @property
-    def train_log(self) -> pd.DataFrame:
-        """TRL's training log rows: epoch, step, loss, ``rewards/margins``, ``rewards/accuracies``, ..."""
-        return self._logged("loss")
-
-    @property
-    def eval_log(self) -> pd.DataFrame:
-        """TRL's dev rows (one per epoch when a dev split was given): ``eval_loss``, ``eval_rewards/margins``, ..."""
-        return self._logged("eval_loss")
-
-    @property
-    def final_train_loss(self) -> float | None:
-        log = self.train_log
-        return float(log["loss"].iloc[-1]) if len(log) else None
 
     def record(self) -> dict:
         """What is saved beside the model so that a reuse can report this training."""

@@ -23,6 +23,7 @@ import pandas as pd
 from ..pair_schema import TEXT_COLUMNS, to_trl, validate
 from .data import frame_of, set_padding
 from ..layout import TrainedModelFolder
+from ..training import TrainingOutcome
 from .scoring import RewardScorer
 
 __all__ = [
@@ -141,24 +142,21 @@ def peak_memory_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-@dataclass
-class RewardTrainingResult:
-    """What a training returns: the saved model (also in memory), TRL's logs and the costs."""
+@dataclass(kw_only=True)
+class RewardTrainingResult(TrainingOutcome):
+    """What the reward model's training returns: beside every training's outcome (model folder, TRL's logs, time,
+    reuse), the model in memory, the pairs TRL kept, checkpoint selection and peak memory."""
 
-    model_dir: Path
     model: Any
     tokenizer: Any
-    log_history: list[dict]
     pairs_given: int
     train_pairs: int
     epochs: float
-    seconds: float
     selected_by: str
     best_checkpoint: str | None
     best_metric: float | None
     peak_memory_mb: float
     config: dict = field(default_factory=dict)
-    reused: bool = False  # loaded from an earlier training on identical inputs; seconds etc. are that training's
 
     @property
     def dropped_by_trl(self) -> int:
