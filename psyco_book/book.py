@@ -311,16 +311,17 @@ def _environment(values: dict[str, str]):
 
 
 def kernel_connection_config():
-    """How ``psyco-book`` talks to its kernels: over local IPC sockets where the system has them (no TCP port is
-    opened), else over TCP encrypted with CurveZMQ keys the kernel manager provisions where pyzmq supports them.
+    """How ``psyco-book`` talks to its kernels: over TCP encrypted with CurveZMQ keys the kernel manager provisions
+    where pyzmq supports them, else over local IPC sockets (no TCP port is opened).  TCP comes first: under heavy CPU
+    load a stop occasionally left the kernel's clean-up hanging over IPC.
     Either way the kernel has no reason to warn that it runs over TCP without encryption."""
     import zmq
     from traitlets.config import Config
 
-    if os.name == "posix":
-        return Config({"KernelManager": {"transport": "ipc"}})
     if zmq.has("curve"):
         return Config({"KernelManager": {"transport_encryption": "auto"}})
+    if os.name == "posix":
+        return Config({"KernelManager": {"transport": "ipc"}})
     return Config()
 
 
