@@ -18,7 +18,7 @@ from IPython.display import Markdown
 
 __all__ = [
     "FIGURE_WIDTH_IN", "FIGURE_DPI", "TABLE_CLASS", "use_book_style", "table", "findings", "example",
-    "beside_the_paper", "escape_markdown", "percent", "integer",
+    "beside_the_paper", "escape_markdown", "percent", "integer", "legend_below",
 ]
 
 #: Width of a figure in inches; at FIGURE_DPI it is the content column's width in pixels (about 680 px).
@@ -50,6 +50,11 @@ def use_book_style() -> None:
         set_matplotlib_formats("png")
     except ImportError:  # pragma: no cover - matplotlib-inline comes with ipykernel
         pass
+
+
+def legend_below(ax, ncol: int = 3) -> None:
+    """The legend under the axes, where it cannot cover bars or lines."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=ncol, frameon=False)
 
 
 def percent(value, digits: int = 1) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, table
+from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, legend_below, table
 
 __all__ = [
     "filter_funnel", "length_histogram", "category_bars", "loss_curve", "grouped_boxplot", "sources",
@@ -20,11 +20,6 @@ __all__ = [
     "theme_bars", "theme_agreement", "statement_lengths", "models_used", "warm_start_curve", "pool_example",
     "crisis_screen", "second_opinion_counts", "second_opinion", "artifacts",
 ]
-
-
-def _legend_below(ax, ncol: int = 3) -> None:
-    """The legend under the axes, where it cannot cover bars or lines."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=ncol, frameon=False)
 
 
 def filter_funnel(counts: pd.DataFrame, title: str = "Statements left after each step"):
@@ -55,7 +50,7 @@ def length_histogram(lengths: dict[str, pd.Series], window: tuple[int, int] | No
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    _legend_below(ax)
+    legend_below(ax)
     fig.tight_layout()
     return fig
 
@@ -87,7 +82,7 @@ def loss_curve(losses: list[float], title: str, xlabel: str = "optimizer step", 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    _legend_below(ax, ncol=2)
+    legend_below(ax, ncol=2)
     fig.tight_layout()
     return fig
 

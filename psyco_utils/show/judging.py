@@ -13,7 +13,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from ..principles import PRINCIPLE_KEYS, PRINCIPLES
-from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, table
+from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, legend_below, table
 
 __all__ = ["principles_table", "rubric_demo", "rubric_features", "score_histograms", "heatmap", "principle_correlation",
            "generator_scores", "score_gap_histogram",
@@ -123,7 +123,7 @@ def score_gap_histogram(frames: dict[str, pd.DataFrame], min_gap: float,
     ax.set_xlabel("overall score gap, chosen - rejected (points on the 1-5 scale)")
     ax.set_ylabel("pairs (count)")
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4, frameon=False)
+    legend_below(ax, ncol=4)
     fig.tight_layout()
     return fig
 
