@@ -23,6 +23,9 @@ class JudgeConfig(BaseModel):
     judged set falls short of what it asked for by more than ``max_failed_share`` fails its quality check.
     Prices are US dollars per million tokens, for the cost estimate and the usage report (the Batch API costs half).
     ``tie_margin`` is the rubric judge's overall compare threshold on the difference of mean scores.
+    ``length_instructions``: whether the judge is told not to reward length (the compare prompt's instruction, and
+    the rubric judge's excess-length penalty).  The paper's judge had no such instruction, so the paper profile turns
+    it off; chapter 06 shows how it moves the length-constrained result.
     Unknown keys are errors that name the key.
     """
 
@@ -50,6 +53,7 @@ class JudgeConfig(BaseModel):
     price_output_per_mtok: float = Field(10.00, ge=0)
     price_cached_input_per_mtok: float = Field(1.25, ge=0)
     tie_margin: float = Field(0.25, ge=0)
+    length_instructions: bool = True
 
 
 __all__ = ["JudgeConfig"]

@@ -1,0 +1,39 @@
+"""Which process this is when a training stage runs under a launcher (``accelerate launch``, ``torchrun``).
+
+A launcher starts one process per device and tells each its place through the environment (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``).  Every process trains; only the main process (rank 0) writes artifacts, draws
+samples that are saved, or calls a paid judge.  On one device (a notebook, the tiny book) there is one process, it is
+the main one, and waiting for the others returns at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["world_size", "rank", "is_main_process", "wait_for_everyone"]
+
+
+def world_size() -> int:
+    """The number of processes the launcher started (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's global rank (0 without a launcher)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """True in the one process that writes artifacts and makes paid calls."""
+    return rank() == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the launcher's processes, once torch.distributed is initialised (TRL's trainers initialise
+    it); a no-op in a single process."""
+    if world_size() == 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
