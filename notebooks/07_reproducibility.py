@@ -13,8 +13,9 @@
 #
 # This appendix is rendered from the run manifest, `runs/<profile>/manifest.json`, which every chapter updates: the
 # {term}`profile` and seed, the package versions, the git commit, and each stage's status, wall time and headline metrics.
-# It then puts this run's estimated cost of paid calls beside what was actually spent, and estimates what the colab
-# and paper profiles would cost, from token counts.
+# It then puts this run's estimated cost of paid calls beside what was actually spent, estimates what the colab
+# and paper profiles would cost, from token counts, and ends with the paper's numbers, one row each: where the book
+# computes it at paper scale, or why it cannot.
 
 # %% tags=["remove-cell"]
 # Colab only: install the book's helper package (a no-op anywhere else).
@@ -30,7 +31,7 @@ profile = "tiny"
 overrides = []
 
 # %%
-from psyco_utils import reproducibility, runtime, show
+from psyco_utils import fidelity, reproducibility, runtime, show
 
 chapter = runtime.start_chapter(profile, overrides, stage="07_reproducibility")
 report = reproducibility.reproducibility_report(chapter)
@@ -94,6 +95,44 @@ show.spent_table(report)
 
 # %%
 show.larger_profiles_table(report)
+
+# %% [markdown]
+# ## Paper fidelity: every number in the paper, and where the book computes it
+#
+# Whichever profile this page was executed with, the tables below describe the **paper** profile, read from its preset
+# and from the paper's numbers in `psyco_utils.paper`. Each number the paper reports is either a *result*, which a
+# chapter cell computes when the chapters run with `profile = "paper"` (the call is quoted as the chapter spells it),
+# or a *setting* the paper chose, shown beside the paper profile's own value so that a divergence cannot hide, or it
+# has no code path here, with the reason. A test fails when a number is added to `psyco_utils.paper` without a row,
+# when a quoted call is no longer in its chapter, or when a named setting does not exist.
+
+# %%
+paper_fidelity = fidelity.fidelity_table()
+show.fidelity_findings(paper_fidelity)
+
+# %%
+show.fidelity_results(paper_fidelity)
+
+# %% [markdown]
+# A result computed at paper scale is the paper's number only if the run used the paper's data and models; the last
+# column says where the paper profile's run cannot match it (a source that is not public, a second model size that is
+# a `--set` away).
+
+# %%
+show.fidelity_settings(paper_fidelity)
+
+# %% [markdown]
+# Where a row says "no", the paper profile deliberately does something else, and the last column says why.
+
+# %%
+show.fidelity_gaps(paper_fidelity)
+
+# %% [markdown]
+# The paper leaves several settings open; the paper profile had to choose them, and these choices are the book's,
+# not the paper's:
+
+# %%
+show.book_choices(fidelity.book_choices_table())
 
 # %% [markdown]
 # ## What we found

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 from IPython.display import Markdown
 
-from .base import findings, integer, table
+from .base import escape_markdown, findings, integer, table
 
 __all__ = ["run_table", "packages_table", "stages_table", "headline_metrics_table", "paid_calls_table",
-           "spent_table", "larger_profiles_table", "reproducibility_findings"]
+           "spent_table", "larger_profiles_table", "reproducibility_findings", "fidelity_results",
+           "fidelity_settings", "fidelity_gaps", "book_choices", "fidelity_findings"]
 
 _COUNT_COLUMNS = ["statements", "theme label calls", "pool calls (API models)", "score calls", "compare calls",
                   "reference answers"]
@@ -101,4 +104,63 @@ def reproducibility_findings(report) -> Markdown:
               "The larger profiles would cost about "
               + " and ".join(f"USD {cost:,.0f} ({name})" for name, cost in costs.items())
               + " in judge and API calls, by the estimate above; GPU time is not included."]
+    return findings(points)
+
+
+def _code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>" if text and text != "-" else "-"
+
+
+def _by_number(fidelity: pd.DataFrame, kind: str, columns: list[str]) -> pd.DataFrame:
+    rows = fidelity[fidelity["kind"] == kind]
+    return rows.set_index(["section", "number"])[columns].rename_axis([None, None])
+
+
+def fidelity_results(fidelity: pd.DataFrame):
+    """The paper's reported results, each with the chapter call that computes it at paper scale and the setting
+    that decides it (the chapter's stage name, then its call, in code type)."""
+    rows = _by_number(fidelity, "result", ["paper", "computed in", "setting", "why"])
+    chapter, call = rows["computed in"].str.split(": ", n=1).str[0], rows["computed in"].str.split(": ", n=1).str[1]
+    shown = pd.DataFrame({"paper": rows["paper"], "chapter": chapter, "call": call.map(_code),
+                          "setting": rows["setting"].map(_code), "how the run differs": rows["why"].replace("", "-")})
+    return table(shown, html_columns=["call", "setting"],
+                 caption="The paper's results, and the chapter call that computes each at paper scale")
+
+
+def fidelity_settings(fidelity: pd.DataFrame):
+    """The paper's stated settings beside the paper profile's value of each, and why they differ where they do."""
+    rows = _by_number(fidelity, "setting", ["paper", "paper profile", "as the paper", "setting", "why"])
+    shown = rows.assign(setting=rows["setting"].map(_code), why=rows["why"].replace("", "-"))
+    return table(shown, html_columns=["setting"],
+                 caption="The paper's settings beside the paper profile's (values read from the preset)")
+
+
+def fidelity_gaps(fidelity: pd.DataFrame):
+    """The paper's numbers the book has no code path for, and why."""
+    rows = _by_number(fidelity, "no code path", ["paper", "why"])
+    return table(rows, caption="The paper's numbers without a code path here")
+
+
+def book_choices(choices: pd.DataFrame):
+    """What the paper leaves open, the paper profile's choice and the reason for it."""
+    shown = choices.assign(setting=choices["setting"].map(_code))
+    return table(shown, html_columns=["setting"], hide_index=True,
+                 caption="Settings the paper does not state: the paper profile's choice")
+
+
+def fidelity_findings(fidelity: pd.DataFrame) -> Markdown:
+    """How many of the paper's numbers the book computes, uses as settings, or cannot reach, and which settings of
+    the paper profile differ from the paper's."""
+    counts = fidelity["kind"].value_counts()
+    differing = fidelity[(fidelity["kind"] == "setting") & (fidelity["as the paper"] == "no")]
+    points = [f"Of the paper's {len(fidelity)} numbers, {counts.get('result', 0)} are results a chapter computes at "
+              f"paper scale, {counts.get('setting', 0)} are settings of the paper profile, and "
+              f"{counts.get('no code path', 0)} have no code path here (their reasons are in the last table)."]
+    if differing.empty:
+        points.append("Every stated setting of the paper profile has the paper's value.")
+    else:
+        points.append("The paper profile differs from the paper on " + "; ".join(
+            f"{escape_markdown(r['number'])} ({escape_markdown(r['paper'])} in the paper, "
+            f"{escape_markdown(r['paper profile'])} here)" for _, r in differing.iterrows())
+            + ": the tables give the reason for each.")
     return findings(points)
