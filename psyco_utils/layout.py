@@ -82,6 +82,12 @@ class TrainedModelFolder:
         return self.root / "pairs.parquet"
 
     @property
+    def samples(self) -> Path:
+        """A DPO-Iter round's samples and rewards, saved per batch under their fingerprint while the round draws them
+        (only rounds write it; :mod:`psyco_utils.policy.sampling`)."""
+        return self.root / "samples"
+
+    @property
     def test_predictions(self) -> Path:
         """The reward model's scores of the test pairs (only the reward model writes it)."""
         return self.root / "test_predictions.parquet"
@@ -245,6 +251,7 @@ class RunLayout:
                 named[f"{stage} {part}"] = getattr(folder, part)
         named["reward_model test_predictions"] = self.reward_model.test_predictions
         named["dpo_iter round 1 pairs"] = self.dpo_iter_round(1).pairs
+        named["dpo_iter round 1 samples"] = self.dpo_iter_round(1).samples
         return named
 
     # ---------------------------------------------------------------- loads and saves
