@@ -260,11 +260,11 @@ def gpu_section(results: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def put_section(document: str, section: str) -> str:
-    """``document`` with its ``## GPU`` section (up to the next ``## `` heading) replaced by ``section``, or with
-    ``section`` appended when it has none."""
+def put_section(document: str, section: str, heading: str = HEADING) -> str:
+    """``document`` with its ``heading`` section (up to the next ``## `` heading) replaced by ``section``, or with
+    ``section`` appended when it has none (benchmarks/pool_memory.py writes its own section with it)."""
     lines = document.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == HEADING), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
     if start is None:
         return document.rstrip("\n") + "\n\n" + section
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
