@@ -173,7 +173,8 @@ def _one_round(cfg, k: int, policy_path: str, scorer, chosen: pd.DataFrame, roun
         frame = pd.read_parquet(folder.pairs)
         dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
     if len(frame) == 0:
-        raise RuntimeError(f"DPO-Iter round {k}: every statement's samples scored the same; no pairs to train on")
+        raise RuntimeError(f"DPO-Iter round {k}: all {len(chosen)} statements' samples scored the same; no pairs to "
+                           "train on")
     training = train_dpo(it.training, policy_path, dataset, round_dir, seed=cfg.seed + k, lora=cfg.models.lora,
                          reuse=cfg.reuse_trained_models, section="dpo_iter.training")
     if main:
