@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -315,9 +314,12 @@ def trl_config(kind: Literal["reward", "dpo"], training: dict[str, Any], output_
 
 
 def run_dir(cfg: ProfileConfig, root: str | Path | None = None) -> Path:
-    """``runs/<profile>/`` (or ``$PSYCO_RUNS_DIR/<profile>``): where every stage reads and writes its artifacts."""
-    base = Path(root or os.environ.get("PSYCO_RUNS_DIR", "runs"))
-    path = base / cfg.name
+    """Where every stage of this run reads and writes its artifacts, created: ``runs/<profile>/`` for the tiny world's
+    policy, ``runs/<profile>/<model tag>/`` for a hub or local policy (``runs/paper/llama-3.2-3b-instruct/``), under
+    ``$PSYCO_RUNS_DIR`` when that is set (:mod:`psyco_utils.layout`)."""
+    from .layout import run_folder
+
+    path = run_folder(cfg.name, cfg.models.policy, root)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

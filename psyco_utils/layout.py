@@ -1,5 +1,18 @@
-"""The run layout: where every artifact of a run lives under ``runs/<profile>/``, and how chapters 06 and 07 and the
-run manifest are saved and loaded.
+"""The run layout: where every artifact of a run lives under its run folder, and how chapters 06 and 07 and the run
+manifest are saved and loaded.
+
+**The run folder** is ``runs/<profile>/`` for the tiny profile, whose policy is built locally, and
+``runs/<profile>/<model tag>/`` for a profile whose policy is a hub model or a local copy of one, so that runs of
+two models (the paper's Llama-3.2-3B and Llama-3.1-8B) sit side by side instead of overwriting each other::
+
+    runs/tiny/                             the tiny book
+    runs/paper/llama-3.2-3b-instruct/      models.policy: meta-llama/Llama-3.2-3B-Instruct
+    runs/paper/llama-3.1-8b-instruct/      models.policy: meta-llama/Llama-3.1-8B-Instruct
+    runs/colab/qwen2.5-0.5b-instruct/
+
+The model tag is the last part of the policy's hub id or folder, in lower case (:func:`model_tag`); ``runs/`` is
+``$PSYCO_RUNS_DIR`` when that is set.  :func:`psyco_utils.config.run_dir` gives a profile's run folder and
+:func:`runs_by_model` lists the runs of one profile by model (chapter 06 sets the models' columns side by side).
 
 Every chapter reads the artifacts of the chapters before it and writes its own (the contract in the design notes).
 :class:`RunLayout` names each of them once, as a typed path, so that no module spells ``"judgments.sqlite"`` itself::
@@ -17,13 +30,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-__all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "dpo_iter_round_folder", "METRICS_FILE", "ANSWERS_FILE", "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model"]
+__all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "dpo_iter_round_folder", "METRICS_FILE", "ANSWERS_FILE",
+           "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model", "TINY_POLICY", "model_tag", "runs_root", "run_subfolder",
+           "run_folder", "runs_by_model"]
 
 #: Columns of ``eval/verdicts.parquet``: one row per (setting, policy, statement, principle or overall).
 VERDICT_COLUMNS = ("setting", "policy", "item", "aspect", "verdict_policy_first", "verdict_policy_second", "outcome",
@@ -35,6 +51,55 @@ _MODEL_MARKERS = ("config.json", "adapter_config.json")
 METRICS_FILE = "metrics.json"
 #: The sources' own answers, beside the statements they answer.
 ANSWERS_FILE = "answers.parquet"
+
+
+#: The policy name of the tiny world (built locally): its runs are not keyed by model.
+TINY_POLICY = "tiny"
+_TAG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+def model_tag(policy: str) -> str | None:
+    """The folder a run of ``policy`` gets under its profile: the last part of a hub id or of a local folder, in lower
+    case, with anything but letters, digits, ``.``, ``_`` and ``-`` made a ``-`` (``meta-llama/Llama-3.2-3B-Instruct``
+    -> ``llama-3.2-3b-instruct``); None for the tiny world's policy, whose run is the profile's folder itself."""
+    if policy == TINY_POLICY:
+        return None
+    name = PurePosixPath(str(policy).replace("\\", "/").rstrip("/")).name
+    tag = _TAG_UNSAFE.sub("-", name.lower()).strip("-.")
+    if not tag:
+        raise ValueError(f"models.policy {policy!r} has no name to key its run folder by")
+    return tag
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    """The folder that holds every profile's runs: ``root``, else ``$PSYCO_RUNS_DIR``, else ``runs``."""
+    return Path(root or os.environ.get("PSYCO_RUNS_DIR", "runs"))
+
+
+def run_subfolder(profile: str, policy: str) -> str:
+    """A run's folder relative to the runs folder, as messages and pages name it: ``paper/llama-3.2-3b-instruct``,
+    or ``tiny``."""
+    tag = model_tag(policy)
+    return profile if tag is None else f"{profile}/{tag}"
+
+
+def run_folder(profile: str, policy: str, root: str | Path | None = None) -> Path:
+    """The run folder of ``profile`` with ``policy`` (see the module; not created here)."""
+    return runs_root(root) / run_subfolder(profile, policy)
+
+
+def runs_by_model(profile: str, root: str | Path | None = None) -> dict[str, Path]:
+    """The runs of one profile that have a manifest, by model tag, in tag order: ``{"llama-3.1-8b-instruct": ...,
+    "llama-3.2-3b-instruct": ...}``.  A run in the profile's folder itself (the tiny profile's) is listed under the
+    model tag its manifest records, or under the profile's name when it records none."""
+    folder = runs_root(root) / profile
+    found = {}
+    if (folder / "manifest.json").is_file():
+        found[_read_json(folder / "manifest.json").get("model_tag") or profile] = folder
+    for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if child.is_dir() and (child / "manifest.json").is_file():
+            found[child.name] = child
+    return dict(sorted(found.items()))
 
 
 def dpo_iter_round_folder(dpo_iter_dir: str | Path, k: int) -> TrainedModelFolder:
@@ -82,6 +147,12 @@ class TrainedModelFolder:
         return self.root / "pairs.parquet"
 
     @property
+    def samples(self) -> Path:
+        """A DPO-Iter round's samples and rewards, saved per batch under their fingerprint while the round draws them
+        (only rounds write it; :mod:`psyco_utils.policy.sampling`)."""
+        return self.root / "samples"
+
+    @property
     def test_predictions(self) -> Path:
         """The reward model's scores of the test pairs (only the reward model writes it)."""
         return self.root / "test_predictions.parquet"
@@ -92,7 +163,7 @@ class TrainedModelFolder:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Every artifact of one run, as paths under ``root`` (``runs/<profile>/``)."""
+    """Every artifact of one run, as paths under ``root``, its run folder (``runs/<profile>/[<model tag>/]``)."""
 
     root: Path
 
@@ -245,6 +316,7 @@ class RunLayout:
                 named[f"{stage} {part}"] = getattr(folder, part)
         named["reward_model test_predictions"] = self.reward_model.test_predictions
         named["dpo_iter round 1 pairs"] = self.dpo_iter_round(1).pairs
+        named["dpo_iter round 1 samples"] = self.dpo_iter_round(1).samples
         return named
 
     # ---------------------------------------------------------------- loads and saves

@@ -1,4 +1,5 @@
-"""``runs/<profile>/manifest.json``: profile, seed, package versions, git commit, and each stage's time and metrics."""
+"""The run manifest, ``manifest.json`` in the run folder: profile, model (its tag names the run folder), seed, package
+versions, git commit, and each stage's time and metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import ProfileConfig, load_profile
-from .layout import RunLayout
+from .config import _model_name as model_name
+from .layout import RunLayout, model_tag
 from .paper import DATASET
 
 __all__ = [
@@ -69,6 +71,8 @@ def record_stage(cfg: ProfileConfig, run_root: Path, stage: str, seconds: float,
     def change(manifest):
         manifest.update({
             "profile": cfg.name,
+            "model_tag": model_tag(cfg.models.policy),
+            "policy": model_name(cfg.models.policy),
             "description": cfg.description,
             "seed": cfg.seed,
             "python": platform.python_version(),

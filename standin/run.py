@@ -11,7 +11,13 @@
 5. asserts that every chapter executed and that every artifact of the contract (design.md) exists and loads.
 
 Everything lives under ``runs/standin/`` (``--root``): ``models/``, ``profiles/``, ``executed/<profile>/``,
-``logs/`` and the runs themselves in ``runs/<profile>/``.  Each run starts from an empty runs folder unless ``--keep``.
+``logs/`` and the runs themselves in ``runs/<profile>/<model tag>/`` (the run folder of
+:func:`psyco_utils.config.run_dir`).  Each run starts from an empty runs folder unless ``--keep``.
+
+``--precision`` chooses how the stand-ins load and train.  ``float32`` (the default) is what a CPU can run: the
+overlay's precision keys set float32 weights and no mixed precision.  On a CUDA machine (``benchmarks/gpu_check.py``)
+``preset`` keeps each preset's own settings (fp16 for colab, bf16 for paper), and ``bf16`` or ``fp16`` sets
+``models.dtype`` and every stage's mixed-precision flag to that one; these three refuse to start without CUDA.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from psyco_utils.config import ProfileConfig
+from psyco_utils.layout import run_folder
 from standin.openai_server import server_in_own_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +44,10 @@ FIXTURES = Path(__file__).with_name("fixtures")
 FIXTURE_KINDS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 DEFAULT_ROOT = REPO_ROOT / "runs" / "standin"
 PROFILES = ("colab", "paper")
+PRECISIONS = ("float32", "preset", "bf16", "fp16")
+#: The overlay's keys that decide precision (see standin/overlay.yaml); --precision replaces them.
+PRECISION_KEYS = ("models.dtype", *(f"{stage}.training.{flag}" for stage in ("reward", "dpo", "dpo_iter")
+                                    for flag in ("fp16", "bf16")))
 
 
 def say(message: str) -> None:
@@ -97,8 +108,25 @@ def apply_overlay(raw: dict, overlay: dict) -> dict:
     return out
 
 
-def overlaid_profile(profile: str, model_paths: dict[str, Path]) -> tuple[dict, list[str]]:
-    """The preset with its hub models and sources replaced and the overlay applied; and the sources left out."""
+def precision_overlay(overlay: dict, precision: str) -> dict:
+    """The overlay with its precision keys as ``--precision`` says: kept (``float32``), dropped so the preset's own
+    apply (``preset``), or set to bf16 or fp16 weights and mixed precision for every stage."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return dict(overlay)
+    kept = {k: v for k, v in overlay.items() if k not in PRECISION_KEYS}
+    if precision == "preset":
+        return kept
+    half = {f"{stage}.training.{flag}": flag == precision for stage in ("reward", "dpo", "dpo_iter")
+            for flag in ("fp16", "bf16")}
+    return {**kept, "models.dtype": {"bf16": "bfloat16", "fp16": "float16"}[precision], **half}
+
+
+def overlaid_profile(profile: str, model_paths: dict[str, Path], precision: str = "float32"
+                     ) -> tuple[dict, list[str]]:
+    """The preset with its hub models and sources replaced and the overlay applied (its precision keys as
+    ``precision`` says: :func:`precision_overlay`); and the sources left out."""
     from psyco_utils.config import PRESET_DIR
 
     raw = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text(encoding="utf-8"))
@@ -111,7 +139,7 @@ def overlaid_profile(profile: str, model_paths: dict[str, Path]) -> tuple[dict, 
     reward = raw.setdefault("reward", {})
     reward["off_the_shelf"] = [shown[name] for name in reward.get("off_the_shelf", [])]
     raw["data"]["sources"], left_out = replace_sources(raw["data"]["sources"])
-    raw = apply_overlay(raw, yaml.safe_load(OVERLAY.read_text(encoding="utf-8")))
+    raw = apply_overlay(raw, precision_overlay(yaml.safe_load(OVERLAY.read_text(encoding="utf-8")), precision))
     raw["description"] = f"stand-in run of the {profile} profile: " + raw["description"]
     return raw, left_out
 
@@ -231,7 +259,7 @@ def unserved_paths(cfg, served: dict[str, int]) -> list[str]:
 # ----------------------------------------------------------------------------------------------------- the run
 
 
-def prepare_profile(profile: str, root: Path, keep: bool) -> dict:
+def prepare_profile(profile: str, root: Path, keep: bool, precision: str = "float32") -> dict:
     """Build the profile's stand-in models, write its overlaid profile, and clear its earlier run unless ``keep``."""
     from psyco_utils.config import PRESET_DIR
 
@@ -241,11 +269,12 @@ def prepare_profile(profile: str, root: Path, keep: bool) -> dict:
     preset = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text(encoding="utf-8"))
     model_paths = build_standins(root / "models", seed=preset.get("seed", 1234), hub_ids=hub_models(preset))
     build_seconds = time.perf_counter() - start
-    raw, left_out = overlaid_profile(profile, model_paths)
+    raw, left_out = overlaid_profile(profile, model_paths, precision)
     profile_path = root / "profiles" / f"{profile}.yaml"
     profile_path.parent.mkdir(parents=True, exist_ok=True)
     profile_path.write_text(f"# written by standin/run.py from psyco_utils/presets/{profile}.yaml and "
-                            f"standin/overlay.yaml\n" + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+                            f"standin/overlay.yaml (precision: {precision})\n" + yaml.safe_dump(raw, sort_keys=False),
+                            encoding="utf-8")
     for name in left_out:
         say(f"{profile}: source {name!r} has no fixture in standin/fixtures/ and is left out")
     if not keep:
@@ -281,7 +310,8 @@ def execute_profile(prepared: dict, root: Path, log: Path | None) -> dict:
             rc = subprocess.call(command, cwd=REPO_ROOT, env=env)
     timings_path = executed / f"timings_{profile}.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    problems, checks = verify(runs_root / profile, int(raw["dpo_iter"]["rounds"]), chapters)
+    problems, checks = verify(run_folder(raw["name"], raw["models"]["policy"], runs_root),
+                              int(raw["dpo_iter"]["rounds"]), chapters)
     problems += unserved_paths(ProfileConfig.model_validate(raw), served)
     if rc != 0:  # psyco-book named the chapter and the cell; list only what never got written
         failed = [line for line in log.read_text().splitlines() if "FAILED" in line] if log else []
@@ -305,6 +335,12 @@ def report(result: dict) -> None:
         f"(stand-in models {result['build_seconds']:.1f} s)")
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m standin.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", nargs="+", choices=PROFILES, default=list(PROFILES))
@@ -313,9 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2,
                         help="profiles run side by side (default 2: each chapter's imports and kernel start-up are "
                              "single-threaded, so two profiles share two cores better than one)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="float32 (default, runs anywhere); on a CUDA GPU: preset (each preset's own), bf16, fp16")
     args = parser.parse_args(argv)
+    if args.precision != "float32" and not _cuda_available():
+        parser.error(f"--precision {args.precision} needs a CUDA GPU and none is visible; on a CPU use the default "
+                     "--precision float32")
     root = args.root.resolve()
-    prepared = [prepare_profile(profile, root, args.keep) for profile in args.profile]
+    prepared = [prepare_profile(profile, root, args.keep, args.precision) for profile in args.profile]
     start = time.perf_counter()
     if args.jobs > 1 and len(prepared) > 1:
         from concurrent.futures import ThreadPoolExecutor

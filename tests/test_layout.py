@@ -134,3 +134,59 @@ def test_relative_paths_are_what_pages_show(tmp_path):
     assert layout.relative(layout.dpo_iter_round(3).pairs) == "dpo_iter/round_3/pairs.parquet"
     with pytest.raises(ValueError):
         layout.relative(tmp_path / "elsewhere.parquet")
+
+
+# ------------------------------------------------------------------------------------------ run folders by model
+
+
+@pytest.mark.parametrize("policy, tag", [
+    ("tiny", None),
+    ("meta-llama/Llama-3.2-3B-Instruct", "llama-3.2-3b-instruct"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-instruct"),
+    ("Qwen/Qwen2.5-0.5B-Instruct", "qwen2.5-0.5b-instruct"),
+    ("/data/models/My Counsellor v2/", "my-counsellor-v2"),
+    ("runs/standin/models/meta-llama/Llama-3.2-3B-Instruct", "llama-3.2-3b-instruct"),
+    ("C:\\models\\Phi-3-mini", "phi-3-mini"),
+])
+def test_a_policy_keys_its_run_by_the_last_part_of_its_name(policy, tag):
+    from psyco_utils.layout import model_tag
+
+    assert model_tag(policy) == tag
+
+
+def test_3b_and_8b_runs_of_one_profile_sit_side_by_side_and_the_tiny_run_stays_put(tmp_path, monkeypatch):
+    from psyco_utils.config import load_profile, run_dir
+    from psyco_utils.layout import run_subfolder, runs_by_model
+
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path))
+    three = run_dir(load_profile("paper"))
+    eight = run_dir(load_profile("paper", ["models.policy=meta-llama/Llama-3.1-8B-Instruct"]))
+    tiny = run_dir(load_profile("tiny"))
+    assert three == tmp_path / "paper" / "llama-3.2-3b-instruct" and three.is_dir()
+    assert eight == tmp_path / "paper" / "llama-3.1-8b-instruct" and tiny == tmp_path / "tiny"
+    assert run_subfolder("paper", "meta-llama/Llama-3.1-8B-Instruct") == "paper/llama-3.1-8b-instruct"
+    assert run_dir(load_profile("paper"), tmp_path / "elsewhere") == tmp_path / "elsewhere/paper/llama-3.2-3b-instruct"
+
+    assert runs_by_model("paper") == {}  # folders without a manifest are not runs yet
+    for folder in (three, eight):
+        RunLayout(folder).save_manifest({"stages": {}})
+    (tmp_path / "paper" / "notes").mkdir()
+    assert runs_by_model("paper") == {"llama-3.1-8b-instruct": eight, "llama-3.2-3b-instruct": three}
+    RunLayout(tiny).save_manifest({"stages": {}})
+    assert runs_by_model("tiny") == {"tiny": tiny} and runs_by_model("colab") == {}
+
+
+def test_the_manifest_records_the_model_its_run_is_keyed_by(tmp_path, monkeypatch):
+    from psyco_utils.config import load_profile, run_dir
+    from psyco_utils.layout import runs_by_model
+    from psyco_utils.manifest import record_stage
+
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path))
+    cfg = load_profile("paper", ["models.policy=meta-llama/Llama-3.1-8B-Instruct"])
+    record_stage(cfg, run_dir(cfg), "03_reward_model", 1.0, {})
+    manifest = RunLayout(run_dir(cfg)).load_manifest()
+    assert manifest["model_tag"] == "llama-3.1-8b-instruct" and manifest["policy"] == "meta-llama/Llama-3.1-8B-Instruct"
+    tiny = load_profile("tiny")
+    record_stage(tiny, run_dir(tiny), "03_reward_model", 1.0, {})
+    assert RunLayout(run_dir(tiny)).load_manifest()["model_tag"] is None
+    assert list(runs_by_model("paper")) == ["llama-3.1-8b-instruct"]

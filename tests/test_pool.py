@@ -185,7 +185,7 @@ class MemoryProbe(Recorder):
 
     def __init__(self):
         super().__init__()
-        self.base, self.peak, self.models, self.alive_at_load = _rss(), 0, [], []
+        self.base, self.peak, self.models, self.alive_at_load, self.dead_when_freed = _rss(), 0, [], [], []
 
     def __call__(self, event: pool.PoolEvent) -> None:
         super().__call__(event)
@@ -193,6 +193,8 @@ class MemoryProbe(Recorder):
             self.alive_at_load.append(sum(ref() is not None for ref in self.models))
         if event.kind == "loaded":
             self.models.append(weakref.ref(event.model))
+        if event.kind == "freed":  # the model just released is gone at once, not at some later collection
+            self.dead_when_freed.append(self.models[-1]() is None)
         self.peak = max(self.peak, _rss() - self.base)
 
 
@@ -208,6 +210,7 @@ def test_each_generator_is_freed_before_the_next_loads(tiny_world, tmp_path):
     probe = MemoryProbe()
     responses, stats = pool.build_pool(_statements(4), cfg, tmp_path, progress=False, on_event=probe)
     assert len(probe.kinds("load")) == 3 and probe.alive_at_load == [0, 0, 0]  # the previous model is gone
+    assert probe.dead_when_freed == [True, True, True]
     assert all(ref() is None for ref in probe.models)
     assert stats["asked"].tolist() == [4, 4, 4]
 

@@ -285,3 +285,45 @@ def test_contract_check_names_every_missing_artifact_and_unfinished_chapter(tmp_
         assert artifact in text
     assert "chapter 02_judging is not recorded as finished" in text and "chapter 03_x" in text
     assert "chapter 01_dataset_construction" not in text
+
+
+@pytest.mark.parametrize("profile", ["colab", "paper"])
+def test_precision_keeps_replaces_or_drops_the_overlays_precision_keys(tmp_path, profile):
+    preset = yaml.safe_load((PRESET_DIR / f"{profile}.yaml").read_text())
+    paths = {h: tmp_path / h for h in standin_run.hub_models(preset)}
+    stages = ("reward", "dpo", "dpo_iter")
+    cpu = ProfileConfig.model_validate(standin_run.overlaid_profile(profile, paths)[0])
+    assert cpu.models.dtype == "float32"
+    assert not any(getattr(cpu, s).training.get(flag) for s in stages for flag in ("fp16", "bf16"))
+    own = ProfileConfig.model_validate(standin_run.overlaid_profile(profile, paths, "preset")[0])
+    real = ProfileConfig.model_validate(preset)
+    assert own.models.dtype == real.models.dtype
+    assert [getattr(own, s).training.get("bf16") for s in stages] == [getattr(real, s).training.get("bf16")
+                                                                       for s in stages]
+    for precision, dtype in (("bf16", "bfloat16"), ("fp16", "float16")):
+        half = ProfileConfig.model_validate(standin_run.overlaid_profile(profile, paths, precision)[0])
+        assert half.models.dtype == dtype
+        assert all(getattr(half, s).training[precision] and not getattr(half, s).training[
+            "fp16" if precision == "bf16" else "bf16"] for s in stages)
+        assert half.dpo.training["per_device_train_batch_size"] == 8  # the sizes of the overlay still apply
+    with pytest.raises(ValueError, match="choose one of float32, preset, bf16, fp16"):
+        standin_run.precision_overlay({}, "int8")
+
+
+def test_half_precision_without_cuda_is_refused_before_anything_is_built(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(standin_run, "_cuda_available", lambda: False)
+    monkeypatch.setattr(standin_run, "prepare_profile", lambda *a: pytest.fail("nothing may be built"))
+    with pytest.raises(SystemExit) as stopped:
+        standin_run.main(["--profile", "paper", "--precision", "bf16", "--root", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "--precision bf16 needs a CUDA GPU and none is visible" in capsys.readouterr().err
+
+
+def test_the_standin_runs_are_kept_in_the_run_folder_of_their_policy(tmp_path):
+    preset = yaml.safe_load((PRESET_DIR / "paper.yaml").read_text())
+    paths = {h: tmp_path / "models" / h for h in standin_run.hub_models(preset)}
+    raw, _ = standin_run.overlaid_profile("paper", paths)
+    cfg = ProfileConfig.model_validate(raw)
+    from psyco_utils.config import run_dir
+
+    assert run_dir(cfg, tmp_path / "runs") == tmp_path / "runs" / "paper" / "llama-3.2-3b-instruct"

@@ -40,6 +40,7 @@ class Samples:
     lengths: np.ndarray  # response length in tokens
     generation_seconds: float
     new_tokens: int
+    batches_reused: int = 0  # batches read back from a saved round (psyco_utils.policy.sampling), not drawn
 
 
 def sample_and_score(policy_path: str, models_cfg, scorer, statements: list[str], n: int, temperature: float,

@@ -5,6 +5,15 @@ the current policy, scores them with the chapter-03 reward model, pairs the best
 round of DPO (:func:`psyco_utils.policy.train_dpo`) whose starting policy and reference are the previous round's
 saved policy (the reference refresh of the RLHFlow recipe).  TRL's online DPO trainer samples only two completions
 per prompt; the paper takes the best and the worst of eight, hence this explicit loop around ``DPOTrainer``.
+
+**Resume.**  A round's samples and their rewards are saved per batch of statements as they are drawn
+(:mod:`psyco_utils.policy.sampling`), its pairs before training, and its model with the training's reuse record.  A
+loop run again after a crash or a lost runtime reads every finished round back (samples, rewards, pairs and trained
+model), draws only the missing batches of a half-sampled round, and trains from there.
+
+**Under a launcher** (``accelerate launch`` or ``torchrun`` with several processes) only the main process samples,
+scores and writes; the others wait for it (:func:`psyco_utils.distributed.wait_for_everyone`), read the round's
+pairs from ``pairs.parquet``, and every process trains the round together.  On one process nothing waits.
 """
 
 from __future__ import annotations
@@ -17,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import distributed
 from ..layout import METRICS_FILE, TrainedModelFolder, dpo_iter_round_folder
 from ..pair_schema import TRAINING_COLUMNS
-from .held_out import HeldOutComparison, Samples, sample_and_score
+from .held_out import HeldOutComparison, Samples
+from .sampling import SamplingSettings, sample_and_score_in_batches
 from .training import train_dpo
 
 __all__ = ["DPOIterResult", "best_worst_pairs", "pairs_dataset", "round_summary", "run_dpo_iter", "finish_dpo_iter",
@@ -65,6 +76,7 @@ def round_summary(samples: Samples, frame: pd.DataFrame, degenerate: int) -> dic
             "mean_reward": float(raw.mean()), "best_reward": float(raw.max(axis=1).mean()),
             "worst_reward": float(raw.min(axis=1).mean()), "mean_length_tokens": float(samples.lengths.mean()),
             "pairs": len(frame), "degenerate_statements": degenerate, "mean_pair_margin": margin,
+            "sample_batches_reused": samples.batches_reused,
             "generation_seconds": samples.generation_seconds,
             "tokens_per_second": samples.new_tokens / samples.generation_seconds if samples.generation_seconds else 0.0}
 
@@ -137,37 +149,65 @@ def training_statements(train) -> pd.DataFrame:
     return frame.drop_duplicates("ID")[["ID", "question"]].reset_index(drop=True)
 
 
-def _one_round(cfg, k: int, policy_path: str, scorer, chosen: pd.DataFrame, round_dir: Path) -> dict:
-    it = cfg.dpo_iter
+def _round_samples(cfg, k: int, policy_path: str, scorer, chosen: pd.DataFrame, folder: TrainedModelFolder,
+                   on_sample) -> Samples:
+    """Round ``k``'s samples and rewards, read back from its saved batches where they exist (see the module)."""
+    return sample_and_score_in_batches(policy_path, cfg.models, scorer, chosen["ID"].tolist(),
+                                       chosen["question"].tolist(), SamplingSettings.for_round(cfg, k),
+                                       samples_dir=folder.samples, reuse=cfg.reuse_trained_models,
+                                       on_event=on_sample)
+
+
+def _one_round(cfg, k: int, policy_path: str, scorer, chosen: pd.DataFrame, round_dir: Path, on_sample=None) -> dict:
+    """Sample, pair and train round ``k``; under a launcher only the main process samples and writes."""
+    it, folder, main = cfg.dpo_iter, TrainedModelFolder(round_dir), distributed.is_main_process()
     start = time.perf_counter()
-    samples = sample_and_score(policy_path, cfg.models, scorer, chosen["question"].tolist(),
-                               it.samples_per_statement, it.temperature, it.max_new_tokens,
-                               cfg.pool.generation_batch_size * it.samples_per_statement, seed=cfg.seed + k,
-                               length_penalty=it.length_penalty)
-    dataset, frame, degenerate = pairs_dataset(samples, chosen["ID"].tolist(), k)
-    frame.to_parquet(TrainedModelFolder(round_dir).pairs, index=False)
+    if main:
+        samples = _round_samples(cfg, k, policy_path, scorer, chosen, folder, on_sample)
+        dataset, frame, degenerate = pairs_dataset(samples, chosen["ID"].tolist(), k)
+        frame.to_parquet(folder.pairs, index=False)
+    distributed.wait_for_everyone()  # the other processes wait for the main one's pairs
+    if not main:
+        import datasets
+
+        frame = pd.read_parquet(folder.pairs)
+        dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
     if len(frame) == 0:
-        raise RuntimeError(f"DPO-Iter round {k}: all {degenerate} statements' samples scored the same; no pairs to "
+        raise RuntimeError(f"DPO-Iter round {k}: all {len(chosen)} statements' samples scored the same; no pairs to "
                            "train on")
     training = train_dpo(it.training, policy_path, dataset, round_dir, seed=cfg.seed + k, lora=cfg.models.lora,
                          reuse=cfg.reuse_trained_models, section="dpo_iter.training")
-    summary = {"round": k, **round_summary(samples, frame, degenerate), "reference": policy_path,
-               "policy": str(training.model_dir), "dpo_seconds": training.seconds, "dpo_steps": training.steps,
-               "dpo_steps_per_second": training.steps_per_second, "dpo_reused": training.reused,
-               "round_seconds": time.perf_counter() - start, "final_train_loss": training.final_train_loss}
-    TrainedModelFolder(round_dir).metrics.write_text(json.dumps(summary, indent=2))
-    return summary
+    if main:
+        summary = {"round": k, **round_summary(samples, frame, degenerate), "reference": policy_path,
+                   "policy": str(training.model_dir), "dpo_seconds": training.seconds, "dpo_steps": training.steps,
+                   "dpo_steps_per_second": training.steps_per_second, "dpo_reused": training.reused,
+                   "round_seconds": time.perf_counter() - start, "final_train_loss": training.final_train_loss}
+        folder.metrics.write_text(json.dumps(summary, indent=2))
+    distributed.wait_for_everyone()  # the round's model and metrics are written before anyone reads them
+    return summary if main else json.loads(folder.metrics.read_text())
+
+
+def _start_process_group() -> None:
+    """Under a launcher, join its process group before the first barrier (the round's trainer would join it only
+    after sampling); accelerate's shared state is the one TRL's trainers use afterwards."""
+    if distributed.world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState()
 
 
 def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, out_root: Path,
-                 progress=None) -> DPOIterResult:
+                 progress=None, on_sample=None) -> DPOIterResult:
     """The DPO-Iter loop (see the module's docstring); every round is saved under ``out_root/round_<k>/``.
 
     Each finished round is reported to ``progress`` (a callable taking one line of text) when given, and always to
-    the runner's progress file (:func:`psyco_utils.judge.progress.write_progress`), which the terminal shows."""
+    the runner's progress file (:func:`psyco_utils.judge.progress.write_progress`), which the terminal shows.
+    ``on_sample`` is called with each :class:`psyco_utils.policy.sampling.SampleEvent` (tests stop a round with it).
+    Under a launcher every process calls this; see the module for who does what."""
     from ..judge.progress import write_progress
 
     it, out_root = cfg.dpo_iter, Path(out_root)
+    _start_process_group()
     rng = np.random.default_rng(cfg.seed)
     policy_path, rounds = str(start_path), []
     for k in range(1, it.rounds + 1):
@@ -175,12 +215,15 @@ def run_dpo_iter(cfg, start_path: str, scorer, train_questions: pd.DataFrame, ou
         round_dir.mkdir(parents=True, exist_ok=True)
         n = min(it.statements_per_round, len(train_questions))
         chosen = train_questions.iloc[np.sort(rng.choice(len(train_questions), size=n, replace=False))]
-        summary = _one_round(cfg, k, policy_path, scorer, chosen, round_dir)
+        summary = _one_round(cfg, k, policy_path, scorer, chosen, round_dir, on_sample)
         rounds.append(summary)
-        write_progress("DPO-Iter rounds", k, 0, it.rounds, 1 / max(summary["round_seconds"], 1e-9), 0.0)
+        if distributed.is_main_process():
+            write_progress("DPO-Iter rounds", k, 0, it.rounds, 1 / max(summary["round_seconds"], 1e-9), 0.0)
         if progress is not None:
             progress(f"round {k}: {summary['pairs']} pairs, mean reward {summary['mean_reward']:.3f}, "
-                     f"{summary['round_seconds']:.1f} s" + (" (DPO model reused)" if summary["dpo_reused"] else ""))
+                     f"{summary['round_seconds']:.1f} s" + (" (DPO model reused)" if summary["dpo_reused"] else "")
+                     + (f" ({summary['sample_batches_reused']} sample batches read back)"
+                        if summary["sample_batches_reused"] else ""))
         policy_path = summary["policy"]
     return DPOIterResult(start_from=it.start_from, start_path=str(start_path), rounds=pd.DataFrame(rounds),
                          out_root=out_root)
