@@ -318,11 +318,23 @@ def main() -> None:
     sections.append(generation_and_training())
     sections.append(scaling())
     sections.append(scaling_pool_and_rounds())
-    sections.append("## GPU\n\nNo GPU machine was lent to the session that wrote this file, so HF generate against "
-                    "vLLM and GPU training throughput are not measured here.")
+    sections.append(gpu_section_kept())
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text(header + "\n" + "\n\n".join(sections) + "\n")
     print(out.read_text())
+
+
+def gpu_section_kept() -> str:
+    """The GPU section that ``benchmarks/gpu_check.py --write`` left last in RESULTS.md, or a line saying that no GPU
+    was measured: a CPU re-run of this script does not erase GPU measurements."""
+    from gpu_check import HEADING
+
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    old = results.read_text() if results.exists() else ""
+    if HEADING + "\n" in old and "benchmarks/gpu_check.py" in old:
+        return old[old.index(HEADING + "\n"):].strip()
+    return ("## GPU\n\nNo GPU machine was lent to the session that wrote this file, so HF generate against vLLM and "
+            "GPU training throughput are not measured here: run benchmarks/gpu_check.py on a CUDA machine.")
 
 
 if __name__ == "__main__":

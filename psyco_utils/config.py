@@ -316,11 +316,14 @@ def trl_config(kind: Literal["reward", "dpo"], training: dict[str, Any], output_
 def run_dir(cfg: ProfileConfig, root: str | Path | None = None) -> Path:
     """Where every stage of this run reads and writes its artifacts, created: ``runs/<profile>/`` for the tiny world's
     policy, ``runs/<profile>/<model tag>/`` for a hub or local policy (``runs/paper/llama-3.2-3b-instruct/``), under
-    ``$PSYCO_RUNS_DIR`` when that is set (:mod:`psyco_utils.layout`)."""
-    from .layout import run_folder
+    ``$PSYCO_RUNS_DIR`` when that is set (:mod:`psyco_utils.layout`).  The model runs of one profile share its
+    dataset stages (statements, pool, judge cache, pairs) in ``runs/<profile>/``."""
+    from .layout import mark_shared_dataset, model_tag, run_folder
 
     path = run_folder(cfg.name, cfg.models.policy, root)
     path.mkdir(parents=True, exist_ok=True)
+    if model_tag(cfg.models.policy) is not None:
+        mark_shared_dataset(path.parent)
     return path
 
 

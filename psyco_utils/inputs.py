@@ -12,19 +12,30 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .layout import run_subfolder
+
 
 @dataclass(frozen=True)
 class Input:
-    """An artifact a chapter reads: its path under the run folder, the chapter that writes it, what it is."""
+    """An artifact a chapter reads: its path under the run folder (under the profile's shared dataset folder for a
+    ``dataset`` artifact of a run keyed by model: :class:`psyco_utils.layout.RunLayout`), the chapter that writes
+    it, what it is."""
 
     path: str
     made_by: str
     what: str
+    dataset: bool = False
+
+    def location(self, run: Path) -> Path:
+        from .layout import RunLayout
+
+        layout = RunLayout(Path(run))
+        return (layout.dataset_root if self.dataset else layout.root) / self.path
 
 
-STATEMENTS = Input("statements/statements.parquet", "01_dataset_construction", "the cleaned statements")
-POOL = Input("pool/pool.parquet", "01_dataset_construction", "the response pool")
-PAIRS = Input("psycopref/dataset_dict.json", "02_judging", "the preference pairs (psycopref/)")
+STATEMENTS = Input("statements/statements.parquet", "01_dataset_construction", "the cleaned statements", dataset=True)
+POOL = Input("pool/pool.parquet", "01_dataset_construction", "the response pool", dataset=True)
+PAIRS = Input("psycopref/dataset_dict.json", "02_judging", "the preference pairs (psycopref/)", dataset=True)
 REWARD_MODEL = Input("reward_model/model/config.json", "03_reward_model", "the trained reward model")
 DPO_POLICY = Input("dpo/model/config.json", "04_dpo", "the DPO policy")
 
@@ -51,7 +62,7 @@ def missing_inputs(stage: str, cfg, run: Path) -> list[Input]:
     needed = NEEDS.get(stage, ())
     if cfg.splits.source == "released":
         needed = tuple(i for i in needed if i is not PAIRS)
-    return [i for i in needed if not (Path(run) / i.path).exists()]
+    return [i for i in needed if not i.location(run).exists()]
 
 
 def chapters_to_run_first(stage: str, cfg, run: Path) -> list[str]:
@@ -78,7 +89,7 @@ def require_inputs(chapter) -> None:
     listed = "; ".join(f"{i.what} ({i.path.split('/dataset_dict.json')[0]}, written by {i.made_by})" for i in missing)
     where = "$PSYCO_RUNS_DIR" if os.environ.get("PSYCO_RUNS_DIR") else "runs"
     message = (f"chapter {stage} needs what earlier chapters of the {cfg.name} profile write under "
-               f"{where}/{cfg.name}/, and this is missing: {listed}. Run {', then '.join(first)} first with the same "
+               f"{where}/{run_subfolder(cfg.name, cfg.models.policy)}/, and this is missing: {listed}. Run {', then '.join(first)} first with the same "
                f"profile (psyco-book run --profile {cfg.name} --only {' '.join(c[:2] for c in first)} "
                f"{stage[:2]}, or open and run them in turn)")
     if PAIRS in missing:

@@ -32,14 +32,14 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 __all__ = ["RunLayout", "TrainedModelFolder", "LayoutError", "dpo_iter_round_folder", "METRICS_FILE", "ANSWERS_FILE",
            "VERDICT_COLUMNS", "ANSWER_COLUMNS", "has_model", "TINY_POLICY", "model_tag", "runs_root", "run_subfolder",
-           "run_folder", "runs_by_model"]
+           "run_folder", "runs_by_model", "SHARED_DATASET_FILE", "mark_shared_dataset"]
 
 #: Columns of ``eval/verdicts.parquet``: one row per (setting, policy, statement, principle or overall).
 VERDICT_COLUMNS = ("setting", "policy", "item", "aspect", "verdict_policy_first", "verdict_policy_second", "outcome",
@@ -51,6 +51,8 @@ _MODEL_MARKERS = ("config.json", "adapter_config.json")
 METRICS_FILE = "metrics.json"
 #: The sources' own answers, beside the statements they answer.
 ANSWERS_FILE = "answers.parquet"
+#: In a profile's folder: the file that says its model runs share its dataset stages (:class:`RunLayout`).
+SHARED_DATASET_FILE = "shared_dataset.json"
 
 
 #: The policy name of the tiny world (built locally): its runs are not keyed by model.
@@ -161,18 +163,42 @@ class TrainedModelFolder:
         return has_model(self.model)
 
 
+def mark_shared_dataset(profile_folder: str | Path) -> Path:
+    """Mark a profile's folder as holding the dataset its model runs share (see :class:`RunLayout`); idempotent."""
+    marker = Path(profile_folder) / SHARED_DATASET_FILE
+    if not marker.is_file():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(marker, {"holds": "the statements, pool, judge cache and preference pairs that this profile's "
+                                      "model runs (its sub-folders) share"})
+    return marker
+
+
 @dataclass(frozen=True)
 class RunLayout:
-    """Every artifact of one run, as paths under ``root``, its run folder (``runs/<profile>/[<model tag>/]``)."""
+    """Every artifact of one run, as paths under ``root``, its run folder (``runs/<profile>/[<model tag>/]``).
+
+    The dataset stages (chapter 01's statements and pool, chapter 02's pairs, and the judge's cache) do not depend
+    on the policy, so the model runs of one profile share them: when the run folder's parent is marked as a shared
+    dataset folder (:func:`mark_shared_dataset`, done by :func:`psyco_utils.config.run_dir` for a run keyed by model),
+    those artifacts live in ``dataset_root``, the profile's folder, and an 8B run reads the 3B run's judged pairs
+    instead of paying the judge again.  Otherwise ``dataset_root`` is ``root``."""
 
     root: Path
+    dataset_root: Path = field(init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
+        root = Path(self.root)
+        object.__setattr__(self, "root", root)
+        shared = (root.parent / SHARED_DATASET_FILE).is_file()
+        object.__setattr__(self, "dataset_root", root.parent if shared else root)
 
     def relative(self, path: str | Path) -> str:
-        """``path`` relative to the run folder, as pages show it (never the machine's folder)."""
-        return Path(path).relative_to(self.root).as_posix()
+        """``path`` relative to the run folder, as pages show it (never the machine's folder); a shared dataset
+        artifact as ``../<path>``."""
+        path = Path(path)
+        if path.is_relative_to(self.root) or self.dataset_root == self.root:
+            return path.relative_to(self.root).as_posix()
+        return "../" + path.relative_to(self.dataset_root).as_posix()
 
     # ---------------------------------------------------------------- chapter 01: statements, tiny world, pool
     @property
@@ -181,7 +207,7 @@ class RunLayout:
 
     @property
     def statements_dir(self) -> Path:
-        return self.root / "statements"
+        return self.dataset_root / "statements"
 
     @property
     def statements(self) -> Path:
@@ -202,7 +228,7 @@ class RunLayout:
 
     @property
     def pool_dir(self) -> Path:
-        return self.root / "pool"
+        return self.dataset_root / "pool"
 
     @property
     def pool(self) -> Path:
@@ -221,7 +247,7 @@ class RunLayout:
     @property
     def judgments(self) -> Path:
         """The judge's SQLite cache: every judgment, chat answer and theme label, with its cost."""
-        return self.root / "judgments.sqlite"
+        return self.dataset_root / "judgments.sqlite"
 
     @property
     def scored_pool(self) -> Path:
@@ -230,7 +256,7 @@ class RunLayout:
     @property
     def preference_data(self) -> Path:
         """The constructed pairs, a ``datasets.DatasetDict`` saved with ``save_to_disk``."""
-        return self.root / "psycopref"
+        return self.dataset_root / "psycopref"
 
     @property
     def preference_data_marker(self) -> Path:

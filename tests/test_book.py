@@ -288,7 +288,7 @@ def test_a_paid_run_prints_its_estimate_first_and_records_it_beside_the_actual(t
     assert out.index("paid calls this run makes") < out.index("[1/1] notebooks/01_nothing.py")
     assert "theme labels (01)" in out and "reference answers (06)" in out
     assert "judge cost $0.00 (estimated $" in out
-    cost = json.loads((tmp_path / "runs" / "colab" / "manifest.json").read_text())["cost"]
+    cost = json.loads((tmp_path / "runs" / "colab" / "qwen2.5-0.5b-instruct" / "manifest.json").read_text())["cost"]
     assert cost["estimated_usd"] > 0 and cost["actual_usd"] == 0.0
 
 

@@ -176,6 +176,30 @@ def test_3b_and_8b_runs_of_one_profile_sit_side_by_side_and_the_tiny_run_stays_p
     assert runs_by_model("tiny") == {"tiny": tiny} and runs_by_model("colab") == {}
 
 
+def test_model_runs_of_one_profile_share_its_dataset_but_not_their_models(tmp_path, monkeypatch):
+    from psyco_utils.config import load_profile, run_dir
+    from psyco_utils.inputs import PAIRS, REWARD_MODEL, missing_inputs
+
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path))
+    three_cfg, eight_cfg = load_profile("paper"), load_profile("paper", ["models.policy=meta-llama/Llama-3.1-8B-Instruct"])
+    three, eight = RunLayout(run_dir(three_cfg)), RunLayout(run_dir(eight_cfg))
+    for shared in ("statements", "pool", "judgments", "preference_data", "pool_partial"):
+        assert getattr(three, shared) == getattr(eight, shared)
+        assert getattr(three, shared).relative_to(tmp_path / "paper").parts[0] != "llama-3.2-3b-instruct"
+    assert three.reward_model.root != eight.reward_model.root and three.manifest != eight.manifest
+    assert three.relative(three.judgments) == "../judgments.sqlite"
+    assert three.relative(three.reward_model.model) == "reward_model/model"
+
+    three.preference_data_marker.parent.mkdir(parents=True)
+    three.preference_data_marker.write_text("{}")  # the 3B run judged the pairs: the 8B run finds them
+    assert missing_inputs("03_reward_model", eight_cfg, eight.root) == []
+    assert missing_inputs("04_dpo", eight_cfg, eight.root) == [REWARD_MODEL]
+    assert PAIRS.location(eight.root) == eight.preference_data_marker
+
+    tiny = RunLayout(run_dir(load_profile("tiny")))
+    assert tiny.dataset_root == tiny.root and tiny.judgments == tmp_path / "tiny" / "judgments.sqlite"
+
+
 def test_the_manifest_records_the_model_its_run_is_keyed_by(tmp_path, monkeypatch):
     from psyco_utils.config import load_profile, run_dir
     from psyco_utils.layout import runs_by_model
