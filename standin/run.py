@@ -195,11 +195,14 @@ def contract_checks(run: Path, rounds: int) -> list[tuple[str, object]]:
     """``(artifact, loader)`` for every artifact of design.md's contract, in chapter order.  The paths are spelled
     out here on purpose, from the contract, rather than taken from :mod:`psyco_utils.layout`: this is the check that
     the layout still writes what the contract promises."""
+    # A run keyed by model (runs/<profile>/<model tag>/) finds the dataset stages in the profile's folder, which its
+    # model runs share; such a folder says so in shared_dataset.json.
+    data = run.parent if (run.parent / "shared_dataset.json").is_file() else run
     checks = [
-        ("statements/statements.parquet", lambda: _load_parquet(run / "statements/statements.parquet", ("text",))),
-        ("pool/pool.parquet", lambda: _load_parquet(run / "pool/pool.parquet", ("statement_id", "response"))),
-        ("judgments.sqlite", lambda: _load_judgments(run / "judgments.sqlite")),
-        ("psycopref/ (DatasetDict)", lambda: _load_dataset(run / "psycopref")),
+        ("statements/statements.parquet", lambda: _load_parquet(data / "statements/statements.parquet", ("text",))),
+        ("pool/pool.parquet", lambda: _load_parquet(data / "pool/pool.parquet", ("statement_id", "response"))),
+        ("judgments.sqlite", lambda: _load_judgments(data / "judgments.sqlite")),
+        ("psycopref/ (DatasetDict)", lambda: _load_dataset(data / "psycopref")),
         ("reward_model/model", lambda: _load_model(run / "reward_model/model", "reward")),
         ("reward_model/metrics.json", lambda: _load_json(run / "reward_model/metrics.json")),
         ("reward_model/test_predictions.parquet", lambda: _load_parquet(
