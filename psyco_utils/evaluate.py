@@ -25,7 +25,7 @@ from .layout import RunLayout, has_model
 from .principles import PRINCIPLE_KEYS
 
 __all__ = [
-    "LENGTH_CONSTRAINT_PROMPT", "SETTINGS", "REFERENCE", "EvaluationSetup", "EvaluationResult", "CrisisProbe",
+    "LENGTH_CONSTRAINT_PROMPT", "SETTINGS", "REFERENCE", "HUMAN_VERDICTS_FILE", "EvaluationSetup", "EvaluationResult", "CrisisProbe",
     "eval_statements", "policy_paths", "prepare", "generate_for_eval", "generate_answers", "reference_responses",
     "answers_frame",
     "judge_against_reference", "judge_answers", "summarise", "quality_checks", "headline_metrics", "probe_crisis",
@@ -39,6 +39,8 @@ LENGTH_CONSTRAINT_PROMPT = "Reply to the client in at most {word_limit} words."
 SETTINGS = {"no constraint": False, "length constraint": True}
 #: The name of the reference's answers beside the policies' in :func:`generate_answers`.
 REFERENCE = "reference"
+#: The verdicts against a human therapist (:mod:`psyco_utils.human_reference`), beside the chapter's own under eval/.
+HUMAN_VERDICTS_FILE = "human_reference_verdicts.parquet"
 
 
 def eval_statements(test_frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -645,8 +647,6 @@ def save_evaluation(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFram
         win_rates["length_instructions_contrast"] = {
             policy: {" | ".join(column): float(value) for column, value in row.items()} for policy, row in contrast.iterrows()}
     if result.human is not None:
-        from .human_reference import HUMAN_VERDICTS_FILE
-
         win_rates["human_reference"] = {"stand_in": result.human.reference.stand_in,
                                         "source": result.human.reference.source, "n": result.human.reference.n,
                                         "win_rates": _records(result.human.win_rates.xs("overall", level="aspect"))

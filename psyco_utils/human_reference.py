@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from . import evaluate
+from .evaluate import HUMAN_VERDICTS_FILE, judge_against_reference
+
 __all__ = ["HUMAN_VERDICTS_FILE", "HumanReference", "HumanReferenceResult", "human_answers", "prepare",
            "policy_answers", "judge_policies", "evaluate_against_human"]
 
-#: The human-reference verdicts, beside chapter 06's own under ``eval/``.
-HUMAN_VERDICTS_FILE = "human_reference_verdicts.parquet"
 
 
 @dataclass
@@ -106,8 +107,6 @@ def prepare(setup) -> HumanReference:
 def policy_answers(setup, human: HumanReference, answers: dict) -> dict[str, list[str]]:
     """Each policy's unconstrained answer to every human-reference statement: the chapter's own answers where the
     statement is one of its held-out statements, newly generated (one load per policy) for the others."""
-    from .evaluate import generate_for_eval
-
     cfg, position = setup.cfg, {str(i): k for k, i in enumerate(setup.items["ID"])}
     ids = human.items["ID"].astype(str).tolist()
     missing = [k for k, i in enumerate(ids) if i not in position]
@@ -115,7 +114,8 @@ def policy_answers(setup, human: HumanReference, answers: dict) -> dict[str, lis
     for name, path in setup.policies.items():
         texts = [answers["no constraint"][name][position[i]] if i in position else None for i in ids]
         if missing:
-            new = generate_for_eval(path, cfg, [human.items["question"].iloc[k] for k in missing], False, seed=cfg.seed)
+            questions = [human.items["question"].iloc[k] for k in missing]
+            new = evaluate.generate_for_eval(path, cfg, questions, False, seed=cfg.seed)
             for k, text in zip(missing, new):
                 texts[k] = text
         out[name] = texts
@@ -124,7 +124,6 @@ def policy_answers(setup, human: HumanReference, answers: dict) -> dict[str, lis
 
 def judge_policies(setup, human: HumanReference, answers: dict[str, list[str]]) -> HumanReferenceResult:
     """Every policy against the human answers, both orders, per principle and overall (the chapter's protocol)."""
-    from .evaluate import judge_against_reference
     from .metrics import win_rate_table
 
     questions, reference = human.items["question"].tolist(), human.items["answer"].tolist()
