@@ -296,7 +296,8 @@ def length_instructions_table(verdicts: pd.DataFrame, flipped: pd.DataFrame | No
     for judge_setting in runs:
         table[(judge_setting, "constraint effect")] = (table[(judge_setting, "length constraint")]
                                                        - table[(judge_setting, "no constraint")])
-    return table.sort_index(axis=1, level="judge", sort_remaining=False)
+    order = [(j, c) for j in runs for c in ("no constraint", "length constraint", "constraint effect")]
+    return table[[c for c in order if c in table.columns]]
 
 
 # ------------------------------------------------------------------------------------------------------ results

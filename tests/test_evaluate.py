@@ -292,8 +292,10 @@ def test_the_length_instruction_contrast_judges_the_same_answers_with_the_settin
     result = evaluate.summarise(setup, answers, verdicts, flipped=flipped)
     page = show.length_instructions_contrast(result).to_html()
     assert "told: no constraint" in page and "not told: constraint effect" in page
-    assert any("Telling the judge not to reward length moves DPO" in p for p in
-               show.win_rate_findings(result).data.split("\n"))
+    assert page.index("told: no constraint") < page.index("not told: no constraint")  # the judge as set first
+    found = show.win_rate_findings(result).data
+    assert "Telling the judge not to reward length moves DPO" in found
+    assert "length penalty starts beyond 200 words; the longest answer here has 16, so the instruction cannot" in found
     off = _setup(tmp_path, judge=Lengthwise(True))
     off.cfg = load_profile("tiny", ["eval.length_instructions_contrast=false"])
     assert evaluate.judge_with_length_instructions_flipped(off, answers) is None

@@ -173,6 +173,8 @@ WEIGHTS: dict[str, dict[str, float]] = {
 
 _SHORT_WORDS = 25  # below this, a response is "too short"
 _LONG_WORDS = 200  # beyond this, every 100 words count as one unit of "excess length"
+#: Where the excess-length penalty starts, in words (chapter 06 says whether any answer reaches it).
+EXCESS_LENGTH_FROM_WORDS = _LONG_WORDS
 _LONG_SENTENCE = 35  # words
 
 

@@ -350,6 +350,14 @@ def _length_instruction_sentences(result) -> list[str]:
     if contrast.empty:
         return []
     sentences = []
+    if result.tie_margin is not None:  # the rubric judge: its penalty starts beyond a fixed length
+        from ..judge.rubric import EXCESS_LENGTH_FROM_WORDS
+
+        longest = int(result.word_counts["words"].max())
+        sentences.append(f"The rubric judge's length penalty starts beyond {EXCESS_LENGTH_FROM_WORDS} words; the "
+                         f"longest answer here has {longest}, so the instruction "
+                         + ("cannot change a verdict in this run." if longest <= EXCESS_LENGTH_FROM_WORDS
+                            else "applies to the answers above that length."))
     for policy, row in contrast.iterrows():
         if policy == "base" and result.against_itself:
             continue
@@ -370,11 +378,12 @@ def human_reference_note(human) -> Markdown:
     if ref.n == 0:
         return Markdown("No held-out statement has a human answer in this run's sources, so there is nothing to "
                         "compare with.")
-    what = ("the bundled corpus's empathic responses, written for this book, **stand in** for therapists' answers: "
-            "the tiny profile has no source with human answers" if ref.stand_in else
+    what = ("the bundled corpus's empathic responses, written for this book, which **stand in** for therapists' "
+            "answers: the tiny profile has no source with human answers" if ref.stand_in else
             f"each statement's top-voted therapist answer from {escape_markdown(ref.source)}")
-    return Markdown(f"{ref.n:,} held-out statements; the reference is {what}. "
-                    f"{ref.without_answer:,} of the chapter's own statements have no such answer and are left out. "
+    left_out = (f" {ref.without_answer:,} of the chapter's own statements have no such answer; other test statements "
+                "that have one take their place, up to the same number." if ref.without_answer else "")
+    return Markdown(f"{ref.n:,} held-out statements; the reference is {what}.{left_out} "
                     "No published result reports a win rate against human therapists; the paper compares with "
                     "GPT-4o only.")
 
