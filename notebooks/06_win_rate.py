@@ -190,13 +190,13 @@ show.answer_length_histogram(result)
 # ## Does telling the judge about length matter?
 #
 # Both the judge's rubric and its compare task can tell it not to reward length (`judge.length_instructions`): the
-# LLM judge's prompt then says "do not prefer a response for being longer", and the rubric judge marks down every 100
-# words beyond 200. The paper's judge had no such instruction, and its finding is that the length constraint lowers
-# win rates; a judge told to disregard length could hide part of that drop. So the same answers are judged both ways
-# (`eval.length_instructions_contrast`), and the table sets the two side by side, with the constraint's effect under
-# each. The rubric judge's penalty only acts on answers longer than 200 words, which the tiny policies, capped at
-# `eval.max_new_tokens` tokens, never write, so in the tiny profile the two columns can agree exactly; with an LLM
-# judge the prompt itself differs.
+# LLM judge's prompt then says "do not prefer a response for being longer", and the rubric judge marks down the words
+# of a very long answer beyond a fixed threshold. The paper's judge had no such instruction, and its finding is that
+# the length constraint lowers win rates; a judge told to disregard length could hide part of that drop. So the same
+# answers are judged both ways (`eval.length_instructions_contrast`), and the table sets the two side by side, with the
+# constraint's effect under each. The rubric judge's penalty acts only on answers beyond its threshold, and the tiny
+# policies are capped at `eval.max_new_tokens` tokens, so in the tiny profile the two columns can agree exactly (the
+# findings say whether any answer here reaches the threshold); with an LLM judge the prompt itself differs.
 
 # %%
 show.length_instructions_contrast(result)
