@@ -348,10 +348,10 @@ def _human_setup(tmp_path, answers_file: bool):
                   "crisis": False}).to_parquet(setup.layout.statements)
     if answers_file:  # s1 has two answers (the top-voted one is the reference), s2 only an unvoted one
         pd.DataFrame({"statement_id": ["s0", "s1", "s1", "s2", "s9"], "source": "counsel-chat",
-                      "source_id": ["s0", "s1", "s1", "s2", "s9"], "row": range(5), "rank": [1, 1, 2, 1, 1],
-                      "upvotes": [3.0, 5.0, 1.0, np.nan, 2.0],
-                      "answer": ["Tell me more.", "That sounds really hard and tiring. How are you feeling?",
-                                 "Top answer? No, fewer votes.", "Unvoted.", "Extra answer."],
+                      "source_id": ["s0", "s1", "s1", "s2", "s9"], "row": range(5), "rank": [1, 2, 1, 1, 1],
+                      "upvotes": [3.0, 1.0, 5.0, np.nan, 2.0],
+                      "answer": ["Tell me more.", "Top answer? No, fewer votes.",
+                                 "That sounds really hard and tiring. How are you feeling?", "Unvoted.", "Extra answer."],
                       "chars": 1, "pii_replaced": 0}).to_parquet(setup.layout.answers)
     return setup, human_reference
 
