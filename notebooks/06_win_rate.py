@@ -14,7 +14,8 @@
 # **What this chapter does.** Each policy (the base model, offline {term}`DPO`, DPO-Iter) answers the same held-out client
 # statements, and the judge compares each answer with a reference answer on the seven principles and overall.
 # It does so twice: without a constraint, and with a length constraint.
-# It adds a {term}`length-controlled win rate` and a crisis probe, neither of which is in the paper.
+# It adds a {term}`length-controlled win rate`, a comparison with human therapists' answers and a crisis probe, none
+# of which is in the paper.
 #
 # **Why it matters.** A pairwise judge can be won over by length: a longer answer looks more thorough. The paper's
 # second row exists to show how much of the gain survives when answers must be short.
@@ -42,13 +43,14 @@ profile = "tiny"
 overrides = []
 
 # %%
-from psyco_utils import checks, evaluate, inputs, runtime, show
+from psyco_utils import checks, evaluate, human_reference, inputs, runtime, show
 
 show.paper_win_rates()
 
 # %% [markdown]
 # The paper's two rows agree in shape: each step of preference learning raises the win rate, and a length constraint
-# lowers every policy's, the base models' most in proportion.
+# lowers every policy's, the base models' most in proportion. The two sizes differ in reach: the 8B DPO-Iter policy's
+# win rate without a constraint is the paper's headline result.
 #
 # ## The setup
 #
@@ -92,10 +94,16 @@ answers = evaluate.generate_answers(setup)
 # cannot hand either side a win. Each comparison is made for the seven principles and overall. A tie also comes from
 # the judge itself: an LLM judge may answer "tie", and the rubric judge does when the two responses' scores are
 # within `judge.tie_margin`.
+#
+# The same cell makes two further sets of judgments, both discussed below: the same answers judged again with the
+# judge's length instruction flipped (`judge.length_instructions`), and each policy against a human therapist's
+# answer.
 
 # %%
 verdicts = evaluate.judge_answers(setup, answers)
-result = evaluate.summarise(setup, answers, verdicts)
+flipped = evaluate.judge_with_length_instructions_flipped(setup, answers)
+against_human = human_reference.evaluate_against_human(setup, answers)
+result = evaluate.summarise(setup, answers, verdicts, flipped=flipped, human=against_human)
 show.judging_summary(result)
 
 # %% [markdown]
@@ -109,6 +117,11 @@ show.judging_summary(result)
 # profile the reference is the base policy, so the numbers answer "how far did preference learning move the policy,
 # in the judge's eyes", not "how does it compare with GPT-4o"; only the ordering of the rows can be set beside the
 # paper's. The findings at the end say whether each step of that ordering holds here.
+#
+# The paper reports one column per model size (Llama-3.2-3B and Llama-3.1-8B). A run is set beside the column of its
+# policy's size; a policy of neither size (the tiny models, the colab profile's Qwen) is set beside both. When a run
+# of the other size sits beside this one in the runs folder and its chapter 6 has run, its rates join the table
+# next to the paper's column for that size.
 
 # %%
 show.win_rates_beside_the_paper(result)
@@ -151,6 +164,18 @@ show.answer_lengths(result)
 show.length_controlled_table(result)
 
 # %% [markdown]
+# The two LC columns are two estimators. The book's is alpaca-eval's `length_controlled_minimal` formula (a length
+# term and an intercept) fitted without a penalty, read off as sigmoid(intercept); the repository's benchmark
+# `benchmarks/lc_against_alpaca_eval.py` checks it against the alpaca-eval package itself. AlpacaEval 2 publishes a
+# different one: an L1-penalised fit whose strength is chosen by 5-fold cross-validation, with an
+# instruction-difficulty term (here each statement's difficulty is read from the other policies' verdicts on it),
+# and the prediction at zero length difference averaged over the statements. Put the AlpacaEval 2 column, not the
+# book's, beside published LC win rates.
+
+# %%
+show.lc_estimators_note(result)
+
+# %% [markdown]
 # In the second table, the length coefficient is the slope of the judge's log-odds of preferring the policy in the
 # (standardised, bounded) length difference: positive when longer answers win more often, negative when they win
 # less, near zero when length does not sway the verdicts. For a policy that writes more than the reference, a
@@ -160,6 +185,36 @@ show.length_controlled_table(result)
 
 # %%
 show.answer_length_histogram(result)
+
+# %% [markdown]
+# ## Does telling the judge about length matter?
+#
+# Both the judge's rubric and its compare task can tell it not to reward length (`judge.length_instructions`): the
+# LLM judge's prompt then says "do not prefer a response for being longer", and the rubric judge marks down the words
+# of a very long answer beyond a fixed threshold. The paper's judge had no such instruction, and its finding is that
+# the length constraint lowers win rates; a judge told to disregard length could hide part of that drop. So the same
+# answers are judged both ways (`eval.length_instructions_contrast`), and the table sets the two side by side, with the
+# constraint's effect under each. The rubric judge's penalty acts only on answers beyond its threshold, and the tiny
+# policies are capped at `eval.max_new_tokens` tokens, so in the tiny profile the two columns can agree exactly (the
+# findings say whether any answer here reaches the threshold); with an LLM judge the prompt itself differs.
+
+# %%
+show.length_instructions_contrast(result)
+
+# %% [markdown]
+# ## Against a human therapist
+#
+# Beyond the paper: the model reference says how a policy compares with another model, not with a person.
+# counsel-chat publishes licensed therapists' answers with their upvotes, and chapter 1 keeps each statement's
+# answers beside it. Here each policy's unconstrained answer is judged against the statement's top-voted human answer,
+# with the same swap of positions and the same tie rule, per principle and overall. Upvotes choose which human answer
+# serves as the reference; they are readers' votes, a weak proxy for expert judgement.
+
+# %%
+show.human_reference_note(result.human)
+
+# %%
+show.human_reference_table(result.human)
 
 # %% [markdown]
 # ## Where the policies differ most

@@ -176,6 +176,18 @@ class DPOIterStageConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """Chapter 06's settings.
+
+    ``lc_estimator``: which length-controlled win rate the chapter reports (it shows both): ``minimal_unpenalised``
+    (alpaca-eval's ``length_controlled_minimal`` formula fitted without a penalty: sigmoid of the intercept) or
+    ``alpaca_eval_2`` (AlpacaEval 2's: an L1 fit with cross-validation and an instruction-difficulty term, averaged
+    over items), the one to put beside published LC win rates.  ``length_instructions_contrast``: judge the same
+    answers a second time with ``judge.length_instructions`` flipped, to show how the instruction moves the result.
+    ``human_reference``: compare each policy with the top-voted human answer too (the bundled corpus's empathic
+    responses stand in for it in the tiny profile), on up to ``human_reference_statements`` held-out statements
+    (None: ``n_statements``).
+    """
+
     n_statements: int = 200
     reference: Literal["base_policy", "openai"] = "openai"
     reference_model: str = "gpt-4o"
@@ -185,6 +197,10 @@ class EvalConfig(_Strict):
     temperature: float = 0.0
     crisis_file: str | None = None
     bootstrap_samples: int = 1000
+    lc_estimator: Literal["minimal_unpenalised", "alpaca_eval_2"] = "minimal_unpenalised"
+    length_instructions_contrast: bool = True
+    human_reference: bool = True
+    human_reference_statements: int | None = Field(None, ge=1)
 
 
 class ProfileConfig(_Strict):

@@ -25,12 +25,13 @@ from .layout import RunLayout, has_model
 from .principles import PRINCIPLE_KEYS
 
 __all__ = [
-    "LENGTH_CONSTRAINT_PROMPT", "SETTINGS", "REFERENCE", "EvaluationSetup", "EvaluationResult", "CrisisProbe",
+    "LENGTH_CONSTRAINT_PROMPT", "SETTINGS", "REFERENCE", "HUMAN_VERDICTS_FILE", "EvaluationSetup", "EvaluationResult", "CrisisProbe",
     "eval_statements", "policy_paths", "prepare", "generate_for_eval", "generate_answers", "reference_responses",
     "answers_frame",
     "judge_against_reference", "judge_answers", "summarise", "quality_checks", "headline_metrics", "probe_crisis",
     "save_evaluation", "crisis_response_signals", "crisis_statements", "crisis_probe", "word_count",
-    "distinct_word_share", "length_table",
+    "distinct_word_share", "length_table", "policy_size", "runs_of_other_sizes", "judge_with_length_instructions_flipped",
+    "length_instructions_table",
 ]
 
 LENGTH_CONSTRAINT_PROMPT = "Reply to the client in at most {word_limit} words."
@@ -38,6 +39,8 @@ LENGTH_CONSTRAINT_PROMPT = "Reply to the client in at most {word_limit} words."
 SETTINGS = {"no constraint": False, "length constraint": True}
 #: The name of the reference's answers beside the policies' in :func:`generate_answers`.
 REFERENCE = "reference"
+#: The verdicts against a human therapist (:mod:`psyco_utils.human_reference`), beside the chapter's own under eval/.
+HUMAN_VERDICTS_FILE = "human_reference_verdicts.parquet"
 
 
 def eval_statements(test_frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -76,6 +79,7 @@ class EvaluationSetup:
     policies: dict[str, str]
     judge: Any
     chat: Any = None
+    test_statements: pd.DataFrame | None = None
 
     @property
     def questions(self) -> list[str]:
@@ -99,11 +103,12 @@ def prepare(chapter) -> EvaluationSetup:
 
     cfg, layout = chapter.cfg, RunLayout(chapter.run)
     dataset = load_preference_data(cfg, chapter.run)
-    items = eval_statements(dataset["test"].to_pandas(), cfg.eval.n_statements, cfg.seed)
+    test = dataset["test"].to_pandas()
+    items = eval_statements(test, cfg.eval.n_statements, cfg.seed)
     judge = make_judge(cfg.judge, cache_path=layout.judgments)
     chat = make_chat_client(cfg.judge, cache_path=layout.judgments) if cfg.eval.reference == "openai" else None
     return EvaluationSetup(cfg=cfg, layout=layout, items=items, policies=policy_paths(cfg, chapter.run), judge=judge,
-                           chat=chat)
+                           chat=chat, test_statements=eval_statements(test, len(test), cfg.seed))
 
 
 # ------------------------------------------------------------------------------------------------------ answers
@@ -255,6 +260,46 @@ def judge_answers(setup: EvaluationSetup, answers: dict[str, dict[str, list[str]
     return pd.concat(frames, ignore_index=True)
 
 
+def judge_with_length_instructions_flipped(setup: EvaluationSetup, answers: dict[str, dict[str, list[str]]]
+                                           ) -> pd.DataFrame | None:
+    """The same answers judged again with ``judge.length_instructions`` flipped (the compare prompt's instruction
+    not to prefer a longer response; the rubric judge's excess-length penalty), in the judge's cache like every
+    judgment: the verdicts of :func:`judge_answers`, or None when ``eval.length_instructions_contrast`` is off."""
+    from .judge import make_judge
+
+    if not setup.cfg.eval.length_instructions_contrast:
+        return None
+    flipped = setup.cfg.judge.model_copy(update={"length_instructions": not setup.cfg.judge.length_instructions})
+    judge = make_judge(flipped, cache_path=setup.layout.judgments)
+    try:
+        return judge_answers(EvaluationSetup(**{**setup.__dict__, "judge": judge}), answers)
+    finally:
+        judge.close()
+
+
+def length_instructions_table(verdicts: pd.DataFrame, flipped: pd.DataFrame | None, told: bool) -> pd.DataFrame:
+    """Overall win rate per (policy, setting) with the judge told not to reward length and not told, and the length
+    constraint's effect (length constraint minus no constraint) under each; empty without a flipped run.  ``told``:
+    the run's own ``judge.length_instructions``."""
+    from .metrics import win_rate
+
+    if flipped is None:
+        return pd.DataFrame()
+    runs = {"told": verdicts, "not told": flipped} if told else {"told": flipped, "not told": verdicts}
+    rows = {}
+    for judge_setting, frame in runs.items():
+        overall = frame[frame["aspect"] == "overall"]
+        for (setting, policy), group in overall.groupby(["setting", "policy"], sort=False):
+            rows.setdefault(policy, {})[(judge_setting, setting)] = win_rate(group["outcome"].tolist())
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["judge", "setting"])
+    for judge_setting in runs:
+        table[(judge_setting, "constraint effect")] = (table[(judge_setting, "length constraint")]
+                                                       - table[(judge_setting, "no constraint")])
+    order = [(j, c) for j in runs for c in ("no constraint", "length constraint", "constraint effect")]
+    return table[[c for c in order if c in table.columns]]
+
+
 # ------------------------------------------------------------------------------------------------------ results
 
 
@@ -272,7 +317,13 @@ class EvaluationResult:
     * ``consistency``: comparisons, the share whose two orders agree, and the tie share;
     * ``examples``: the statements where the last policy and the base policy differ most in outcome (no crisis
       language), each with every policy's answer and outcome;
-    * ``reward_ranking``: chapter 05's held-out mean reward and distinct-word share per policy, where it ran.
+    * ``reward_ranking``: chapter 05's held-out mean reward and distinct-word share per policy, where it ran;
+    * ``lc_estimator``: the length-controlled estimator reported (``length_controlled`` has both);
+    * ``length_instructions`` (the judge's setting) and ``length_instructions_contrast``
+      (:func:`length_instructions_table`);
+    * ``policy_model``, ``policy_size`` (the paper's size, or None) and ``other_sizes``
+      (:func:`runs_of_other_sizes`);
+    * ``human``: the win rates against a human therapist (:mod:`psyco_utils.human_reference`), or None.
     """
 
     profile: str
@@ -290,6 +341,13 @@ class EvaluationResult:
     consistency: dict
     examples: list[dict] = field(default_factory=list)
     reward_ranking: dict = field(default_factory=dict)
+    lc_estimator: str = "minimal_unpenalised"
+    length_instructions: bool = True
+    length_instructions_contrast: pd.DataFrame = field(default_factory=pd.DataFrame)
+    policy_model: str = ""
+    policy_size: str | None = None
+    other_sizes: dict = field(default_factory=dict)
+    human: Any = None
 
     @property
     def headline(self) -> pd.DataFrame:
@@ -327,12 +385,27 @@ def _difference_rows(overall: pd.DataFrame, policies: list[str], against_itself:
                                        "distinguishable"])
 
 
-def _length_controlled(overall: pd.DataFrame, seed: int) -> pd.DataFrame:
-    from .metrics import length_controlled_win_rate
+def _length_controlled(overall: pd.DataFrame, seed: int, estimator: str, against_itself: bool) -> pd.DataFrame:
+    """Both length-controlled estimators per (setting, policy): the book's (``lc_minimal``) and AlpacaEval 2's
+    (``lc_alpaca_eval_2``, with each item's difficulty from the other policies' outcomes); ``lc_win_rate`` is the
+    one ``eval.lc_estimator`` reports.  The base policy against itself (all ties) gives no difficulty."""
+    from .metrics import alpaca_eval_lc_win_rate, item_difficulty, length_controlled_win_rate
 
-    rows = {key: length_controlled_win_rate(group["outcome"].tolist(), group["policy_words"].to_numpy(),
-                                            group["reference_words"].to_numpy(), seed=seed)
-            for key, group in overall.groupby(["setting", "policy"], sort=False)}
+    rows = {}
+    for setting, in_setting in overall.sort_values("item").groupby("setting", sort=False):
+        by_policy = {p: g["outcome"].tolist() for p, g in in_setting.groupby("policy", sort=False)
+                     if not (p == "base" and against_itself)}
+        for policy, group in in_setting.groupby("policy", sort=False):
+            outcomes, lengths = group["outcome"].tolist(), (group["policy_words"].to_numpy(),
+                                                            group["reference_words"].to_numpy())
+            book = length_controlled_win_rate(outcomes, *lengths, seed=seed)
+            ae2 = alpaca_eval_lc_win_rate(outcomes, *lengths, item_difficulty(by_policy, leave_out=policy))
+            rows[(setting, policy)] = {**book, "lc_minimal": book["lc_win_rate"],
+                                       "lc_alpaca_eval_2": ae2["lc_win_rate"],
+                                       "alpaca_eval_2_fitted": ae2["fitted"],
+                                       "difficulty_coefficient": ae2["difficulty_coefficient"],
+                                       "lc_win_rate": ae2["lc_win_rate"] if estimator == "alpaca_eval_2"
+                                       else book["lc_win_rate"]}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["setting", "policy"])
     return frame
@@ -381,9 +454,12 @@ def _reward_ranking(layout: RunLayout) -> dict:
             "distinct_words_first_30_pct": summary.get("held_out_distinct_words_first_30_pct", {})}
 
 
-def summarise(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFrame) -> EvaluationResult:
+def summarise(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFrame, flipped: pd.DataFrame | None = None,
+              human=None) -> EvaluationResult:
     """Win rates with intervals, length-controlled rates, paired differences, lengths, position consistency and
-    examples, from the verdicts of :func:`judge_answers`."""
+    examples, from the verdicts of :func:`judge_answers`; with ``flipped`` (:func:`judge_with_length_instructions_flipped`)
+    the length instruction's effect, with ``human`` (:func:`psyco_utils.human_reference.evaluate_against_human`) the
+    win rates against a human therapist."""
     from .metrics import win_rate_table
     from .config import judge_summary
 
@@ -395,14 +471,52 @@ def summarise(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFrame) -> 
         n_statements=len(setup.items), policies=policies,
         tie_margin=cfg.judge.tie_margin if cfg.judge.backend == "rubric" else None,
         win_rates=win_rate_table(verdicts, ["setting", "policy", "aspect"], "outcome", n_boot=n_boot, seed=seed),
-        length_controlled=_length_controlled(overall, seed),
+        length_controlled=_length_controlled(overall, seed, cfg.eval.lc_estimator, setup.against_itself),
         differences=_difference_rows(overall, policies, setup.against_itself, n_boot, seed),
         lengths=pd.concat({setting: length_table(by_name) for setting, by_name in answers.items()},
                           names=["setting", "responder"]),
         word_counts=answers_frame(setup, answers).assign(words=lambda f: f["response"].map(word_count))[
             ["setting", "responder", "item", "words"]],
         consistency=_consistency(overall, setup.against_itself),
-        examples=_examples(setup, answers, overall), reward_ranking=_reward_ranking(setup.layout))
+        examples=_examples(setup, answers, overall), reward_ranking=_reward_ranking(setup.layout),
+        lc_estimator=cfg.eval.lc_estimator, length_instructions=cfg.judge.length_instructions,
+        length_instructions_contrast=length_instructions_table(verdicts, flipped, cfg.judge.length_instructions),
+        policy_model=cfg.models.policy, policy_size=policy_size(cfg.models.policy),
+        other_sizes=runs_of_other_sizes(setup.layout.root, policy_size(cfg.models.policy)), human=human)
+
+
+def policy_size(model: str) -> str | None:
+    """The paper's size column (``3B``, ``8B``) for a policy model: by the paper's backbone names, else by a size in
+    the model's name (a stand-in folder named after the hub id); None for a model of another size (tiny, Qwen)."""
+    from .paper import POLICY_SIZES
+
+    if model in POLICY_SIZES:
+        return POLICY_SIZES[model]
+    found = re.findall(r"(?<![\d.])(\d+(?:\.\d+)?)[bB](?![a-zA-Z])", Path(model).name)
+    size = f"{found[-1]}B" if found else None
+    return size if size in set(POLICY_SIZES.values()) else None
+
+
+def runs_of_other_sizes(run_root: Path, own_size: str | None) -> dict[str, dict]:
+    """Other runs beside this one (``<runs>/*/eval/win_rates.json``) whose policy has another of the paper's sizes:
+    size -> {"run": folder name, "win_rates": its overall win rates}.  The newest run of a size wins."""
+    from .paper import POLICY_SIZES
+
+    found: dict[str, tuple[float, dict]] = {}
+    root = Path(run_root).resolve()
+    for path in root.parent.glob("*/eval/win_rates.json"):
+        if path.parents[1].resolve() == root:
+            continue
+        try:
+            saved = RunLayout(path.parents[1]).load_win_rates()
+        except (OSError, ValueError):
+            continue
+        size = saved.get("policy_size")
+        if size in set(POLICY_SIZES.values()) and size != own_size:
+            stamp = path.stat().st_mtime
+            if size not in found or stamp > found[size][0]:
+                found[size] = (stamp, {"run": path.parents[1].name, "win_rates": saved.get("win_rates", {})})
+    return {size: entry for size, (_, entry) in sorted(found.items())}
 
 
 def quality_checks(result: EvaluationResult) -> list[tuple[str, bool, str]]:
@@ -511,8 +625,8 @@ def probe_crisis(setup: EvaluationSetup) -> CrisisProbe:
 
 def _records(frame: pd.DataFrame) -> dict:
     """``{"setting|policy": {column: value}}`` with plain Python values, as ``eval/win_rates.json`` holds them."""
-    return {"|".join(map(str, key)): {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for key, row in frame.iterrows()}
+    return {"|".join(map(str, key if isinstance(key, tuple) else (key,))):
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for key, row in frame.iterrows()}
 
 
 def save_evaluation(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFrame, result: EvaluationResult,
@@ -526,9 +640,25 @@ def save_evaluation(setup: EvaluationSetup, answers: dict, verdicts: pd.DataFram
         "length_controlled": _records(result.length_controlled),
         "differences": result.differences.to_dict("records"),
         "crisis_probe": crisis.table.reset_index().to_dict("records"),
+        "policy_model": result.policy_model, "policy_size": result.policy_size, "lc_estimator": result.lc_estimator,
+        "judge_length_instructions": result.length_instructions,
     }
-    return [layout.save_eval_answers(answers_frame(setup, answers)), layout.save_verdicts(verdicts),
-            layout.save_win_rates(win_rates)]
+    if not result.length_instructions_contrast.empty:
+        contrast = result.length_instructions_contrast
+        win_rates["length_instructions_contrast"] = {
+            policy: {" | ".join(column): float(value) for column, value in row.items()} for policy, row in contrast.iterrows()}
+    if result.human is not None:
+        win_rates["human_reference"] = {"stand_in": result.human.reference.stand_in,
+                                        "source": result.human.reference.source, "n": result.human.reference.n,
+                                        "win_rates": _records(result.human.win_rates.xs("overall", level="aspect"))
+                                        if result.human.reference.n else {}}
+        human_verdicts = layout.eval_dir / HUMAN_VERDICTS_FILE
+    saved = [layout.save_eval_answers(answers_frame(setup, answers)), layout.save_verdicts(verdicts),
+             layout.save_win_rates(win_rates)]
+    if result.human is not None:
+        result.human.verdicts.to_parquet(human_verdicts, index=False)
+        saved.append(human_verdicts)
+    return saved
 
 
 # ------------------------------------------------------------------------------------------------------ lengths

@@ -16,7 +16,10 @@ against hand computations and brute-force implementations.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Sequence
 
 import numpy as np
@@ -32,6 +35,7 @@ __all__ = [
     "length_baseline_rewards", "random_baseline_rewards",
     # chapter 06
     "combine_two_orders", "win_rate", "paired_win_rate_difference", "win_rate_table", "length_controlled_win_rate",
+    "item_difficulty", "alpaca_eval_lc_win_rate", "ALPACA_EVAL_CS",
 ]
 
 PREFERENCE_METRICS = ("accuracy", "auc", "ece", "brier")
@@ -490,3 +494,122 @@ def _fit_length_model(diff: np.ndarray, scores: np.ndarray, scale: float, seed: 
             if any(issubclass(c.category, ConvergenceWarning) for c in caught) else "")
     return {"lc_win_rate": float(sigmoid(intercept)), "intercept": intercept, "length_coefficient": coef,
             "fitted": True, "note": note}
+
+
+def item_difficulty(outcomes_by_policy: dict[str, Sequence[str | None]], leave_out: str | None = None) -> np.ndarray:
+    """Per item, how hard it is to beat the reference on it, from every policy's outcomes but ``leave_out``'s
+    (chapter 06; AlpacaEval 2's ``instruction_difficulty`` term, estimated locally).
+
+    AlpacaEval 2 reads each instruction's difficulty from a model fitted once over its whole leaderboard; with a
+    handful of policies here, it is the log-odds that the reference is preferred on the item, over the other
+    policies' outcomes (win 0, tie 0.5, loss 1 for the reference's side, missing outcomes left out), smoothed by half
+    a win and half a loss so that it stays finite: log((r + 0.5) / (m - r + 0.5)) with r the reference's score over m
+    outcomes.  Leaving the policy being fitted out keeps its own verdicts from predicting themselves.  Zeros when no
+    other policy has an outcome on an item.
+    """
+    others = [list(o) for name, o in outcomes_by_policy.items() if name != leave_out]
+    lengths = {len(o) for o in outcomes_by_policy.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"outcomes of the policies differ in length: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    difficulty = np.zeros(n)
+    for i in range(n):
+        scores, _ = _outcome_scores([o[i] for o in others])
+        reference = float((1.0 - scores).sum())
+        difficulty[i] = np.log((reference + 0.5) / (len(scores) - reference + 0.5)) if len(scores) else 0.0
+    return difficulty
+
+
+#: AlpacaEval 2's grid of inverse penalty strengths (scikit-learn's LogisticRegressionCV default, Cs=10).
+ALPACA_EVAL_CS = tuple(np.logspace(-4, 4, 10))
+
+
+def alpaca_eval_lc_win_rate(outcomes: Sequence[str | None], policy_lengths, reference_lengths, difficulty,
+                            n_splits: int = 5, seed: int = 123) -> dict:
+    """AlpacaEval 2's length-controlled win rate (``length_controlled_noreg`` in alpaca-eval 0.6.6's
+    ``glm_winrate``), chapter 06's alternative to :func:`length_controlled_win_rate`.
+
+    Model: P(judge prefers the policy on item i) = sigmoid(b0 + b_len * tanh(d_i / s) + b_diff * difficulty_i), with
+    d_i the length difference and s its standard deviation (ddof 1, as pandas computes it there); each item enters
+    twice, as label 1 weighted by its score (win 1, tie 0.5, loss 0) and as label 0 weighted by one minus it.  Fitted
+    with an L1 penalty (liblinear, the constant a column like any other, as there), its strength chosen among
+    :data:`ALPACA_EVAL_CS` by ``n_splits``-fold cross-validation over items (GroupKFold: an item's two rows stay
+    together) on the mean log loss of the held-out items.  The rate is the mean over items of the prediction with the
+    length term set to zero: sigmoid(b0 + b_diff * difficulty_i), averaged, where :func:`length_controlled_win_rate`
+    reads sigmoid(intercept) off a model without the difficulty term and without a penalty.  ``difficulty``: per item,
+    e.g. :func:`item_difficulty`.
+
+    Returns ``n``, ``excluded``, ``win_rate``, ``lc_win_rate``, ``intercept``, ``length_coefficient``,
+    ``difficulty_coefficient``, ``C`` (the strength chosen), ``fitted`` and ``note``; degenerate inputs (no usable
+    outcome, all wins, all losses, no length variation, fewer items than folds) return the raw rate unfitted with a
+    ``note``, as :func:`length_controlled_win_rate` does.
+    """
+    outcomes = list(outcomes)
+    pol, ref, hard = (np.asarray(a, dtype=float).reshape(-1) for a in (policy_lengths, reference_lengths, difficulty))
+    if not len(outcomes) == len(pol) == len(ref) == len(hard):
+        raise ValueError(f"outcomes, policy_lengths, reference_lengths and difficulty differ in length: "
+                         f"{len(outcomes)}, {len(pol)}, {len(ref)}, {len(hard)}")
+    keep = np.array([not _missing(o) for o in outcomes], dtype=bool)
+    scores, excluded = _outcome_scores(outcomes)
+    diff, hard = pol[keep] - ref[keep], hard[keep]
+    nan = float("nan")
+    scale = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    result = {"n": int(len(scores)), "excluded": int(excluded), "win_rate": float(scores.mean()) if len(scores) else nan,
+              "intercept": nan, "length_coefficient": nan, "difficulty_coefficient": nan, "C": nan, "fitted": False,
+              "note": _unfittable(scores, scale) if len(scores) else "no usable outcomes: nothing to fit"}
+    result["lc_win_rate"] = result["win_rate"]
+    if not result["note"] and len(scores) < n_splits:
+        result["note"] = f"{len(scores)} items, fewer than the {n_splits} cross-validation folds: not fitted"
+    if result["note"]:
+        return result
+    X = np.column_stack([np.ones(len(diff)), np.tanh(diff / scale), hard])
+    C = _cross_validated_c(X, scores, n_splits, seed)
+    model = _l1_fit(X, scores, C, seed)
+    b = model.coef_[0]
+    return {**result, "lc_win_rate": float(np.mean(sigmoid(b[0] + b[2] * hard))), "intercept": float(b[0]),
+            "length_coefficient": float(b[1]), "difficulty_coefficient": float(b[2]), "C": float(C), "fitted": True}
+
+
+def _duplicated(X: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each item twice: label 1 weighted by its score, label 0 weighted by one minus it."""
+    return (np.concatenate([X, X]), np.concatenate([np.ones(len(X), dtype=int), np.zeros(len(X), dtype=int)]),
+            np.concatenate([scores, 1.0 - scores]))
+
+
+@contextmanager
+def _silenced_stdout_fd():
+    """liblinear's C code prints a warning straight to file descriptor 1 when one label has no weight (a fold of all
+    wins): keep it off the page."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _l1_fit(X: np.ndarray, scores: np.ndarray, C: float, seed: int) -> LogisticRegression:
+    """alpaca-eval's fit: L1, liblinear, no separate intercept; both labels present, zero weights included."""
+    Xd, yd, wd = _duplicated(X, scores)
+    one_label = bool((scores == 1.0).all() or (scores == 0.0).all())
+    with warnings.catch_warnings(), (_silenced_stdout_fd() if one_label else nullcontext()):
+        # scikit-learn 1.8+ deprecates "penalty" in favour of l1_ratio; older versions ignore l1_ratio without it
+        warnings.simplefilter("ignore", (FutureWarning, UserWarning, ConvergenceWarning))
+        return LogisticRegression(C=C, penalty="l1", l1_ratio=1.0, solver="liblinear", fit_intercept=False,
+                                  random_state=seed).fit(Xd, yd, sample_weight=wd)
+
+
+def _cross_validated_c(X: np.ndarray, scores: np.ndarray, n_splits: int, seed: int) -> float:
+    """The inverse penalty strength with the lowest mean held-out log loss over GroupKFold folds of items."""
+    from sklearn.model_selection import GroupKFold
+
+    losses = np.zeros(len(ALPACA_EVAL_CS))
+    for train, test in GroupKFold(n_splits=n_splits).split(X, groups=np.arange(len(X))):
+        for k, C in enumerate(ALPACA_EVAL_CS):
+            q = np.clip(_l1_fit(X[train], scores[train], C, seed).predict_proba(X[test])[:, 1], 1e-15, 1 - 1e-15)
+            p = scores[test]
+            losses[k] += -np.mean(p * np.log(q) + (1 - p) * np.log(1 - q)) / n_splits
+    return float(ALPACA_EVAL_CS[int(np.argmin(losses))])

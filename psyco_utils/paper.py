@@ -108,3 +108,15 @@ JUDGE_MODEL = "GPT-4o"
 # -- chapters 04 and 05 (DPO, DPO-Iter) --
 
 # -- chapters 06 and 07 (win rate, reproducibility) --
+
+# -- h4: win rates by model size (chapter 06) --
+
+#: The paper's policy backbones by the size its win-rate table names them (section "Policy training").
+POLICY_SIZES = {"meta-llama/Llama-3.2-3B-Instruct": "3B", "meta-llama/Llama-3.1-8B-Instruct": "8B"}
+
+#: Table "Win rate against GPT-4o" with one column per model size (3B, 8B); rows (setting, policy), in percent.
+WIN_RATES_BY_SIZE = WIN_RATE_VS_GPT4O.unstack("size")
+
+#: The paper's headline result: the 8B DPO-Iter policy against GPT-4o, without a constraint (87.0%).
+HEADLINE_WIN_RATE_KEY = ("no constraint", "8B", "DPO-Iter")
+HEADLINE_WIN_RATE = float(WIN_RATE_VS_GPT4O[HEADLINE_WIN_RATE_KEY])

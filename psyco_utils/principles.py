@@ -164,12 +164,17 @@ _PREAMBLE = (
     "safe yet do nothing for self-exploration, or warm yet rambling."
 )
 
+#: The rubric's one instruction about length, left out when ``judge.length_instructions`` is false (the paper profile).
+_LENGTH_GUIDANCE = (
+    "- Do not reward length for its own sake. A longer response earns more only where the extra words do work "
+    "for the client; padding, repetition and tangents lower clarity and often relevance."
+)
+
 _GUIDANCE = (
     "How to judge:",
     "- Score what is on the page, not what the responder might have meant. Use 2 and 4 for responses between the "
     "anchors.",
-    "- Do not reward length for its own sake. A longer response earns more only where the extra words do work "
-    "for the client; padding, repetition and tangents lower clarity and often relevance.",
+    _LENGTH_GUIDANCE,
     "- Do not reward professional-sounding vocabulary, lists or headings by themselves. A numbered plan of "
     "instructions is usually directive, whatever its content.",
     "- A referral to a professional is good practice when it fits, but a bare \"talk to a professional\" with no "
@@ -182,11 +187,13 @@ _GUIDANCE = (
 )
 
 
-def rubric_text() -> str:
+def rubric_text(length_instructions: bool = True) -> str:
     """The fixed rubric that opens every LLM judge prompt (chapter 02 "Judging" prints it).
 
     The same bytes on every call, placed first in the system message, so that provider prompt caching applies to
-    it across requests; the task wording for ``score`` or ``compare`` follows it.
+    it across requests; the task wording for ``score`` or ``compare`` follows it.  ``length_instructions`` false
+    leaves out the guidance not to reward length (``judge.length_instructions``; the paper's judge had none); the
+    clarity principle's own wording about conciseness stays, since it is the principle.
     """
     lines = [_PREAMBLE, "", "The seven principles:"]
     for i, p in enumerate(PRINCIPLES, 1):
@@ -195,7 +202,7 @@ def rubric_text() -> str:
             lines.append("   Look for: " + "; ".join(p.look_for) + ".")
         for score, anchor in p.anchors.items():
             lines.append(f"   Score {score}: {anchor}")
-    lines += ["", *_GUIDANCE]
+    lines += ["", *(g for g in _GUIDANCE if length_instructions or g is not _LENGTH_GUIDANCE)]
     return "\n".join(lines)
 
 

@@ -221,12 +221,13 @@ def test_the_papers_table_is_read_from_the_paper_module():
 
 def test_tables_are_styled_and_formatted(result):
     beside = show.win_rates_beside_the_paper(result).to_html()
-    assert "100.0% (100.0% to 100.0%)" in beside and "58.5% (3B), 72.9% (8B)" in beside
+    assert "100.0% (100.0% to 100.0%)" in beside and "paper 3B" in beside and "paper 8B" in beside  # tiny: no size
+    assert "58.5%" in beside and "72.9%" in beside
     assert "psyco-table" in beside
     principles = show.principle_table(result).to_html()
     assert "0.0%" in principles and "clarity" in principles
     lc = show.length_controlled_table(result).to_html()
-    assert "extra words" in lc and ">no<" in lc
+    assert "extra words" in lc and ">no<" in lc and "LC, AlpacaEval 2" in lc and "the book&#x27;s estimator" in lc
 
 
 def test_findings_say_what_the_numbers_show(result):
@@ -253,3 +254,161 @@ def test_examples_are_markdown_blocks_with_outcomes(result):
     page = show.evaluation_examples(result).data
     assert page.count("> ") >= 8 and "DPO-Iter, win against the reference" in page
     assert "Statement 1 (theme: " in page
+
+
+# ------------------------------------------------------------------------------------- length instructions, sizes
+
+
+class Lengthwise(LongerWins):
+    """Longer wins overall unless the judge is told not to reward length (``length_instructions``), then ties."""
+
+    def __init__(self, length_instructions: bool):
+        super().__init__()
+        self.length_instructions = length_instructions
+
+    def _verdict(self, a, b, aspect):
+        return "tie" if self.length_instructions else super()._verdict(a, b, aspect)
+
+
+def test_the_length_instruction_contrast_judges_the_same_answers_with_the_setting_flipped(tmp_path, monkeypatch):
+    import psyco_utils.judge as judge_module
+
+    made = []
+
+    class FakeJudge(Lengthwise):
+        def close(self):
+            made.append(self)
+
+    monkeypatch.setattr(judge_module, "make_judge",
+                        lambda config, cache_path: FakeJudge(config.length_instructions))
+    setup = _setup(tmp_path, judge=Lengthwise(True))  # the tiny profile's judge is told
+    answers = _answers()
+    verdicts = evaluate.judge_answers(setup, answers)
+    flipped = evaluate.judge_with_length_instructions_flipped(setup, answers)
+    assert len(made) == 1 and made[0].length_instructions is False  # the other setting, closed after use
+    table = evaluate.length_instructions_table(verdicts, flipped, told=True)
+    assert table.loc["DPO", ("told", "no constraint")] == 0.5 and table.loc["DPO", ("not told", "no constraint")] == 1.0
+    assert table.loc["DPO", ("not told", "constraint effect")] == 0.0
+    result = evaluate.summarise(setup, answers, verdicts, flipped=flipped)
+    page = show.length_instructions_contrast(result).to_html()
+    assert "told: no constraint" in page and "not told: constraint effect" in page
+    assert page.index("told: no constraint") < page.index("not told: no constraint")  # the judge as set first
+    found = show.win_rate_findings(result).data
+    assert "Telling the judge not to reward length moves DPO" in found
+    assert "length penalty starts beyond 200 words; the longest answer here has 16, so the instruction cannot" in found
+    off = _setup(tmp_path, judge=Lengthwise(True))
+    off.cfg = load_profile("tiny", ["eval.length_instructions_contrast=false"])
+    assert evaluate.judge_with_length_instructions_flipped(off, answers) is None
+    assert "Not run" in show.length_instructions_contrast(evaluate.summarise(off, answers, verdicts)).data
+
+
+@pytest.mark.parametrize("model, size", [("meta-llama/Llama-3.1-8B-Instruct", "8B"), ("tiny", None),
+                                         ("/standins/meta-llama--Llama-3.2-3B-Instruct", "3B"),
+                                         ("Qwen/Qwen2.5-0.5B-Instruct", None), ("org/model-13B", None)])
+def test_the_policy_size_is_the_papers_column(model, size):
+    assert evaluate.policy_size(model) == size
+
+
+def test_a_run_of_the_other_size_is_found_and_shown_beside_the_papers_column(tmp_path):
+    import json
+
+    runs = tmp_path / "runs"
+    for name, size, rate in (("paper-8b", "8B", 0.8), ("colab", None, 0.7), ("paper-3b-old", "3B", 0.1)):
+        (runs / name / "eval").mkdir(parents=True)
+        (runs / name / "eval" / "win_rates.json").write_text(json.dumps(
+            {"policy_size": size, "win_rates": {"no constraint|DPO-Iter": {"win_rate": rate}}}))
+    own = runs / "paper-3b"
+    own.mkdir()
+    found = evaluate.runs_of_other_sizes(own, "3B")
+    assert list(found) == ["8B"] and found["8B"]["run"] == "paper-8b"
+    setup = _setup(own)
+    answers = _answers()
+    result = evaluate.summarise(setup, answers, evaluate.judge_answers(setup, answers))
+    result.policy_size, result.other_sizes = "3B", found
+    page = show.win_rates_beside_the_paper(result).to_html()
+    assert "this run (3B)" in page and "run paper-8b (8B)" in page and "80.0%" in page and "87.0%" in page
+    assert "not run" in page  # the other run has no row for the base policy
+    assert "the paper&#x27;s 3B column" in page
+    assert "compared with that column; runs of the other size beside it: 8B (run paper-8b)" in \
+        show.win_rate_findings(result).data
+
+
+# ------------------------------------------------------------------------------------------------ human reference
+
+
+def _human_setup(tmp_path, answers_file: bool):
+    from psyco_utils import human_reference
+
+    setup = _setup(tmp_path)
+    setup.test_statements = pd.concat([setup.items, pd.DataFrame({"ID": ["s9"], "question": ["Extra statement."],
+                                                                  "theme": ["work"]})], ignore_index=True)
+    setup.layout.statements_dir.mkdir(parents=True, exist_ok=True)
+    ids = [*setup.items["ID"], "s9"]
+    pd.DataFrame({"statement_id": ids, "source": "counsel-chat", "source_id": ids, "text": [*QUESTIONS, "x"],
+                  "crisis": False}).to_parquet(setup.layout.statements)
+    if answers_file:  # s1 has two answers (the top-voted one is the reference), s2 only an unvoted one
+        pd.DataFrame({"statement_id": ["s0", "s1", "s1", "s2", "s9"], "source": "counsel-chat",
+                      "source_id": ["s0", "s1", "s1", "s2", "s9"], "row": range(5), "rank": [1, 2, 1, 1, 1],
+                      "upvotes": [3.0, 1.0, 5.0, np.nan, 2.0],
+                      "answer": ["Tell me more.", "Top answer? No, fewer votes.",
+                                 "That sounds really hard and tiring. How are you feeling?", "Unvoted.", "Extra answer."],
+                      "chars": 1, "pii_replaced": 0}).to_parquet(setup.layout.answers)
+    return setup, human_reference
+
+
+def test_the_human_reference_is_the_top_voted_answer_with_the_same_protocol(tmp_path, monkeypatch):
+    setup, human_reference = _human_setup(tmp_path, answers_file=True)
+    human = human_reference.prepare(setup)
+    assert human.items["ID"].tolist() == ["s0", "s1", "s9"] and not human.stand_in  # s9: another test statement
+    assert human.items.set_index("ID").loc["s1", "answer"].startswith("That sounds really hard")
+    assert human.without_answer == 4 and human.source == "counsel-chat"
+    generated = []
+    monkeypatch.setattr(evaluate, "generate_for_eval",
+                        lambda path, cfg, questions, constrained, seed: generated.append(questions) or ["Hm."] * len(
+                            questions))
+    answers = human_reference.policy_answers(setup, human, _answers())
+    assert generated == [["Extra statement."]] * 3  # only the statement the chapter did not answer, once per policy
+    assert answers["DPO"][:2] == _answers()["no constraint"]["DPO"][:2] and answers["DPO"][2] == "Hm."
+    result = human_reference.judge_policies(setup, human, answers)
+    # longer wins: DPO (16 words) beats the 3- and 9-word answers, and its generated "Hm." loses to "Extra answer.";
+    # base ("How are you?") ties with "Tell me more." and loses twice
+    assert result.rate("DPO") == pytest.approx(2 / 3) and result.rate("base") == pytest.approx(0.5 / 3)
+    assert set(result.verdicts["policy"]) == {"base", "DPO", "DPO-Iter"}
+    assert len(result.verdicts) == 3 * 3 * (len(PRINCIPLE_KEYS) + 1)
+    assert "top-voted therapist answer from counsel-chat" in show.human_reference_note(result).data
+    assert "No published result" in show.human_reference_note(result).data
+    assert "DPO" in show.human_reference_table(result).to_html()
+
+
+def test_without_human_answers_the_bundled_empathic_responses_stand_in(tmp_path):
+    from psyco_utils.data import load_bundled_corpus
+
+    setup, human_reference = _human_setup(tmp_path, answers_file=False)
+    _, responses = load_bundled_corpus()
+    empathic = responses[responses["style"] == "empathic"].iloc[0]
+    pd.DataFrame({"statement_id": ["bundled:" + empathic["statement_id"]], "source": "bundled",
+                  "source_id": [empathic["statement_id"]], "text": ["x"], "crisis": False}).to_parquet(
+        setup.layout.statements)
+    setup.items = pd.DataFrame({"ID": ["bundled:" + empathic["statement_id"]], "question": ["A question."],
+                                "theme": ["work"]})
+    human = human_reference.prepare(setup)
+    assert human.stand_in and human.n == 1 and human.items["answer"].iloc[0][:20] == empathic["text"][:20]
+    result = human_reference.judge_policies(setup, human, {p: ["Ok."] for p in setup.policies})
+    assert "stand in" in show.human_reference_note(result).data
+    setup.cfg = load_profile("tiny", ["eval.human_reference=false"])
+    assert human_reference.evaluate_against_human(setup, {}) is None
+
+
+def test_the_human_reference_is_saved_with_the_win_rates(tmp_path):
+    setup, human_reference = _human_setup(tmp_path, answers_file=True)
+    human = human_reference.prepare(setup)
+    against = human_reference.judge_policies(setup, human, {p: ["A reply of five words."] * 3 for p in setup.policies})
+    answers = _answers()
+    verdicts = evaluate.judge_answers(setup, answers)
+    result = evaluate.summarise(setup, answers, verdicts, human=against)
+    probe = evaluate.CrisisProbe(statements=pd.DataFrame({"statement": []}), answers={}, table=pd.DataFrame())
+    paths = evaluate.save_evaluation(setup, answers, verdicts, result, probe)
+    assert paths[-1].name == human_reference.HUMAN_VERDICTS_FILE and len(pd.read_parquet(paths[-1])) == len(
+        against.verdicts)
+    saved = setup.layout.load_win_rates()["human_reference"]
+    assert saved["n"] == 3 and saved["stand_in"] is False and "DPO" in saved["win_rates"]

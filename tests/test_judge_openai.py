@@ -513,3 +513,20 @@ def test_base_url_and_key_come_from_the_environment_when_not_configured(tmp_path
     assert make_judge(cfg, tmp_path / "j.sqlite").score_many(_items(2), progress=False)[0].status == "ok"
     auth = {k.lower(): v for k, v in server.headers_seen[-1].items()}["authorization"]
     assert auth == f"Bearer {SECRET}-other"
+
+
+def test_the_length_instruction_is_in_the_prompts_only_when_asked_for_and_keys_differ(tmp_path, server):
+    item = CompareItem(STATEMENT, GOOD, BAD)
+    told = make_judge(_config(server), tmp_path / "j.sqlite")
+    not_told = make_judge(_config(server, length_instructions=False), tmp_path / "j.sqlite")
+    for judge, present in ((told, True), (not_told, False)):
+        for kind, example in (("compare", item), ("score", _items(1)[0])):
+            system = judge._request(kind, example)[1]["messages"][0]["content"]
+            assert ("Do not reward length for its own sake" in system) is present
+            assert system.startswith(rubric_text(present))
+        compare_system = judge._request("compare", item)[1]["messages"][0]["content"]
+        assert ("do not prefer a response for being longer" in compare_system) is present
+    assert told._request("compare", item)[0] != not_told._request("compare", item)[0]
+    told.compare_many([item], progress=False)
+    not_told.compare_many([item], progress=False)
+    assert len(_chat_bodies(server)) == 2  # the second setting is not answered from the first one's cache

@@ -193,3 +193,18 @@ def test_corpus_preferences_are_not_just_longer_wins(corpus_scores):
                 agree += (sa > sb) == (la > lb)
     assert pairs > 2 * len(ids)
     assert agree / pairs < 0.85  # a "longer wins" baseline misses a clear share of the judge's preferences
+
+
+def test_the_excess_length_penalty_applies_only_with_length_instructions(tmp_path):
+    words = ["ev" + "".join(chr(97 + int(d)) for d in str(k)) for k in range(300)]  # distinct: no repetition
+    padded = BASE + " " + " ".join(" ".join(words[k:k + 10]) + "." for k in range(0, 300, 10))
+    told, not_told = rubric_score(S, padded)[0], rubric_score(S, padded, length_instructions=False)[0]
+    assert told["clarity"] < not_told["clarity"] and told["relevance"] <= not_told["relevance"]
+    assert rubric_score(S, BASE)[0] == rubric_score(S, BASE, length_instructions=False)[0]  # short: no penalty either way
+    item = CompareItem(S, padded, BASE)
+    on = make_judge(JudgeConfig(backend="rubric"), tmp_path / "j.sqlite")
+    off = make_judge(JudgeConfig(backend="rubric", length_instructions=False), tmp_path / "j.sqlite")
+    assert on._request("compare", item)[0] != off._request("compare", item)[0]  # a different judgment, cached apart
+    # told not to reward length, the padding costs what it gains (a tie); not told, the longer response wins
+    assert on.compare_many([item], progress=False)[0].overall == "tie"
+    assert off.compare_many([item], progress=False)[0].overall == "A"

@@ -98,6 +98,8 @@ class Judge:
                         {"role": "assistant", "content": item.response_a},
                         {"role": "assistant", "content": item.response_b}]
             params = {"tie_margin": self.config.tie_margin}
+        if not self.config.length_instructions:  # a different judgment; the default keeps the keys it always had
+            params = {**params, "length_instructions": False}
         return cache_key("rubric", self.model, self.prompt_version, kind, messages, params), item
 
     def _resolve(self, tasks: list[Task], progress: bool, retry_failed: bool | None) -> tuple[dict[str, dict], set[str]]:
@@ -126,11 +128,11 @@ class Judge:
         for key, item in tqdm(task.requests, desc=f"rubric {task.kind}",
                               disable=not progress or len(task.requests) < 500, mininterval=1.0):
             if task.kind == "score":
-                ratings, rationale = rubric_score(item.statement, item.response)
+                ratings, rationale = rubric_score(item.statement, item.response, self.config.length_instructions)
                 result = {"rationale": rationale, **ratings}
             else:
                 per, overall, rationale = rubric_compare(item.statement, item.response_a, item.response_b,
-                                                         self.config.tie_margin)
+                                                         self.config.tie_margin, self.config.length_instructions)
                 result = {"rationale": rationale, **per, "overall": overall}
             batch.append((key, {"backend": "rubric", "model": self.model, "kind": task.kind, "status": "ok",
                                 "result": result}))

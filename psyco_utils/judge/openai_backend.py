@@ -49,12 +49,20 @@ SCORE_TASK = (
     "rationale (two or three sentences), then give each principle an integer from 1 to 5. Answer only with the JSON "
     "object requested."
 )
-COMPARE_TASK = (
+#: The compare task's instruction about length, said only when ``judge.length_instructions`` is true.
+LENGTH_INSTRUCTION = " do not prefer a response for being longer."
+COMPARE_TASK_TEMPLATE = (
     "Task: compare RESPONSE A and RESPONSE B to the CLIENT STATEMENT on each of the seven principles above and "
     "overall. For each, answer A, B or tie. The order in which the responses are shown is arbitrary and must not "
-    "influence you; do not prefer a response for being longer. First write a short rationale (two or three "
-    "sentences). Answer only with the JSON object requested."
+    "influence you{length} First write a short rationale (two or three sentences). Answer only with the JSON object "
+    "requested."
 )
+COMPARE_TASK = COMPARE_TASK_TEMPLATE.format(length=";" + LENGTH_INSTRUCTION)
+
+
+def compare_task(length_instructions: bool = True) -> str:
+    """The compare task, with or without the instruction not to prefer a longer response."""
+    return COMPARE_TASK if length_instructions else COMPARE_TASK_TEMPLATE.format(length=".")
 
 #: Version of the chat client's cache keys (pool and reference responses do not depend on the judge's prompt).
 CHAT_VERSION = "chat-v1"
@@ -92,14 +100,16 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------------ prompts and request bodies
 
-    @staticmethod
-    def score_messages(item: ScoreItem) -> list[dict]:
-        return [{"role": "system", "content": rubric_text() + "\n\n" + SCORE_TASK},
+    def score_messages(self, item: ScoreItem) -> list[dict]:
+        """The score request; the rubric's length guidance only when ``judge.length_instructions`` is true (the
+        messages enter the cache key, so the two settings are different judgments)."""
+        return [{"role": "system", "content": rubric_text(self.config.length_instructions) + "\n\n" + SCORE_TASK},
                 {"role": "user", "content": f"CLIENT STATEMENT:\n{item.statement}\n\nRESPONSE:\n{item.response}"}]
 
-    @staticmethod
-    def compare_messages(item: CompareItem) -> list[dict]:
-        return [{"role": "system", "content": rubric_text() + "\n\n" + COMPARE_TASK},
+    def compare_messages(self, item: CompareItem) -> list[dict]:
+        """The compare request, with the length guidance and instruction only when ``judge.length_instructions``."""
+        length = self.config.length_instructions
+        return [{"role": "system", "content": rubric_text(length) + "\n\n" + compare_task(length)},
                 {"role": "user", "content": f"CLIENT STATEMENT:\n{item.statement}\n\nRESPONSE A:\n{item.response_a}"
                                             f"\n\nRESPONSE B:\n{item.response_b}"}]
 
@@ -393,6 +403,7 @@ class CachedChatClient:
                 "per_model": summary["per_model"]}
 
 
-__all__ = ["CachedChatClient", "OpenAIBackend", "SCORE_TASK", "COMPARE_TASK", "CHAT_VERSION",
+__all__ = ["CachedChatClient", "OpenAIBackend", "SCORE_TASK", "COMPARE_TASK", "LENGTH_INSTRUCTION", "compare_task",
+           "CHAT_VERSION",
            # re-exported from .transport, where they live:
            "EndpointDown", "InvalidAnswer", "Task", "extract", "needs_request", "redact", "run_in_thread"]

@@ -173,6 +173,8 @@ WEIGHTS: dict[str, dict[str, float]] = {
 
 _SHORT_WORDS = 25  # below this, a response is "too short"
 _LONG_WORDS = 200  # beyond this, every 100 words count as one unit of "excess length"
+#: Where the excess-length penalty starts, in words (chapter 06 says whether any answer reaches it).
+EXCESS_LENGTH_FROM_WORDS = _LONG_WORDS
 _LONG_SENTENCE = 35  # words
 
 
@@ -308,21 +310,24 @@ def rubric_rationale(features: dict[str, float]) -> str:
     return text
 
 
-def rubric_score(statement: str, response: str) -> tuple[dict[str, int], str]:
-    """Scores (1..5 per principle) and rationale for one response (chapter 02 "Judging")."""
+def rubric_score(statement: str, response: str, length_instructions: bool = True) -> tuple[dict[str, int], str]:
+    """Scores (1..5 per principle) and rationale for one response (chapter 02 "Judging"); the "excess length"
+    penalty applies only with ``length_instructions`` (``judge.length_instructions``)."""
     features = rubric_features(statement, response)
+    if not length_instructions:
+        features["excess length"] = 0.0
     return rubric_scores(features), rubric_rationale(features)
 
 
-def rubric_compare(statement: str, response_a: str, response_b: str, tie_margin: float
-                   ) -> tuple[dict[str, str], str, str]:
+def rubric_compare(statement: str, response_a: str, response_b: str, tie_margin: float,
+                   length_instructions: bool = True) -> tuple[dict[str, str], str, str]:
     """Compare two responses (chapters 02 and 06): both are scored; per principle the higher score wins and equal
     scores tie; overall, A or B wins when the mean of its seven scores is higher by more than ``tie_margin``.
 
     Symmetric by construction: swapping A and B swaps every verdict.
     """
-    a, _ = rubric_score(statement, response_a)
-    b, _ = rubric_score(statement, response_b)
+    a, _ = rubric_score(statement, response_a, length_instructions)
+    b, _ = rubric_score(statement, response_b, length_instructions)
     per = {k: "A" if a[k] > b[k] else "B" if b[k] > a[k] else "tie" for k in PRINCIPLE_KEYS}
     mean_a, mean_b = sum(a.values()) / len(a), sum(b.values()) / len(b)
     diff = mean_a - mean_b

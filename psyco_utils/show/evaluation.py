@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from ..paper import CITATION, WIN_RATE_VS_GPT4O, win_rate
+from ..paper import CITATION, HEADLINE_WIN_RATE, HEADLINE_WIN_RATE_KEY, WIN_RATE_VS_GPT4O, WIN_RATES_BY_SIZE, win_rate
 from ..principles import PRINCIPLE_KEYS
 from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, percent, table
 
 __all__ = [
     "paper_win_rates", "evaluation_setup", "answer_lengths", "judging_summary", "win_rates_beside_the_paper", "win_rates_by_principle",
     "principle_table", "length_controlled_table", "answer_length_histogram", "evaluation_examples",
-    "crisis_probe_table", "crisis_example", "win_rate_findings",
+    "crisis_probe_table", "crisis_example", "win_rate_findings", "length_instructions_contrast",
+    "human_reference_note", "human_reference_table", "human_reference_findings", "lc_estimators_note",
 ]
 
 _SETTINGS = ("no constraint", "length constraint")
@@ -59,19 +60,37 @@ def judging_summary(result) -> Markdown:
                     f"{percent(c['position_consistent'])} of them; ties: {ties}.{margin}{failed}")
 
 
+def _run_column(rates: dict, label_of) -> dict:
+    return {label_of(key): value for key, value in rates.items()}
+
+
 def win_rates_beside_the_paper(result):
-    """This run's overall win rate with its 95% interval beside the paper's (Llama3-3B and -8B against GPT-4o)."""
-    ours, paper = {}, {}
-    for (setting, policy), row in result.headline.iterrows():
-        key = f"{setting}, {policy}"
-        ours[key] = f"{percent(row['win_rate'])} ({percent(row['ci_low'])} to {percent(row['ci_high'])})"
-        small, large = win_rate(setting, policy, "3B"), win_rate(setting, policy, "8B")
-        if not (np.isnan(small) and np.isnan(large)):
-            paper[key] = f"{percent(small / 100)} (3B), {percent(large / 100)} (8B)"
-    styled = beside_the_paper(ours, paper, profile=result.profile, paper_label=f"paper, against GPT-4o ({CITATION})")
-    return styled.set_caption(html.escape(f"Win rate (95% bootstrap interval) against {result.reference_name}, judged "
-                                          f"by the {result.judge_name}; the paper's policies against GPT-4o, judged "
-                                          "by GPT-4o"))
+    """This run's overall win rate with its 95% interval beside the paper's column of the run's policy size (both
+    columns, 3B and 8B, when the policy has neither size), and another run's rates beside the paper's other column
+    when a run of the other size exists (:func:`psyco_utils.evaluate.runs_of_other_sizes`)."""
+    rows = [f"{setting}, {policy}" for setting, policy in result.headline.index]
+    own = "this run" + (f" ({result.policy_size})" if result.policy_size else f" ({result.profile} profile)")
+    columns = {own: [f"{percent(r['win_rate'])} ({percent(r['ci_low'])} to {percent(r['ci_high'])})"
+                     for _, r in result.headline.iterrows()]}
+    sizes = [result.policy_size] if result.policy_size else list(WIN_RATES_BY_SIZE.columns)
+    for size in sizes:
+        columns[f"paper {size}"] = [_paper_cell(key, size) for key in result.headline.index]
+    for size, other in result.other_sizes.items():
+        saved = {tuple(k.split("|")): v for k, v in other["win_rates"].items()}
+        columns[f"run {other['run']} ({size})"] = [percent(saved[key]["win_rate"]) if key in saved else "not run"
+                                                   for key in result.headline.index]
+        columns[f"paper {size}"] = [_paper_cell(key, size) for key in result.headline.index]
+    frame = pd.DataFrame(columns, index=rows)
+    which = (f"the paper's {result.policy_size} column, the size of this run's policy" if result.policy_size else
+             "both of the paper's columns, since this run's policy has neither of the paper's sizes")
+    return table(frame, caption=f"Win rate (95% bootstrap interval) against {result.reference_name}, judged by the "
+                                f"{result.judge_name}, beside {which}; the paper's policies against GPT-4o, judged by "
+                                f"GPT-4o ({CITATION})")
+
+
+def _paper_cell(key: tuple, size: str) -> str:
+    value = win_rate(key[0], key[1], size)
+    return "not reported" if np.isnan(value) else percent(value / 100)
 
 
 def principle_table(result, setting: str = "no constraint"):
@@ -117,18 +136,37 @@ def win_rates_by_principle(result):
                          ncol=len(result.policies) + 1)
 
 
+_LC_NAMES = {"minimal_unpenalised": "the book's estimator", "alpaca_eval_2": "AlpacaEval 2's estimator"}
+
+
 def length_controlled_table(result):
-    """Raw and length-controlled win rates, with the length term the logistic model fitted."""
+    """Raw and length-controlled win rates by both estimators (the reported one named in the caption), with the
+    length term the book's logistic model fitted."""
     lc = result.length_controlled
-    frame = pd.DataFrame({"win rate": lc["win_rate"], "length-controlled": lc["lc_win_rate"],
+    frame = pd.DataFrame({"win rate": lc["win_rate"], "LC, book": lc["lc_minimal"],
+                          "LC, AlpacaEval 2": lc["lc_alpaca_eval_2"],
                           "extra words": lc["mean_length_difference"], "length coefficient": lc["length_coefficient"],
                           "model fitted": lc["fitted"].map({True: "yes", False: "no"})})
     counts = sorted({int(n) for n in lc["n"]})
     over = (f"{counts[0]:,} statements per row" if len(counts) == 1
             else f"{', '.join(f'{n:,}' for n in counts)} statements per row")
-    return table(frame, decimals=2, percent_columns=["win rate", "length-controlled"],
-                 caption=f"Raw and length-controlled win rates over {over}; extra words: the policy's mean words "
-                         "more than the reference's")
+    return table(frame, decimals=2, percent_columns=["win rate", "LC, book", "LC, AlpacaEval 2"],
+                 caption=f"Raw and length-controlled (LC) win rates over {over}; the chapter reports "
+                         f"{_LC_NAMES[result.lc_estimator]} (eval.lc_estimator); extra words: the policy's mean words "
+                         "more than the reference's; length coefficient: the book's model")
+
+
+def lc_estimators_note(result) -> Markdown:
+    """Which length-controlled estimator the chapter reports, and how far the other one reads from it here."""
+    lc = result.length_controlled
+    fitted = lc[lc["fitted"].astype(bool)]
+    gap = (fitted["lc_alpaca_eval_2"] - fitted["lc_minimal"]) * 100
+    spread = (f"On this run's rows the two differ by {gap.min():+.1f} to {gap.max():+.1f} points (AlpacaEval 2's "
+              "minus the book's)." if len(gap) else "No row had a model to fit here, so both equal the raw rate.")
+    reported = _LC_NAMES[result.lc_estimator]
+    other = _LC_NAMES["alpaca_eval_2" if result.lc_estimator == "minimal_unpenalised" else "minimal_unpenalised"]
+    return Markdown(f"This chapter reports {reported}; {other} is the other column, and `eval.lc_estimator` swaps "
+                    f"them. {spread}")
 
 
 def answer_length_histogram(result):
@@ -282,5 +320,104 @@ def win_rate_findings(result, probe=None) -> Markdown:
     points += [s for s in (_over_optimisation_sentence(result), _principle_sentence(result)) if s]
     points += [_constraint_sentence(d) for _, d in differences[differences["comparison"] == "length constraint"].iterrows()]
     points += _length_controlled_sentences(result)
+    points += _length_instruction_sentences(result)
+    points += human_reference_findings(result.human)
+    points += [_size_sentence(result)]
     points += [s for s in (_crisis_sentence(probe),) if s]
     return findings(points)
+
+
+def length_instructions_contrast(result):
+    """Overall win rates with the judge told not to reward length and not told, in both settings, and the length
+    constraint's effect under each (points); a note when the contrast was not run."""
+    contrast = result.length_instructions_contrast
+    if contrast.empty:
+        return Markdown("Not run in this profile (`eval.length_instructions_contrast` is off).")
+    frame = contrast.copy()
+    frame.columns = [f"{judge}: {setting}" for judge, setting in frame.columns]
+    effect = [c for c in frame.columns if c.endswith("constraint effect")]
+    frame[effect] = frame[effect] * 100
+    rates = [c for c in frame.columns if c not in effect]
+    own = "told" if result.length_instructions else "not told"
+    return table(frame, decimals=1, percent_columns=rates,
+                 caption=f"Overall win rate against {result.reference_name} with the judge told not to reward length "
+                         f"and not told (this profile's judge: {own}); constraint effect: length constraint minus no "
+                         "constraint, in points")
+
+
+def _length_instruction_sentences(result) -> list[str]:
+    contrast = result.length_instructions_contrast
+    if contrast.empty:
+        return []
+    sentences = []
+    if result.tie_margin is not None:  # the rubric judge: its penalty starts beyond a fixed length
+        from ..judge.rubric import EXCESS_LENGTH_FROM_WORDS
+
+        longest = int(result.word_counts["words"].max())
+        sentences.append(f"The rubric judge's length penalty starts beyond {EXCESS_LENGTH_FROM_WORDS} words; the "
+                         f"longest answer here has {longest}, so the instruction "
+                         + ("cannot change a verdict in this run." if longest <= EXCESS_LENGTH_FROM_WORDS
+                            else "applies to the answers above that length."))
+    for policy, row in contrast.iterrows():
+        if policy == "base" and result.against_itself:
+            continue
+        told, free = row[("told", "constraint effect")], row[("not told", "constraint effect")]
+        same = np.isclose(told, free) and np.isclose(row[("told", "no constraint")], row[("not told", "no constraint")])
+        sentences.append(
+            f"Telling the judge not to reward length {'changes nothing for ' + policy if same else 'moves ' + policy}: "
+            f"the length constraint changes its win rate by {100 * told:+.1f} points with the instruction and "
+            f"{100 * free:+.1f} without it.")
+    return sentences
+
+
+def human_reference_note(human) -> Markdown:
+    """What the human reference is in this run: the source of the answers (or the stand-in), how many statements."""
+    if human is None:
+        return Markdown("Not run in this profile (`eval.human_reference` is off).")
+    ref = human.reference
+    if ref.n == 0:
+        return Markdown("No held-out statement has a human answer in this run's sources, so there is nothing to "
+                        "compare with.")
+    what = ("the bundled corpus's empathic responses, written for this book, which **stand in** for therapists' "
+            "answers: the tiny profile has no source with human answers" if ref.stand_in else
+            f"each statement's top-voted therapist answer from {escape_markdown(ref.source)}")
+    left_out = (f" {ref.without_answer:,} of the chapter's own statements have no such answer; other test statements "
+                "that have one take their place, up to the same number." if ref.without_answer else "")
+    return Markdown(f"{ref.n:,} held-out statements; the reference is {what}.{left_out} "
+                    "No published result reports a win rate against human therapists; the paper compares with "
+                    "GPT-4o only.")
+
+
+def human_reference_table(human):
+    """Win rate per principle (rows) and policy (columns) against the human reference."""
+    if human is None or human.reference.n == 0:
+        return Markdown("No comparison with a human reference in this run.")
+    rates = human.win_rates["win_rate"].unstack("policy").reindex([*PRINCIPLE_KEYS, "overall"])[human.policies]
+    label = "stand-in human answers" if human.reference.stand_in else "the top-voted human answer"
+    return table(rates, percent_columns=human.policies,
+                 caption=f"Win rate per principle against {label} (no constraint, both orders, "
+                         f"{human.reference.n:,} statements)")
+
+
+def human_reference_findings(human) -> list[str]:
+    """One sentence per policy: its overall win rate against the human reference, with its interval."""
+    if human is None or human.reference.n == 0:
+        return []
+    label = "the stand-in human answers" if human.reference.stand_in else "the top-voted therapist answers"
+    parts = []
+    for policy in human.policies:
+        r = human.win_rates.loc[(policy, "overall")]
+        parts.append(f"{policy} {percent(r['win_rate'])} ({percent(r['ci_low'])} to {percent(r['ci_high'])})")
+    return [f"Against {label}, overall: " + "; ".join(parts) + f" ({_statements(human.reference.n)}). "
+            "No published result reports this comparison."]
+
+
+def _size_sentence(result) -> str:
+    setting, size, policy = HEADLINE_WIN_RATE_KEY
+    if result.policy_size is None:
+        return (f"This run's policy has neither of the paper's sizes, so it is set beside both columns; the paper's "
+                f"headline, {policy} at {size} {setting}, is {HEADLINE_WIN_RATE:.1f}%.")
+    others = ", ".join(f"{s} (run {o['run']})" for s, o in result.other_sizes.items())
+    return (f"This run's policy is the paper's {result.policy_size} size and is compared with that column"
+            + (f"; runs of the other size beside it: {others}" if others else "; no run of the other size was found")
+            + f". The paper's headline is {policy} at {size}, {setting}: {HEADLINE_WIN_RATE:.1f}%.")
