@@ -75,8 +75,10 @@ SECTIONS = {
     "DPO_ITER": "DPO-Iter",
     "WIN_RATE_VS_GPT4O": "Win rate against GPT-4o",
 }
-#: Public names of :mod:`psyco_utils.paper` that hold no reported number (a citation, a model name, functions).
-NOT_NUMBERS = {"CITATION", "JUDGE_MODEL", "win_rate", "reward_row"}
+#: Public names of :mod:`psyco_utils.paper` that hold no number of their own: a citation, model names, functions, and
+#: views of a table listed above (the win rates by size, the headline win rate and its key).
+NOT_NUMBERS = {"CITATION", "JUDGE_MODEL", "win_rate", "reward_row", "POLICY_SIZES", "WIN_RATES_BY_SIZE",
+               "HEADLINE_WIN_RATE", "HEADLINE_WIN_RATE_KEY"}
 
 
 def _entries(name: str) -> Iterator[tuple[str, Any]]:
@@ -126,8 +128,10 @@ def _dpo_iter_steps(cfg) -> int:
 _CH01, _CH02, _CH03 = "01_dataset_construction", "02_judging", "03_reward_model"
 _CH04, _CH05, _CH06 = "04_dpo", "05_dpo_iter", "06_win_rate"
 _REWARD_EVALUATION = Result(_CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions)", "models.reward_backbone")
-_WIN_RATES = Result(_CH06, "evaluate.summarise(setup, answers, verdicts)", "eval.reference_model")
-_WIN_RATES_LENGTH = Result(_CH06, "evaluate.summarise(setup, answers, verdicts)", "eval.word_limit")
+_EIGHT_B = ("a second run with --set models.policy=meta-llama/Llama-3.1-8B-Instruct (and the 8B reward backbone); "
+            "chapter 06 sets each model run's rates beside the paper's column of its size")
+_WIN_RATES = Result(_CH06, "evaluate.summarise(setup, answers, verdicts,", "eval.reference_model")
+_WIN_RATES_LENGTH = Result(_CH06, "evaluate.summarise(setup, answers, verdicts,", "eval.word_limit")
 
 #: Routes by (constant, quantity); a constant's rows without an entry of their own take the entry under (constant, "").
 ROUTES: dict[tuple[str, str], Result | Setting | Unavailable] = {
@@ -224,11 +228,11 @@ ROUTES: dict[tuple[str, str], Result | Setting | Unavailable] = {
     ("WIN_RATE_VS_GPT4O", "no constraint: 3B"): _WIN_RATES,
     ("WIN_RATE_VS_GPT4O", "length constraint: 3B"): _WIN_RATES_LENGTH,
     ("WIN_RATE_VS_GPT4O", "no constraint: 8B"): Result(
-        _CH06, "evaluate.summarise(setup, answers, verdicts)", "models.policy",
-        "run with --set models.policy=meta-llama/Llama-3.1-8B-Instruct"),
+        _CH06, "evaluate.summarise(setup, answers, verdicts,", "models.policy",
+        _EIGHT_B),
     ("WIN_RATE_VS_GPT4O", "length constraint: 8B"): Result(
-        _CH06, "evaluate.summarise(setup, answers, verdicts)", "models.policy, eval.word_limit",
-        "run with --set models.policy=meta-llama/Llama-3.1-8B-Instruct"),
+        _CH06, "evaluate.summarise(setup, answers, verdicts,", "models.policy, eval.word_limit",
+        _EIGHT_B),
 }
 
 
@@ -335,6 +339,8 @@ BOOK_CHOICES: list[tuple[str, Callable[[Any], Any] | None, str]] = [
     ("judge.length_instructions", None,
      "the paper's judge prompt is not published; off, since the paper reports that length moved its win rates"),
     ("judge.temperature", None, "not stated; 0 for repeatable verdicts"),
+    ("eval.lc_estimator", None, "the paper reports no length-controlled rate; the book's is the minimal, unpenalised "
+                                "fit, and AlpacaEval 2's estimator is the other choice"),
 ]
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 __all__ = [
     "CITATION", "DATASET", "REWARD_TABLE", "REWARD_TRAINING", "HELPSTEER2_ABLATION", "DPO", "DPO_ITER",
     "WIN_RATE_VS_GPT4O", "HUMAN_VALIDATION", "JUDGE_MODEL", "win_rate", "reward_row",
+    "POLICY_SIZES", "WIN_RATES_BY_SIZE", "HEADLINE_WIN_RATE", "HEADLINE_WIN_RATE_KEY",
 ]
 
 #: How the book cites the paper in table captions.
