@@ -22,7 +22,7 @@ from .principles import PRINCIPLE_KEYS
 __all__ = [
     "SPLITS", "HumanLabelsError", "scores_frame", "assign_splits", "build_pairs", "empty_splits_problem",
     "to_dataset_dict", "load_released", "load_preference_data", "dataset_card", "swap_consistency",
-    "human_agreement",
+    "human_agreement", "HUMAN_LABEL_COLUMNS", "INTENDED_BEST", "INTENDED_WORST", "intended_style_labels",
 ]
 
 SPLITS = ("train", "dev", "test")
@@ -286,3 +286,40 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
     dataset = labels["shown_first"].map({"chosen": "A", "rejected": "B"})
     return {"pairs": len(labels), "accuracy": float((dataset == labels["human_choice"]).mean()),
             "cohen_kappa": float(cohen_kappa_score(dataset, labels["human_choice"]))}
+
+
+#: The labels file's columns: what each holds and the values it may take (chapter 02 shows this table).
+HUMAN_LABEL_COLUMNS = {
+    "ID": ("the statement's id in the preference data", "text"),
+    "prefID": ("the pair's number in the preference data", "integer"),
+    "shown_first": ("which response the labeller saw as A", "chosen or rejected"),
+    "human_choice": ("the response the labeller preferred", "A or B"),
+}
+#: The bundled corpus's styles its authors meant to be the best and the worst (psyco_utils.data.RESPONSE_STYLES).
+INTENDED_BEST, INTENDED_WORST = "bundled-empathic", "bundled-dismissive"
+
+
+def intended_style_labels(pairs_frame: pd.DataFrame, seed: int, limit: int = 200) -> tuple[pd.DataFrame, dict]:
+    """A labels file (:data:`HUMAN_LABEL_COLUMNS`) from the bundled corpus's authors' intent, for the tiny profile:
+    the empathic response was written to be the best and the dismissive one the worst, so a pair of two bundled
+    responses with one of them has a label a person gave before any judge ran.  Each pair's presentation order is
+    drawn with ``seed``; at most ``limit`` pairs (the paper's therapists labelled 200).  Also returns the counts of
+    pairs kept and left out (generated responses, and bundled pairs the intent does not order)."""
+    frame = pairs_frame.reset_index(drop=True)
+    both_bundled = frame["chosen_model"].str.startswith("bundled-") & frame["rejected_model"].str.startswith("bundled-")
+    intent = pd.Series(None, index=frame.index, dtype=object)
+    for model, winner_is_it in ((INTENDED_WORST, False), (INTENDED_BEST, True)):
+        intent[frame["chosen_model"] == model] = "chosen" if winner_is_it else "rejected"
+        intent[frame["rejected_model"] == model] = "rejected" if winner_is_it else "chosen"
+    usable = frame[both_bundled & intent.notna()].assign(preferred=intent)
+    if len(usable) > limit:
+        usable = usable.sample(limit, random_state=seed).sort_index()
+    rng = np.random.default_rng(seed)
+    shown_first = np.where(rng.random(len(usable)) < 0.5, "chosen", "rejected")
+    choice = np.where(shown_first == usable["preferred"].to_numpy(), "A", "B")
+    labels = pd.DataFrame({"ID": usable["ID"].astype(str).to_numpy(), "prefID": usable["prefID"].astype(int).to_numpy(),
+                           "shown_first": shown_first, "human_choice": choice})
+    counts = {"pairs": len(frame), "with a generated response": int((~both_bundled).sum()),
+              "bundled pairs the intent does not order": int((both_bundled & intent.isna()).sum()),
+              "labelled": len(labels)}
+    return labels, counts

@@ -108,3 +108,19 @@ JUDGE_MODEL = "GPT-4o"
 # -- chapters 04 and 05 (DPO, DPO-Iter) --
 
 # -- chapters 06 and 07 (win rate, reproducibility) --
+
+
+# ------------------------------------------------------------------------------------------------------------ h3
+#: Section "Reward model", ablation: RewardBench accuracy (%) of the HelpSteer2-only reward model and of HelpSteer2
+#: plus PsyCoPref, by backbone size.
+REWARDBENCH_HELPSTEER2_ABLATION = pd.DataFrame(
+    {"3B": {"HelpSteer2 only": 83.6, "HelpSteer2 + PsyCoPref": 86.1},
+     "8B": {"HelpSteer2 only": 86.6, "HelpSteer2 + PsyCoPref": 87.2}})
+
+#: Section "Reward model", ablation with a 10k-pair budget: accuracy (a share) on the PsyCoPref test pairs
+#: ("in-domain") and on RewardBench, and the pairs each model took from each source.  The backbone is not stated.
+PAIR_BUDGET_ABLATION = pd.DataFrame(
+    [("Psy10k", 10_000, 0, 0.963, 0.745), ("Help10k", 0, 10_000, 0.855, 0.888),
+     ("Psy5k+Help5k", 5_000, 5_000, 0.958, 0.896)],
+    columns=["model", "psycopref pairs", "helpsteer2 pairs", "in-domain accuracy", "RewardBench accuracy"],
+).set_index("model")
