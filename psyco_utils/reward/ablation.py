@@ -19,7 +19,7 @@ import pandas as pd
 
 from .data import frame_of, helpsteer2_pairs, load_helpsteer2
 
-__all__ = ["AblationResult", "mix_pairs", "ablation_dir", "train_ablations", "ablation_with_paper"]
+__all__ = ["AblationResult", "mix_pairs", "ablation_dir", "train_ablations", "paper_ablation_rows", "ablation_with_paper"]
 
 
 def _take(frame: pd.DataFrame, wanted, seed: int) -> pd.DataFrame:
@@ -115,6 +115,6 @@ def ablation_with_paper(comparison: pd.DataFrame, ablations: AblationResult, ben
                                          and name in bench.index else np.nan for name in ablations.rewards]},
                         index=list(ablations.rewards))
     paper = paper_ablation_rows(size)
-    table = ours.join(paper, how="left", rsuffix=" (paper)")
+    table = ours.join(paper.add_suffix(" (paper)"), how="left")
     table.index.name = "training data"
     return table

@@ -178,7 +178,7 @@ class CausalLMRewardScorer(RewardScorer):
         logit = final @ head.weight[CAUSAL_LM_REWARD_TOKEN].to(final.dtype)
         if getattr(head, "bias", None) is not None:
             logit = logit + head.bias[CAUSAL_LM_REWARD_TOKEN]
-        return logit.float().cpu().numpy()
+        return logit.detach().float().cpu().numpy()
 
 
 def stage_dir(run_root: str | Path) -> Path:
