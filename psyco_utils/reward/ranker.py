@@ -40,9 +40,10 @@ def ranker_judge_config(cfg):
     """The judge's settings with the ranker's backend, model and endpoint (``reward.ranker``: the URL in its
     ``base_url_env`` variable, else its ``base_url``, else the judge's).  A ranker model other than the judge's with
     no endpoint of its own, and none in ``OPENAI_BASE_URL``, would be sent to OpenAI's API, which does not serve
-    it: that is an error naming the variable to set."""
+    it: that is an error naming the variable to set.  The ranker's requests go online (a vLLM server has no Batch
+    API)."""
     ranker = cfg.reward.ranker
-    update = {"backend": ranker.backend}
+    update = {"backend": ranker.backend, "use_batch_api": False}  # a vLLM server has no Batch API
     if ranker.model:
         update["model"] = ranker.model
     base_url = os.environ.get(ranker.base_url_env) or ranker.base_url

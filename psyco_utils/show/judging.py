@@ -159,7 +159,8 @@ def human_agreement(agreement: dict | None):
     if agreement is None:
         return findings("No file of human labels is given for this profile (`judging.human_labels_path`), so "
                         "agreement with therapists is not measured here.")
-    frame = pd.Series({"pairs labelled": integer(agreement["pairs"]),
+    frame = pd.Series({**({"labelled by": agreement["labelled by"]} if "labelled by" in agreement else {}),
+                       "pairs labelled": integer(agreement["pairs"]),
                        "accuracy": f"{agreement['accuracy']:.1%}",
                        "Cohen's kappa": f"{agreement['cohen_kappa']:.2f}"}, name="agreement with human labels")
     return table(frame.to_frame())
@@ -183,9 +184,10 @@ def human_labels_format(labels) -> None:
         if labels.counts:
             shown.append(table(pd.Series(labels.counts, name="pairs").to_frame(), integer_columns=["pairs"],
                                caption="Which pairs the intended order labels"))
+        error = labels.bad_row_error.replace("`", "'")  # shown verbatim in a code span
         shown.append(findings(f"A row that breaks the format stops the chapter with an error naming the file, the "
                               f"row and the column, as this one, raised for a copy whose first `human_choice` is "
-                              f"'both': `{escape_markdown(labels.bad_row_error)}`"))
+                              f"'both': `{error}`"))
     for item in shown:
         display(item)
 

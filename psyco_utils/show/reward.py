@@ -375,14 +375,12 @@ def reward_findings(stage, profile: str) -> Markdown:
 def reward_general_models(cfg) -> Markdown:
     """Which general reward models and which LLM ranker the profile scores, and what the tiny profile leaves to
     the paper profile."""
-    from ..paper import REWARD_TABLE
-
     named = [f"`{m}`" for m in cfg.reward.off_the_shelf]
     ranker = cfg.reward.ranker
     points = [("General reward models scored here: " + ", ".join(named) + ".") if named else
-              (f"The {cfg.name} profile names no general reward model (`reward.off_the_shelf`): the paper profile "
-               f"scores the two Skywork models of the paper's table this way; its "
-               f"{len(REWARD_TABLE) - 2} general rows are listed below from the paper.")]
+              (f"The {cfg.name} profile names no general reward model (`reward.off_the_shelf`). The paper profile "
+               "scores the paper's two Skywork models this way; Nemotron's reader is in place and its entry waits "
+               "in the paper preset. The paper's rows for all of them are in the table below.")]
     if ranker is None:
         points.append(f"No LLM ranker (`reward.ranker`) is set in the {cfg.name} profile.")
     elif ranker.backend == "rubric":
