@@ -260,8 +260,11 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
     """Agreement of human labels with the dataset's labels: accuracy and Cohen's kappa (chapter 02).
 
     The labels file (CSV) has ID, prefID, shown_first (``chosen``/``rejected``: what was shown as A) and
-    human_choice (``A``/``B``).  In the A/B space the dataset's label is A when the chosen response was shown first,
-    so kappa is defined even though the dataset always prefers "chosen".  Rows that match no pair are an error.
+    human_choice (``A``/``B``), and optionally ``second_choice`` (``A``/``B``: a second labeller on the same pairs,
+    shown the same way).  In the A/B space the dataset's label is A when the chosen response was shown first, so kappa
+    is defined even though the dataset always prefers "chosen".  With a second labeller the result adds
+    ``second_accuracy``, ``mean_accuracy`` (the paper's 88.5% is such a mean) and ``between_labellers`` (the paper's
+    87%).  Rows that match no pair are an error.
     """
     from sklearn.metrics import cohen_kappa_score
 
@@ -271,9 +274,9 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
     missing = [c for c in required if c not in labels.columns]
     if missing:
         raise HumanLabelsError(f"{name}: missing column(s) {missing}; expected {required}")
-    allowed = {"shown_first": ("chosen", "rejected"), "human_choice": ("A", "B")}
+    allowed = {"shown_first": ("chosen", "rejected"), "human_choice": ("A", "B"), "second_choice": ("A", "B")}
     for column, values in allowed.items():
-        bad = labels.index[~labels[column].isin(values)]
+        bad = labels.index[~labels[column].isin(values)] if column in labels.columns else []
         if len(bad):
             raise HumanLabelsError(f"{name}: row {int(bad[0])}, column {column!r}: {labels.at[bad[0], column]!r} "
                                    f"is not one of {list(values)}")
@@ -284,8 +287,13 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
                                f"({labels.at[unknown[0], 'ID']}, {labels.at[unknown[0], 'prefID']}) names a pair that "
                                "is not in the data")
     dataset = labels["shown_first"].map({"chosen": "A", "rejected": "B"})
-    return {"pairs": len(labels), "accuracy": float((dataset == labels["human_choice"]).mean()),
-            "cohen_kappa": float(cohen_kappa_score(dataset, labels["human_choice"]))}
+    result = {"pairs": len(labels), "accuracy": float((dataset == labels["human_choice"]).mean()),
+              "cohen_kappa": float(cohen_kappa_score(dataset, labels["human_choice"]))}
+    if "second_choice" in labels.columns:
+        second = float((dataset == labels["second_choice"]).mean())
+        result.update({"second_accuracy": second, "mean_accuracy": (result["accuracy"] + second) / 2,
+                       "between_labellers": float((labels["human_choice"] == labels["second_choice"]).mean())})
+    return result
 
 
 #: The labels file's columns: what each holds and the values it may take (chapter 02 shows this table).
@@ -294,6 +302,7 @@ HUMAN_LABEL_COLUMNS = {
     "prefID": ("the pair's number in the preference data", "integer"),
     "shown_first": ("which response the labeller saw as A", "chosen or rejected"),
     "human_choice": ("the response the labeller preferred", "A or B"),
+    "second_choice": ("optional: a second labeller's choice on the same pair", "A or B"),
 }
 #: The bundled corpus's styles its authors meant to be the best and the worst (psyco_utils.data.RESPONSE_STYLES).
 INTENDED_BEST, INTENDED_WORST = "bundled-empathic", "bundled-dismissive"

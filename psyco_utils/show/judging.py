@@ -162,7 +162,11 @@ def human_agreement(agreement: dict | None):
     frame = pd.Series({**({"labelled by": agreement["labelled by"]} if "labelled by" in agreement else {}),
                        "pairs labelled": integer(agreement["pairs"]),
                        "accuracy": f"{agreement['accuracy']:.1%}",
-                       "Cohen's kappa": f"{agreement['cohen_kappa']:.2f}"}, name="agreement with human labels")
+                       "Cohen's kappa": f"{agreement['cohen_kappa']:.2f}",
+                       **({"second labeller's accuracy": f"{agreement['second_accuracy']:.1%}",
+                           "mean of the two labellers": f"{agreement['mean_accuracy']:.1%}",
+                           "labellers agree with each other": f"{agreement['between_labellers']:.1%}"}
+                          if "second_accuracy" in agreement else {})}, name="agreement with human labels")
     return table(frame.to_frame())
 
 
