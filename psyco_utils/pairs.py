@@ -315,20 +315,21 @@ def intended_style_labels(pairs_frame: pd.DataFrame, seed: int, limit: int = 200
     drawn with ``seed``; at most ``limit`` pairs (the paper's therapists labelled 200).  Also returns the counts of
     pairs kept and left out (generated responses, and bundled pairs the intent does not order)."""
     frame = pairs_frame.reset_index(drop=True)
-    both_bundled = frame["chosen_model"].str.startswith("bundled-") & frame["rejected_model"].str.startswith("bundled-")
-    intent = pd.Series(None, index=frame.index, dtype=object)
-    for model, winner_is_it in ((INTENDED_WORST, False), (INTENDED_BEST, True)):
-        intent[frame["chosen_model"] == model] = "chosen" if winner_is_it else "rejected"
-        intent[frame["rejected_model"] == model] = "rejected" if winner_is_it else "chosen"
-    usable = frame[both_bundled & intent.notna()].assign(preferred=intent)
+    chosen, rejected = frame["chosen_model"].astype(str), frame["rejected_model"].astype(str)
+    both_bundled = (chosen.str.startswith("bundled-") & rejected.str.startswith("bundled-")).to_numpy(dtype=bool)
+    prefers_chosen = ((chosen == INTENDED_BEST) | (rejected == INTENDED_WORST)).to_numpy(dtype=bool)
+    prefers_rejected = ((rejected == INTENDED_BEST) | (chosen == INTENDED_WORST)).to_numpy(dtype=bool)
+    ordered = both_bundled & (prefers_chosen | prefers_rejected)
+    usable = frame[ordered].assign(preferred=np.where(prefers_chosen[ordered], "chosen", "rejected"))
     if len(usable) > limit:
         usable = usable.sample(limit, random_state=seed).sort_index()
     rng = np.random.default_rng(seed)
     shown_first = np.where(rng.random(len(usable)) < 0.5, "chosen", "rejected")
     choice = np.where(shown_first == usable["preferred"].to_numpy(), "A", "B")
-    labels = pd.DataFrame({"ID": usable["ID"].astype(str).to_numpy(), "prefID": usable["prefID"].astype(int).to_numpy(),
+    labels = pd.DataFrame({"ID": usable["ID"].astype(str).to_numpy(),
+                           "prefID": usable["prefID"].to_numpy(dtype=np.int64),
                            "shown_first": shown_first, "human_choice": choice})
     counts = {"pairs": len(frame), "with a generated response": int((~both_bundled).sum()),
-              "bundled pairs the intent does not order": int((both_bundled & intent.isna()).sum()),
+              "bundled pairs the intent does not order": int((both_bundled & ~ordered).sum()),
               "labelled": len(labels)}
     return labels, counts
