@@ -108,16 +108,16 @@ def score_rewardbench(cfg, rows: pd.DataFrame, models: dict, batch_size: int = 8
     (accuracy), then the mean of the categories and the rows scored."""
     import gc
 
-    from .scoring import RewardScorer
+    from .scoring import RewardScorer, shown_model_name
 
     table = {}
     pairs = rows.rename(columns={"prompt": "question"})
     for name, model in models.items():
         scorer = model if isinstance(model, RewardScorer) else RewardScorer.load(
-            model, cfg, max_length=cfg.reward.training.get("max_length"), name=name)
+            model, cfg, max_length=cfg.reward.training.get("max_length"), name=shown_model_name(name))
         rc, rr = scorer.score_pairs(pairs, batch_size=batch_size)
         acc = rewardbench_accuracy(rows, rc, rr)
-        table[name] = {**acc["category"]["accuracy"].to_dict(),
+        table[scorer.name] = {**acc["category"]["accuracy"].to_dict(),
                        "mean of the categories": acc["overall"].at["mean of the categories", "accuracy"],
                        "rows": len(rows)}
         if scorer is not model:

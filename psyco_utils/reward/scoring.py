@@ -21,7 +21,7 @@ from .data import chat_token_ids, frame_of, set_padding
 __all__ = [
     "PREDICTION_COLUMNS", "CAUSAL_LM_REWARD_TOKEN", "ScoringStats", "RewardScorer", "CausalLMRewardScorer",
     "stage_dir",
-    "reward_model_dir", "load_trained_reward_model", "test_predictions", "score_off_the_shelf",
+    "reward_model_dir", "load_trained_reward_model", "test_predictions", "shown_model_name", "score_off_the_shelf",
 ]
 
 PREDICTION_COLUMNS = ["ID", "prefID", "reward_chosen", "reward_rejected"]
@@ -212,6 +212,12 @@ def test_predictions(scorer: RewardScorer, test, batch_size: int = 32, progress:
 test_predictions.__test__ = False  # a function of the package, not a pytest test
 
 
+def shown_model_name(name: str) -> str:
+    """A hub id as it is; a local folder by its last part and "(local copy)": pages show no machine paths."""
+    path = Path(name)
+    return f"{path.name} (local copy)" if path.is_absolute() or name.startswith(".") or path.exists() else name
+
+
 def score_off_the_shelf(cfg, test, batch_size: int = 8) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Rewards from the off-the-shelf reward models in ``cfg.reward.off_the_shelf`` (hub ids or local folders),
     each loaded as a sequence classifier and scored with :class:`RewardScorer`, then freed."""
@@ -221,8 +227,9 @@ def score_off_the_shelf(cfg, test, batch_size: int = 8) -> dict[str, tuple[np.nd
 
     out = {}
     for name in cfg.reward.off_the_shelf:
-        scorer = RewardScorer.load(name, cfg, max_length=cfg.reward.training.get("max_length"), name=name)
-        out[name] = scorer.score_pairs(test, batch_size=batch_size)
+        scorer = RewardScorer.load(name, cfg, max_length=cfg.reward.training.get("max_length"),
+                                   name=shown_model_name(name))
+        out[scorer.name] = scorer.score_pairs(test, batch_size=batch_size)
         del scorer
         gc.collect()
         if torch.cuda.is_available():

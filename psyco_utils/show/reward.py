@@ -375,7 +375,9 @@ def reward_findings(stage, profile: str) -> Markdown:
 def reward_general_models(cfg) -> Markdown:
     """Which general reward models and which LLM ranker the profile scores, and what the tiny profile leaves to
     the paper profile."""
-    named = [f"`{m}`" for m in cfg.reward.off_the_shelf]
+    from ..reward.scoring import shown_model_name
+
+    named = [f"`{shown_model_name(m)}`" for m in cfg.reward.off_the_shelf]
     ranker = cfg.reward.ranker
     points = [("General reward models scored here: " + ", ".join(named) + ".") if named else
               (f"The {cfg.name} profile names no general reward model (`reward.off_the_shelf`). The paper profile "
@@ -400,9 +402,12 @@ def reward_ablations(ablations, profile: str) -> object:
                         "data set this profile does not read. The paper profile trains the paper's five (HelpSteer2 "
                         "alone, HelpSteer2 plus PsyCoPref, and a 10k-pair budget split three ways) with the settings "
                         "above, and the stand-in run trains them on a HelpSteer2 file in its published format.")
+    order = [f"{s} {k}" for s in ("psycopref", "helpsteer2") for k in ("asked", "available", "used")]
     frame = ablations.table()
-    counts = [c for c in frame.columns if c.endswith(("asked", "available", "used")) or c == "train pairs"]
-    frame[counts] = frame[counts].astype(object)
+    frame = frame.reindex(columns=[c for c in order if c in frame.columns]
+                          + [c for c in frame.columns if c not in order])
+    counts = [c for c in frame.columns if c in order or c == "train pairs"]
+    frame[counts] = frame[counts].map(lambda v: v if isinstance(v, str) else "-" if pd.isna(v) else integer(v))
     return table(frame, caption="Pairs per ablation model (asked for, available, used); a budget larger than a "
                                 "source takes all of it, and the table shows the shortfall")
 
