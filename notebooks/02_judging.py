@@ -222,10 +222,32 @@ show.table(result.swap_table())
 # %% [markdown]
 # **Human labels.** The paper reports that two therapists agreed with the dataset's labels on 88.5% of 200 pairs
 # and that experts agreed with GPT-4o's pairwise verdicts 82.5% of the time; reviewers asked for {term}`Cohen's kappa` as
-# well. Given a file of human labels (`judging.human_labels_path`), this reports both.
+# well. A labels file (`judging.human_labels_path`) is a CSV with one row per labelled pair: the pair's `ID` and
+# `prefID` in the preference data, which response the labeller saw first, and which one they preferred. Recording
+# the order shown makes kappa meaningful: in the A/B space the dataset's label is A exactly when the chosen response
+# was shown first, so both labels occur. A profile without a labels file whose pool has the bundled responses (the
+# tiny profile) gets one written from the corpus authors' intent instead: the empathic responses were written to be
+# the best and the dismissive ones the worst, before any judge ran, so a pair of two bundled responses that includes
+# one of them has a label given by people. It is the authors' design, not a therapist's reading.
+
+# %%
+labels = judging.human_labels(chapter, result)
+show.human_labels_format(labels)
 
 # %%
 show.human_agreement(result.agreement)
+
+# %% [markdown]
+# **Therapists' upvotes.** Some statement sources publish several licensed therapists' answers to one question with
+# the readers' upvotes (counsel-chat does). Two answers to one question whose upvotes differ (by at least
+# `judging.upvote_min_gap`) make a pair with a public, human label; the judge compares each pair in both orders, with
+# chapter 6's tie protocol (orders that disagree count as a tie, one half), every verdict cached first. This is
+# not in the paper; it sits beside the paper's 82.5% expert agreement as a signal anyone can recompute. Upvotes are
+# a weak proxy for expert judgement, and the page says how weak.
+
+# %%
+upvotes = judging.upvote_check(chapter, judge, result)
+show.upvote_agreement(upvotes, cfg.name)
 
 # %% [markdown]
 # ## Artifacts

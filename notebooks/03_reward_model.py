@@ -180,19 +180,66 @@ show.reward_scoring(scorer.stats, scorer.max_length)
 # Intervals are 95% percentile bootstrap intervals over test pairs (`reward.bootstrap_samples` resamples; the four
 # metrics from the same resamples). The baselines are scored on the same pairs with the same orientation: **random**
 # (independent standard normal rewards) and **the longer response wins** (reward = length in characters, so $p$ is
-# almost always 0 or 1). In the paper profile (or any profile that names them) the off-the-shelf reward models in
-# `reward.off_the_shelf` are scored the same way, as the paper compared general reward models.
+# almost always 0 or 1).
+#
+# ### General reward models, an LLM ranker and the data ablation
+#
+# The paper compared general reward models and an LLM used as a ranker, and trained reward models on other data.
+# Each has a setting in the profile's `reward` section, and all are scored on these same test pairs:
+#
+# * `reward.off_the_shelf`: general reward models from the hub (or local folders). A sequence classifier with one
+#   output (the two Skywork models) gives its logit as the reward. Llama-3.1-Nemotron-70B-Reward-HF is published as a
+#   causal language model: its reward is the logit of token 0 at the position after the chat, and the scorer reads
+#   exactly that number (one row of the output layer, at one position) instead of generating a token.
+# * `reward.ablations`: further reward models trained like this one on other data: HelpSteer2
+#   {cite:p}`wang2024helpsteer2` alone, HelpSteer2 plus PsyCoPref, and a fixed pair budget split between the two.
+#   HelpSteer2's responses become pairs as described above (helpfulness differs by at least 1 point).
+# * `reward.ranker`: an LLM that ranks each pair through the judge's compare operation, in both orders, with
+#   chapter 6's tie protocol; any OpenAI-compatible endpoint serves it.
 
 # %%
-evaluation = reward.evaluate(cfg, prefs["test"], predictions)
+show.reward_general_models(cfg)
+
+# %%
+ablations = reward.train_ablations(cfg, prefs, run)
+show.reward_ablations(ablations, cfg.name)
+
+# %%
+evaluation = reward.evaluate(cfg, prefs["test"], predictions, extra_rewards=ablations.rewards)
 show.reward_comparison(evaluation.comparison)
+
+# %% [markdown]
+# The LLM ranker on the same pairs. A ranker gives a verdict, not a reward, so it has an accuracy (a tie counts one
+# half) but no AUC, ECE or Brier score:
+
+# %%
+ranker = reward.rank_test_pairs(cfg, prefs["test"], chapter.layout.judgments)
+show.reward_ranker(ranker, cfg.name)
 
 # %% [markdown]
 # The same numbers stacked on the paper's table. The paper's rows are copied from {cite:p}`zhang2025psycopref`; they
 # were measured on the released test split with GPT-4o's labels, ours on this profile's test split and judge:
 
 # %%
-show.reward_with_paper(reward.with_paper(evaluation.comparison, cfg.name))
+show.reward_with_paper(reward.with_paper(evaluation.comparison, cfg.name, ranker))
+
+# %% [markdown]
+# ### RewardBench
+#
+# The paper also scored its reward models on RewardBench, a general benchmark of chosen and rejected responses in
+# four categories (chat, hard chat, safety, reasoning), to see whether counselling preferences cost general
+# judgement. `reward.rewardbench` names the benchmark's hub id or a local file in its schema (`prompt`, `chosen`,
+# `rejected`, `subset`); every reward model of this chapter scores it.
+
+# %%
+bench = reward.rewardbench_table(cfg, scorer, ablations.scorers)
+show.rewardbench(bench, cfg.name)
+
+# %% [markdown]
+# The ablation models beside the paper's rows of the same name:
+
+# %%
+show.reward_ablation_with_paper(reward.ablation_with_paper(evaluation.comparison, ablations, bench), cfg.name)
 
 # %% [markdown]
 # ### The check
@@ -264,8 +311,9 @@ show.reward_errors(evaluation)
 # `training_record.json` (the fingerprint and TRL's logs) that lets a later run reuse the model.
 
 # %%
-stage = reward.finish(chapter, training, scorer.stats, evaluation,
-                      predictions, length_drops)
+stage = reward.finish(chapter, training, scorer.stats, evaluation, predictions, length_drops,
+                      extra={"ablations": ablations.table(), "rewardbench": bench,
+                             "ranker": ranker.agreement if ranker else None})
 show.reward_artifacts(stage, cfg.name)
 
 # %% [markdown]

@@ -134,21 +134,73 @@ class SplitConfig(_Strict):
 
 
 class JudgingStageConfig(_Strict):
-    """Chapter 02's checks of the judge: position-swap consistency, and agreement with human labels when given.
+    """Chapter 02's checks of the judge: position-swap consistency, agreement with human labels when given, and
+    agreement with therapists' upvotes where a source publishes them.
 
     ``human_labels_path``: a CSV with columns ID, prefID, shown_first (``chosen`` or ``rejected``: which response was
-    shown as A) and human_choice (``A`` or ``B``), e.g. from therapists labelling a sample of pairs.
+    shown as A) and human_choice (``A`` or ``B``), e.g. from therapists labelling a sample of pairs
+    (:func:`psyco_utils.pairs.human_agreement`).  ``upvote_pairs``: at most this many pairs of therapists' answers to
+    one question whose upvotes differ by at least ``upvote_min_gap``, compared by the judge in both orders
+    (:mod:`psyco_utils.upvotes`); 0 turns the check off.
     """
 
     swap_check_pairs: int = 50
     human_labels_path: str | None = None
+    upvote_pairs: int = Field(200, ge=0)
+    upvote_min_gap: int = Field(1, ge=1)
+
+
+class RewardDataMix(_Strict):
+    """One reward model of the paper's data ablation (chapter 03): how many pairs it trains on from each source.
+
+    ``psycopref_pairs`` and ``helpsteer2_pairs``: a number of pairs (drawn with the profile's seed) or ``all``; 0
+    leaves the source out.  The paper's rows: HelpSteer2 alone (0 / all), HelpSteer2 plus PsyCoPref (all / all), and
+    a 10k-pair budget split three ways (10000 / 0, 0 / 10000, 5000 / 5000).
+    """
+
+    name: str
+    psycopref_pairs: int | Literal["all"] = "all"
+    helpsteer2_pairs: int | Literal["all"] = 0
+
+    @field_validator("psycopref_pairs", "helpsteer2_pairs")
+    @classmethod
+    def _not_negative(cls, value):
+        if value != "all" and value < 0:
+            raise ValueError("a pair count is 0 or more, or 'all'")
+        return value
+
+
+class RankerConfig(_Strict):
+    """An LLM used as a ranker of the reward test pairs (chapter 03), through the judge's ``compare`` operation in
+    both orders: the judge's settings with another ``model`` and endpoint (any OpenAI-compatible server, e.g. vLLM
+    serving Llama-3.1-70B-Instruct): the URL in the environment variable ``base_url_env`` when set, else
+    ``base_url``, else the judge's own.  ``backend: rubric`` makes the offline rubric judge play the ranker."""
+
+    name: str
+    backend: Literal["rubric", "openai"] = "openai"
+    model: str | None = None
+    base_url: str | None = None
+    base_url_env: str = "PSYCO_RANKER_BASE_URL"
+    max_pairs: int | None = Field(None, ge=1)
 
 
 class RewardStageConfig(_Strict):
+    """Chapter 03.  ``off_the_shelf``: general reward models from the hub (or local folders) scored on the test
+    pairs: sequence classifiers with one output (Skywork), or causal language models that publish their reward as the
+    logit of token 0 at the next position (Llama-3.1-Nemotron-70B-Reward-HF; :mod:`psyco_utils.reward.scoring`).
+    ``helpsteer2_mix``: add HelpSteer2 pairs to the main model's training pairs.  ``ablations``: further reward models
+    on other data (:class:`RewardDataMix`), trained and scored beside it.  ``rewardbench``: a hub id or local file in
+    RewardBench's schema, scored by every reward model of the chapter.  ``ranker``: an LLM as a ranker."""
+
     training: dict[str, Any] = {}
     off_the_shelf: list[str] = []
     helpsteer2_mix: bool = False
     helpsteer2_path: str | None = None
+    ablations: list[RewardDataMix] = []
+    rewardbench: str | None = None
+    rewardbench_split: str = "filtered"
+    rewardbench_max_rows: int | None = Field(None, ge=1)
+    ranker: RankerConfig | None = None
     ece_bins: int = 10
     bootstrap_samples: int = 1000
 
@@ -373,6 +425,7 @@ __all__ = [
     "judge_summary", "profile_summary",
     "PRESET_DIR", "PROFILES", "SourceConfig", "DataConfig", "PoolGeneratorConfig", "PoolConfig",
     "TinyModelConfig", "LoraSettings", "ModelsConfig", "SplitConfig", "JudgingStageConfig", "RewardStageConfig",
+    "RewardDataMix", "RankerConfig",
     "DPOStageConfig", "DPOIterStageConfig", "EvalConfig", "ProfileConfig", "ProfileError", "apply_overrides",
     "load_profile", "list_presets", "trl_config", "run_dir",
 ]

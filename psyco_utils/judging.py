@@ -24,8 +24,8 @@ from .layout import RunLayout
 from .principles import PRINCIPLE_KEYS
 from .show.base import integer, percent
 
-__all__ = ["JudgingPlan", "RubricDemo", "JudgingResult", "plan", "rubric_demo", "orient_swap_verdicts", "collect",
-           "save"]
+__all__ = ["JudgingPlan", "RubricDemo", "JudgingResult", "HumanLabels", "plan", "rubric_demo", "orient_swap_verdicts",
+           "collect", "human_labels", "upvote_check", "save"]
 
 SCORE_TASK, SWAP_FIRST, SWAP_SECOND = "scoring pool responses", "swap check, first order", "swap check, swapped order"
 
@@ -144,6 +144,7 @@ class JudgingResult:
     usage: dict
     statements: pd.DataFrame
     agreement: dict | None = None
+    upvotes: dict | None = None
     artifacts: list[str] = field(default_factory=list)
 
     def usage_table(self) -> pd.DataFrame:
@@ -246,6 +247,9 @@ class JudgingResult:
                 "test_pairs": len(self.frames["test"]), "failed_judgments": self.score_report["failed"],
                 "failed_judgments_by_reason": self.score_report["by_reason"],
                 "swap_consistency": round(self.swap["consistency"], 3) if self.swap["pairs"] else None,
+                "human_label_agreement": round(self.agreement["accuracy"], 4) if self.agreement else None,
+                "upvote_agreement": (round(self.upvotes["result"]["agreement"], 4)
+                                     if self.upvotes and self.upvotes["result"] else None),
                 "judge_cost_usd": self.usage["cost_usd"]}
 
     def ours(self) -> dict[str, str]:
@@ -253,8 +257,10 @@ class JudgingResult:
                 "dev pairs": integer(len(self.frames["dev"])), "judge": self.judge_label,
                 "position-swap consistency": percent(self.swap["consistency"]) if self.swap["pairs"]
                 else "not measured (no usable pairs)",
-                "agreement with human labels": percent(self.agreement["accuracy"]) if self.agreement
-                else "no labels given"}
+                "agreement with human labels": (f"{percent(self.agreement['accuracy'])} "
+                                                f"({self.agreement.get('labelled by', 'labels file')}, "
+                                                f"{integer(self.agreement['pairs'])} pairs)")
+                if self.agreement else "no labels given"}
 
     @staticmethod
     def paper_numbers() -> dict[str, str]:
@@ -300,11 +306,73 @@ def collect(chapter, plan: JudgingPlan, judged: dict[str, list], judge) -> Judgi
         plan.swap_first["response_id"].map(overall).to_numpy(dtype=float),
         plan.swap_second["response_id"].map(overall).to_numpy(dtype=float),
         [v.overall for v in judged[SWAP_FIRST]], [v.overall for v in judged[SWAP_SECOND]])
-    agreement = (pairs.human_agreement(pd.concat(frames.values()), cfg.judging.human_labels_path)
-                 if cfg.judging.human_labels_path else None)
     return JudgingResult(cfg.name, judge_summary(cfg.judge), scored, score_report, swap_report, frames, drops,
                          plan.split_of, cfg.splits.min_score_gap, pairs.swap_consistency(chosen_first, chosen_second),
-                         left_out, judge.usage(), plan.statements, agreement)
+                         left_out, judge.usage(), plan.statements)
+
+
+@dataclass
+class HumanLabels:
+    """The labels file chapter 02 measured agreement on: who labelled, the file's name, its first rows, the error a
+    bad row gets (from the same validation, on a copy with one bad cell), and the agreement."""
+
+    source: str
+    file_name: str
+    example: pd.DataFrame
+    counts: dict | None
+    bad_row_error: str
+    agreement: dict
+
+
+def _bad_row_error(labels: pd.DataFrame, folder: Path, frames: pd.DataFrame) -> str:
+    """The error :func:`pairs.human_agreement` raises for a copy of ``labels`` whose first ``human_choice`` is
+    not A or B (the validation itself, not a description of it)."""
+    broken = labels.head(3).copy()
+    broken.loc[broken.index[0], "human_choice"] = "both"
+    path = folder / "labels_with_a_bad_row.csv"
+    broken.to_csv(path, index=False)
+    try:
+        pairs.human_agreement(frames, path)
+    except pairs.HumanLabelsError as exc:
+        return str(exc)
+    finally:
+        path.unlink(missing_ok=True)
+    raise AssertionError("a labels file with human_choice 'both' was accepted")
+
+
+def human_labels(chapter, result: JudgingResult) -> HumanLabels | None:
+    """Agreement of a labels file with the dataset's labels (``result.agreement`` is set too): the profile's
+    ``judging.human_labels_path``, or, in a profile without one whose pool has the bundled styles, a file written
+    from the corpus authors' intent (:func:`pairs.intended_style_labels`, under ``human_labels/``).  None when
+    neither exists."""
+    cfg = chapter.cfg
+    every_pair = pd.concat(result.frames.values(), ignore_index=True)
+    folder = Path(chapter.run) / "human_labels"
+    folder.mkdir(parents=True, exist_ok=True)
+    if cfg.judging.human_labels_path:
+        path, counts, source = Path(cfg.judging.human_labels_path), None, "the profile's labels file"
+    else:
+        labels, counts = pairs.intended_style_labels(every_pair, cfg.seed)
+        if labels.empty:
+            return None
+        path, source = folder / "corpus_author_labels.csv", "the bundled corpus's authors' intended order"
+        labels.to_csv(path, index=False)
+    result.agreement = {**pairs.human_agreement(every_pair, path), "labelled by": source}
+    labels = pd.read_csv(path, dtype={"ID": str})
+    return HumanLabels(source, path.name, labels.head(3), counts, _bad_row_error(labels, folder, every_pair),
+                       result.agreement)
+
+
+def upvote_check(chapter, judge, result: JudgingResult) -> dict | None:
+    """The judge against therapists' upvotes (:func:`psyco_utils.agreement.upvote_agreement`) on the answers chapter
+    01 kept beside the statements; None when no source of the profile published upvotes.  The result is kept in
+    ``result.upvotes`` for the manifest."""
+    from .agreement import upvote_agreement
+
+    layout = RunLayout(chapter.run)
+    answers = pd.read_parquet(layout.answers) if layout.answers.exists() else None
+    result.upvotes = upvote_agreement(judge, answers, result.statements, chapter.cfg)
+    return result.upvotes
 
 
 def save(chapter, result: JudgingResult) -> JudgingResult:

@@ -22,7 +22,7 @@ from .principles import PRINCIPLE_KEYS
 __all__ = [
     "SPLITS", "HumanLabelsError", "scores_frame", "assign_splits", "build_pairs", "empty_splits_problem",
     "to_dataset_dict", "load_released", "load_preference_data", "dataset_card", "swap_consistency",
-    "human_agreement",
+    "human_agreement", "HUMAN_LABEL_COLUMNS", "INTENDED_BEST", "INTENDED_WORST", "intended_style_labels",
 ]
 
 SPLITS = ("train", "dev", "test")
@@ -260,8 +260,11 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
     """Agreement of human labels with the dataset's labels: accuracy and Cohen's kappa (chapter 02).
 
     The labels file (CSV) has ID, prefID, shown_first (``chosen``/``rejected``: what was shown as A) and
-    human_choice (``A``/``B``).  In the A/B space the dataset's label is A when the chosen response was shown first,
-    so kappa is defined even though the dataset always prefers "chosen".  Rows that match no pair are an error.
+    human_choice (``A``/``B``), and optionally ``second_choice`` (``A``/``B``: a second labeller on the same pairs,
+    shown the same way).  In the A/B space the dataset's label is A when the chosen response was shown first, so kappa
+    is defined even though the dataset always prefers "chosen".  With a second labeller the result adds
+    ``second_accuracy``, ``mean_accuracy`` (the paper's 88.5% is such a mean) and ``between_labellers`` (the paper's
+    87%).  Rows that match no pair are an error.
     """
     from sklearn.metrics import cohen_kappa_score
 
@@ -271,9 +274,9 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
     missing = [c for c in required if c not in labels.columns]
     if missing:
         raise HumanLabelsError(f"{name}: missing column(s) {missing}; expected {required}")
-    allowed = {"shown_first": ("chosen", "rejected"), "human_choice": ("A", "B")}
+    allowed = {"shown_first": ("chosen", "rejected"), "human_choice": ("A", "B"), "second_choice": ("A", "B")}
     for column, values in allowed.items():
-        bad = labels.index[~labels[column].isin(values)]
+        bad = labels.index[~labels[column].isin(values)] if column in labels.columns else []
         if len(bad):
             raise HumanLabelsError(f"{name}: row {int(bad[0])}, column {column!r}: {labels.at[bad[0], column]!r} "
                                    f"is not one of {list(values)}")
@@ -284,5 +287,49 @@ def human_agreement(pairs_frame: pd.DataFrame, labels_path: str | Path) -> dict:
                                f"({labels.at[unknown[0], 'ID']}, {labels.at[unknown[0], 'prefID']}) names a pair that "
                                "is not in the data")
     dataset = labels["shown_first"].map({"chosen": "A", "rejected": "B"})
-    return {"pairs": len(labels), "accuracy": float((dataset == labels["human_choice"]).mean()),
-            "cohen_kappa": float(cohen_kappa_score(dataset, labels["human_choice"]))}
+    result = {"pairs": len(labels), "accuracy": float((dataset == labels["human_choice"]).mean()),
+              "cohen_kappa": float(cohen_kappa_score(dataset, labels["human_choice"]))}
+    if "second_choice" in labels.columns:
+        second = float((dataset == labels["second_choice"]).mean())
+        result.update({"second_accuracy": second, "mean_accuracy": (result["accuracy"] + second) / 2,
+                       "between_labellers": float((labels["human_choice"] == labels["second_choice"]).mean())})
+    return result
+
+
+#: The labels file's columns: what each holds and the values it may take (chapter 02 shows this table).
+HUMAN_LABEL_COLUMNS = {
+    "ID": ("the statement's id in the preference data", "text"),
+    "prefID": ("the pair's number in the preference data", "integer"),
+    "shown_first": ("which response the labeller saw as A", "chosen or rejected"),
+    "human_choice": ("the response the labeller preferred", "A or B"),
+    "second_choice": ("optional: a second labeller's choice on the same pair", "A or B"),
+}
+#: The bundled corpus's styles its authors meant to be the best and the worst (psyco_utils.data.RESPONSE_STYLES).
+INTENDED_BEST, INTENDED_WORST = "bundled-empathic", "bundled-dismissive"
+
+
+def intended_style_labels(pairs_frame: pd.DataFrame, seed: int, limit: int = 200) -> tuple[pd.DataFrame, dict]:
+    """A labels file (:data:`HUMAN_LABEL_COLUMNS`) from the bundled corpus's authors' intent, for the tiny profile:
+    the empathic response was written to be the best and the dismissive one the worst, so a pair of two bundled
+    responses with one of them has a label a person gave before any judge ran.  Each pair's presentation order is
+    drawn with ``seed``; at most ``limit`` pairs (the paper's therapists labelled 200).  Also returns the counts of
+    pairs kept and left out (generated responses, and bundled pairs the intent does not order)."""
+    frame = pairs_frame.reset_index(drop=True)
+    chosen, rejected = frame["chosen_model"].astype(str), frame["rejected_model"].astype(str)
+    both_bundled = (chosen.str.startswith("bundled-") & rejected.str.startswith("bundled-")).to_numpy(dtype=bool)
+    prefers_chosen = ((chosen == INTENDED_BEST) | (rejected == INTENDED_WORST)).to_numpy(dtype=bool)
+    prefers_rejected = ((rejected == INTENDED_BEST) | (chosen == INTENDED_WORST)).to_numpy(dtype=bool)
+    ordered = both_bundled & (prefers_chosen | prefers_rejected)
+    usable = frame[ordered].assign(preferred=np.where(prefers_chosen[ordered], "chosen", "rejected"))
+    if len(usable) > limit:
+        usable = usable.sample(limit, random_state=seed).sort_index()
+    rng = np.random.default_rng(seed)
+    shown_first = np.where(rng.random(len(usable)) < 0.5, "chosen", "rejected")
+    choice = np.where(shown_first == usable["preferred"].to_numpy(), "A", "B")
+    labels = pd.DataFrame({"ID": usable["ID"].astype(str).to_numpy(),
+                           "prefID": usable["prefID"].to_numpy(dtype=np.int64),
+                           "shown_first": shown_first, "human_choice": choice})
+    counts = {"pairs": len(frame), "with a generated response": int((~both_bundled).sum()),
+              "bundled pairs the intent does not order": int((both_bundled & ~ordered).sum()),
+              "labelled": len(labels)}
+    return labels, counts

@@ -121,3 +121,18 @@ WIN_RATES_BY_SIZE = WIN_RATE_VS_GPT4O.unstack("size")
 #: The paper's headline result: the 8B DPO-Iter policy against GPT-4o, without a constraint (87.0%).
 HEADLINE_WIN_RATE_KEY = ("no constraint", "8B", "DPO-Iter")
 HEADLINE_WIN_RATE = float(WIN_RATE_VS_GPT4O[HEADLINE_WIN_RATE_KEY])
+
+# ------------------------------------------------------------------------------------------------------------ h3
+#: Section "Reward model", ablation: RewardBench accuracy (%) of the HelpSteer2-only reward model and of HelpSteer2
+#: plus PsyCoPref, by backbone size.
+REWARDBENCH_HELPSTEER2_ABLATION = pd.DataFrame(
+    {"3B": {"HelpSteer2 only": 83.6, "HelpSteer2 + PsyCoPref": 86.1},
+     "8B": {"HelpSteer2 only": 86.6, "HelpSteer2 + PsyCoPref": 87.2}})
+
+#: Section "Reward model", ablation with a 10k-pair budget: accuracy (a share) on the PsyCoPref test pairs
+#: ("in-domain") and on RewardBench, and the pairs each model took from each source.  The backbone is not stated.
+PAIR_BUDGET_ABLATION = pd.DataFrame(
+    [("Psy10k", 10_000, 0, 0.963, 0.745), ("Help10k", 0, 10_000, 0.855, 0.888),
+     ("Psy5k+Help5k", 5_000, 5_000, 0.958, 0.896)],
+    columns=["model", "psycopref pairs", "helpsteer2 pairs", "in-domain accuracy", "RewardBench accuracy"],
+).set_index("model")

@@ -133,3 +133,72 @@ def test_judging_notes_and_tables(judged_run):
     features = show.rubric_features(SimpleNamespace(features=pd.DataFrame({"a": [127.0, 0.008]}, index=["words", "rep"])))
     html = features.to_html()
     assert ">127<" in html and "0.01" in html and "127.00" not in html
+
+
+# ------------------------------------------------------------------ human labels and therapists' upvotes (issue 17)
+
+
+def test_human_labels_from_the_corpus_authors_intent(judged_run):
+    from psyco_utils.pairs import INTENDED_BEST, INTENDED_WORST
+
+    chapter, _, _, result = judged_run
+    labels = judging.human_labels(chapter, result)
+    assert labels is not None and labels.counts["labelled"] == result.agreement["pairs"] > 0
+    assert list(labels.example.columns) == ["ID", "prefID", "shown_first", "human_choice"]
+    assert "row 0, column 'human_choice': 'both'" in labels.bad_row_error
+    assert "labels_with_a_bad_row.csv" in labels.bad_row_error and "/" not in labels.bad_row_error
+    # independently: the intent prefers the empathic response and rejects the dismissive one
+    every = pd.concat(result.frames.values())
+    bundled = every[every["chosen_model"].str.startswith("bundled-") & every["rejected_model"].str.startswith("bundled-")]
+    ordered = bundled[bundled[["chosen_model", "rejected_model"]].isin([INTENDED_BEST, INTENDED_WORST]).any(axis=1)]
+    agrees = (ordered["chosen_model"] == INTENDED_BEST) | (ordered["rejected_model"] == INTENDED_WORST)
+    assert result.agreement["pairs"] == len(ordered)
+    assert result.agreement["accuracy"] == pytest.approx(agrees.mean())
+    assert result.metrics()["human_label_agreement"] == pytest.approx(round(agrees.mean(), 4))
+
+
+def _answers_with_votes(chapter, better_style: str, worse_style: str) -> pd.DataFrame:
+    from psyco_utils.layout import RunLayout
+
+    layout = RunLayout(chapter.run)
+    pool = pd.read_parquet(layout.pool)
+    statements = pd.read_parquet(layout.statements)
+    calm = statements.loc[~statements["crisis"], "statement_id"].head(6)
+    rows = []
+    for sid in calm:
+        for style, votes in ((better_style, 5), (worse_style, 1), ("bundled-generic", 5)):
+            hit = pool[(pool["statement_id"] == sid) & (pool["generator"] == style)]
+            if len(hit):
+                rows.append({"statement_id": sid, "source": "bundled", "source_id": sid, "row": len(rows),
+                             "rank": 1, "upvotes": votes, "answer": hit["response"].iloc[0], "chars": 1,
+                             "pii_replaced": 0})
+    answers = pd.DataFrame(rows)
+    answers.to_parquet(layout.answers, index=False)
+    return answers
+
+
+@pytest.mark.parametrize("better, worse, agrees", [("bundled-empathic", "bundled-dismissive", True),
+                                                   ("bundled-dismissive", "bundled-empathic", False)])
+def test_upvote_check_measures_the_judge_against_the_better_voted_answer(tmp_path, better, worse, agrees):
+    chapter = _chapter(tmp_path)
+    plan = judging.plan(chapter)
+    judge = make_judge(chapter.cfg.judge, cache_path=tmp_path / "judgments.sqlite")
+    result = judging.collect(chapter, plan, judge.judge_together(plan.tasks(), progress=False), judge)
+    _answers_with_votes(chapter, better, worse)
+    upvotes = judging.upvote_check(chapter, judge, result)
+    counts, r = upvotes["counts"], upvotes["result"]
+    # equal votes (5 and 5) make a pair that is counted and left out
+    assert counts["pairs whose upvotes differ by less than 1"] > 0
+    assert r["judged"] == counts["pairs with an upvote gap"] == len(upvotes["pairs"])
+    assert (upvotes["pairs"]["upvotes_better"] > upvotes["pairs"]["upvotes_worse"]).all()
+    assert (r["agreement"] > 0.5) == agrees
+    assert r["agree"] + r["ties"] + r["disagree"] == r["judged"]
+    assert result.metrics()["upvote_agreement"] == pytest.approx(round(r["agreement"], 4))
+    shown = show.upvote_agreement(upvotes, "tiny").data
+    assert "weak proxy" in shown and "82.5%" in shown
+
+
+def test_upvote_check_without_upvotes_says_where_it_runs(judged_run):
+    chapter, _, judge, result = judged_run
+    assert judging.upvote_check(chapter, judge, result) is None  # chapter 01 wrote no answers here
+    assert "counsel-chat" in show.upvote_agreement(None, "tiny").data

@@ -22,6 +22,7 @@ LOCAL_FILES = {  # source name in the presets -> (kind, file in its published fo
     "mental-health-counseling": ("jsonl", "mental_health_counseling_conversations.jsonl"),
     "mentalchat16k": ("csv", "mentalchat16k.csv"),
     "psych8k": ("json", "psych8k.json"),
+    "therapytalk": ("jsonl", "therapytalk.jsonl"),
 }
 HUB_SOURCES = [("colab", "counsel-chat")] + [("paper", name) for name in LOCAL_FILES]
 

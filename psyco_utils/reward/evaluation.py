@@ -76,14 +76,18 @@ def comparison_table(rewards: dict[str, tuple[np.ndarray, np.ndarray]], seed: in
     return frame
 
 
-def with_paper(comparison: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """This run's models stacked on the paper's reward-model table (:data:`psyco_utils.paper.REWARD_TABLE`), with
+def with_paper(comparison: pd.DataFrame, profile: str, ranker=None) -> pd.DataFrame:
+    """This run's models (and its LLM ranker, a :class:`~psyco_utils.reward.ranker.RankerResult`, whose AUC, ECE
+    and Brier do not exist) stacked on the paper's reward-model table (:data:`psyco_utils.paper.REWARD_TABLE`), with
     accuracy as a share; the index is (source, model)."""
     from ..paper import CITATION, REWARD_TABLE
 
     cols = list(_METRICS.values())
     paper = REWARD_TABLE.rename(columns={"accuracy (%)": "accuracy"}).assign(accuracy=lambda t: t["accuracy"] / 100)
-    stacked = pd.concat([comparison[cols].astype(float).assign(source=f"this run ({profile} profile)"),
+    ours = comparison[cols].astype(float)
+    if ranker is not None:
+        ours = pd.concat([ours, ranker.row()[["accuracy"]].reindex(columns=cols).astype(float)])
+    stacked = pd.concat([ours.assign(source=f"this run ({profile} profile)"),
                          paper[cols].assign(source=f"paper ({CITATION})")])
     return stacked.set_index("source", append=True).reorder_levels([1, 0])
 
@@ -198,16 +202,17 @@ def _aligned_rewards(test: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.
     return predictions["reward_chosen"].to_numpy(float), predictions["reward_rejected"].to_numpy(float)
 
 
-def evaluate(cfg, test, predictions: pd.DataFrame) -> RewardEvaluation:
+def evaluate(cfg, test, predictions: pd.DataFrame, extra_rewards: dict | None = None) -> RewardEvaluation:
     """The reward model's test predictions beside the baselines and the profile's off-the-shelf reward models
     (``reward.off_the_shelf``, scored here), with ``reward.ece_bins`` bins, ``reward.bootstrap_samples`` resamples
-    and the profile's seed for the random orientation of the pairs."""
+    and the profile's seed for the random orientation of the pairs.  ``extra_rewards`` (name -> (chosen, rejected)
+    rewards on the same test pairs, e.g. the ablation models) join the comparison."""
     frame = frame_of(test)
     validate(frame, "test split", (*TRAINING_COLUMNS, "theme", *RATING_COLUMNS))
     rc, rr = _aligned_rewards(frame, predictions)
     seed, n_bins, n_boot = cfg.seed, cfg.reward.ece_bins, cfg.reward.bootstrap_samples
     off_the_shelf = score_off_the_shelf(cfg, frame) if cfg.reward.off_the_shelf else {}
-    rewards = {THIS_MODEL: (rc, rr), **baseline_rewards(frame, seed), **off_the_shelf}
+    rewards = {THIS_MODEL: (rc, rr), **baseline_rewards(frame, seed), **off_the_shelf, **(extra_rewards or {})}
     gaps = rating_gap(frame)
     versus_length = metrics.paired_difference(metrics.pair_correct(rc, rr),
                                               metrics.pair_correct(*rewards[LENGTH_BASELINE]), n_boot, seed)
@@ -253,6 +258,7 @@ class RewardStageResult:
     evaluation: RewardEvaluation
     length_drops: pd.DataFrame
     artifacts: list[str]
+    extra: dict = field(default_factory=dict)
 
     def headline(self) -> dict:
         return {**self.evaluation.headline(), "train_seconds": round(self.training.seconds, 1),
@@ -263,16 +269,23 @@ class RewardStageResult:
         training = {k: v for k, v in self.training.as_record().items() if k != "log_history"}
         return {**self.evaluation.as_record(), "training": {**training, "reused": self.training.reused},
                 "scoring": self.scoring.as_record(),
-                "length_drops": self.length_drops.reset_index().to_dict(orient="records")}
+                "length_drops": self.length_drops.reset_index().to_dict(orient="records"), **self.extra}
+
+
+def _records(extra: dict) -> dict:
+    """Tables as lists of records (index kept), anything else as it is: for ``metrics.json``."""
+    return {key: value.reset_index().to_dict(orient="records") if isinstance(value, pd.DataFrame) else value
+            for key, value in extra.items() if value is not None}
 
 
 def finish(chapter, training: RewardTrainingResult, scoring: ScoringStats, evaluation: RewardEvaluation,
-           predictions: pd.DataFrame, length_drops: pd.DataFrame) -> RewardStageResult:
+           predictions: pd.DataFrame, length_drops: pd.DataFrame, extra: dict | None = None) -> RewardStageResult:
     """Write ``test_predictions.parquet`` and ``metrics.json`` under ``reward_model/`` (beside ``model/``), record
-    the headline numbers in the run manifest, and return the stage's result."""
+    the headline numbers in the run manifest, and return the stage's result.  ``extra`` (e.g. the ablations, the
+    ranker and RewardBench) is kept in ``metrics.json`` as given, tables as records."""
     out_dir = stage_dir(chapter.run)
     result = RewardStageResult(training=training, scoring=scoring, evaluation=evaluation,
-                               length_drops=length_drops, artifacts=[])
+                               length_drops=length_drops, artifacts=[], extra=_records(extra or {}))
     write_artifacts(out_dir, predictions, result.as_record())
     result.artifacts = sorted(p.relative_to(chapter.run).as_posix() for p in out_dir.rglob("*") if p.is_file())
     chapter.finish(result.headline())

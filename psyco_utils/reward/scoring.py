@@ -19,11 +19,17 @@ from ..pair_schema import TEXT_COLUMNS, validate
 from .data import chat_token_ids, frame_of, set_padding
 
 __all__ = [
-    "PREDICTION_COLUMNS", "ScoringStats", "RewardScorer", "stage_dir",
-    "reward_model_dir", "load_trained_reward_model", "test_predictions", "score_off_the_shelf",
+    "PREDICTION_COLUMNS", "CAUSAL_LM_REWARD_TOKEN", "ScoringStats", "RewardScorer", "CausalLMRewardScorer",
+    "stage_dir",
+    "reward_model_dir", "load_trained_reward_model", "test_predictions", "shown_model_name", "score_off_the_shelf",
 ]
 
 PREDICTION_COLUMNS = ["ID", "prefID", "reward_chosen", "reward_rejected"]
+#: A reward model published as a causal language model (Llama-3.1-Nemotron-70B-Reward-HF) gives its reward as the
+#: logit of this token id at the position after the chat: its model card generates one token after the chat (no
+#: generation prompt) and reads ``scores[0][0][0]``.  :class:`CausalLMRewardScorer` reads the same number without
+#: generating.
+CAUSAL_LM_REWARD_TOKEN = 0
 
 
 @dataclass
@@ -62,8 +68,11 @@ class RewardScorer:
     @classmethod
     def load(cls, path: str | Path, cfg=None, device: str | None = None, max_length: int | None = None,
              name: str | None = None) -> "RewardScorer":
-        """A saved reward model: this chapter's, or any hub / local sequence classifier with one output."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        """A saved reward model: this chapter's, or any hub / local reward model: a sequence classifier with one
+        output (its logit is the reward), or a causal language model whose config names a ``...ForCausalLM``
+        architecture (the reward is the logit of :data:`CAUSAL_LM_REWARD_TOKEN` after the chat, as
+        Llama-3.1-Nemotron-70B-Reward-HF publishes it); a classifier with several outputs is refused."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         from ..models import default_device
 
@@ -73,12 +82,16 @@ class RewardScorer:
 
             kwargs["dtype"] = getattr(torch, cfg.models.dtype)
         tok = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs)
-        if model.config.num_labels != 1:
-            raise ValueError(f"{path}: a reward model has one output; this one has "
-                             f"num_labels={model.config.num_labels}")
+        architectures = AutoConfig.from_pretrained(str(path)).architectures or []
+        if any(a.endswith("ForCausalLM") for a in architectures):
+            model, kind = AutoModelForCausalLM.from_pretrained(str(path), **kwargs), CausalLMRewardScorer
+        else:
+            model, kind = AutoModelForSequenceClassification.from_pretrained(str(path), **kwargs), cls
+            if model.config.num_labels != 1:
+                raise ValueError(f"{path}: a reward model has one output; this one has "
+                                 f"num_labels={model.config.num_labels}")
         model.to(device or default_device())
-        scorer = cls(model, tok, max_length=max_length, name=name or Path(str(path)).name)
+        scorer = kind(model, tok, max_length=max_length, name=name or Path(str(path)).name)
         scorer.source_path = str(path)
         return scorer
 
@@ -141,6 +154,33 @@ class RewardScorer:
         return both[:n], both[n:]
 
 
+class CausalLMRewardScorer(RewardScorer):
+    """A reward model published as a causal language model: the reward of a chat is the logit of
+    :data:`CAUSAL_LM_REWARD_TOKEN` at the position after its last token (Llama-3.1-Nemotron-70B-Reward-HF).  Only
+    that one row of the output layer is computed, at one position per chat, not the whole vocabulary at every
+    position."""
+
+    def _batch_rewards(self, ids: list[list[int]]) -> np.ndarray:
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = torch.tensor(x)
+            mask[row, : len(x)] = 1
+        hidden = self.model.base_model(input_ids=input_ids.to(self.device),
+                                       attention_mask=mask.to(self.device)).last_hidden_state
+        last = torch.tensor([len(x) - 1 for x in ids], device=hidden.device)
+        final = hidden[torch.arange(len(ids), device=hidden.device), last]
+        head = self.model.get_output_embeddings()
+        logit = final @ head.weight[CAUSAL_LM_REWARD_TOKEN].to(final.dtype)
+        if getattr(head, "bias", None) is not None:
+            logit = logit + head.bias[CAUSAL_LM_REWARD_TOKEN]
+        return logit.detach().float().cpu().numpy()
+
+
 def stage_dir(run_root: str | Path) -> Path:
     """``runs/<profile>/reward_model``: everything chapter 03 writes."""
     return RunLayout(run_root).reward_model.root
@@ -172,6 +212,12 @@ def test_predictions(scorer: RewardScorer, test, batch_size: int = 32, progress:
 test_predictions.__test__ = False  # a function of the package, not a pytest test
 
 
+def shown_model_name(name: str) -> str:
+    """A hub id as it is; a local folder by its last part and "(local copy)": pages show no machine paths."""
+    path = Path(name)
+    return f"{path.name} (local copy)" if path.is_absolute() or name.startswith(".") or path.exists() else name
+
+
 def score_off_the_shelf(cfg, test, batch_size: int = 8) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Rewards from the off-the-shelf reward models in ``cfg.reward.off_the_shelf`` (hub ids or local folders),
     each loaded as a sequence classifier and scored with :class:`RewardScorer`, then freed."""
@@ -181,8 +227,9 @@ def score_off_the_shelf(cfg, test, batch_size: int = 8) -> dict[str, tuple[np.nd
 
     out = {}
     for name in cfg.reward.off_the_shelf:
-        scorer = RewardScorer.load(name, cfg, max_length=cfg.reward.training.get("max_length"), name=name)
-        out[name] = scorer.score_pairs(test, batch_size=batch_size)
+        scorer = RewardScorer.load(name, cfg, max_length=cfg.reward.training.get("max_length"),
+                                   name=shown_model_name(name))
+        out[scorer.name] = scorer.score_pairs(test, batch_size=batch_size)
         del scorer
         gc.collect()
         if torch.cuda.is_available():

@@ -13,11 +13,11 @@ import pandas as pd
 from IPython.display import Markdown
 
 from ..principles import PRINCIPLE_KEYS, PRINCIPLES
-from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, legend_below, table
+from .base import FIGURE_WIDTH_IN, escape_markdown, example, findings, integer, legend_below, percent, table
 
 __all__ = ["principles_table", "rubric_demo", "rubric_features", "score_histograms", "heatmap", "principle_correlation",
            "generator_scores", "score_gap_histogram",
-           "pair_examples", "judged_sets", "human_agreement"]
+           "pair_examples", "judged_sets", "human_agreement", "human_labels_format", "upvote_agreement"]
 
 
 def principles_table():
@@ -159,7 +159,71 @@ def human_agreement(agreement: dict | None):
     if agreement is None:
         return findings("No file of human labels is given for this profile (`judging.human_labels_path`), so "
                         "agreement with therapists is not measured here.")
-    frame = pd.Series({"pairs labelled": integer(agreement["pairs"]),
+    frame = pd.Series({**({"labelled by": agreement["labelled by"]} if "labelled by" in agreement else {}),
+                       "pairs labelled": integer(agreement["pairs"]),
                        "accuracy": f"{agreement['accuracy']:.1%}",
-                       "Cohen's kappa": f"{agreement['cohen_kappa']:.2f}"}, name="agreement with human labels")
+                       "Cohen's kappa": f"{agreement['cohen_kappa']:.2f}",
+                       **({"second labeller's accuracy": f"{agreement['second_accuracy']:.1%}",
+                           "mean of the two labellers": f"{agreement['mean_accuracy']:.1%}",
+                           "labellers agree with each other": f"{agreement['between_labellers']:.1%}"}
+                          if "second_accuracy" in agreement else {})}, name="agreement with human labels")
     return table(frame.to_frame())
+
+
+def human_labels_format(labels) -> None:
+    """What a labels file holds (its columns and their values), its first rows, and the error a bad row gets; a
+    sentence when the profile has no labels."""
+    from IPython.display import display
+
+    from ..pairs import HUMAN_LABEL_COLUMNS
+
+    columns = pd.DataFrame(HUMAN_LABEL_COLUMNS, index=["holds", "values"]).T.rename_axis("column")
+    shown = [table(columns, caption="The columns of a labels file (CSV, one row per labelled pair)")]
+    if labels is None:
+        shown.append(findings("This profile has no labels file (`judging.human_labels_path`) and no bundled "
+                              "responses to label from, so agreement with people is not measured here."))
+    else:
+        shown.append(table(labels.example, caption=f"The first rows of {labels.file_name} ({labels.source})",
+                           hide_index=True))
+        if labels.counts:
+            shown.append(table(pd.Series(labels.counts, name="pairs").to_frame(), integer_columns=["pairs"],
+                               caption="Which pairs the intended order labels"))
+        error = labels.bad_row_error.replace("`", "'")  # shown verbatim in a code span
+        shown.append(findings(f"A row that breaks the format stops the chapter with an error naming the file, the "
+                              f"row and the column, as this one, raised for a copy whose first `human_choice` is "
+                              f"'both': `{error}`"))
+    for item in shown:
+        display(item)
+
+
+def upvote_agreement(upvotes: dict | None, profile: str):
+    """The judge against therapists' upvotes beside the paper's expert agreement, or where it would be computed."""
+    from .. import paper
+
+    expert = paper.HUMAN_VALIDATION["expert agreement with the win-rate judge"]
+    if upvotes is None:
+        return findings(f"No statement source of the {profile} profile publishes therapists' answers with upvotes, "
+                        "so this check does not run here. The colab and paper profiles read counsel-chat, whose "
+                        "answers carry upvotes, and compute it; the stand-in run exercises it on a small file in "
+                        "counsel-chat's format.")
+    counts, r = upvotes["counts"], upvotes["result"]
+    from IPython.display import display
+
+    display(table(pd.Series(counts, name="count").to_frame(), integer_columns=["count"],
+                  caption="From the sources' answers to the pairs judged"))
+    if r is None:
+        return findings("No two answers to one statement differ in upvotes, so there is nothing to compare.")
+    frame = pd.Series({"pairs judged in both orders": integer(r["judged"]), "failed": integer(r["failed"]),
+                       "judge prefers the better-voted answer (ties count half)":
+                           f"{percent(r['agreement'])} ({percent(r['ci_low'])} to {percent(r['ci_high'])})",
+                       "in both orders": percent(r["strict_agreement"]),
+                       "ties (orders disagree or a tie)": integer(r["ties"]),
+                       "Cohen's kappa": f"{r['cohen_kappa']:.2f} ({r['kappa_low']:.2f} to {r['kappa_high']:.2f})",
+                       "paper: experts agree with GPT-4o's pairwise verdicts": percent(expert)},
+                      name="judge against upvotes")
+    display(table(frame.to_frame()))
+    return findings(f"The judge preferred the better-voted answer on {percent(r['agreement'])} of "
+                    f"{integer(r['judged'])} pairs (95% interval {percent(r['ci_low'])} to {percent(r['ci_high'])}; "
+                    f"kappa {r['cohen_kappa']:.2f}). The paper's experts agreed with GPT-4o on {percent(expert)} of "
+                    "pairs. Upvotes are a weak proxy for expert judgement: readers vote, not a panel; older answers "
+                    "collect more votes; and a gap of one vote is close to noise.")

@@ -21,6 +21,7 @@ __all__ = [
     "reward_trl_record", "reward_chat", "reward_length_drops", "reward_sources", "reward_config_table",
     "reward_training_summary", "reward_epochs", "reward_scoring", "reward_predictions", "reward_comparison", "reward_with_paper",
     "reward_check_findings", "reward_errors", "reward_artifacts", "reward_beside_the_paper", "reward_findings",
+    "reward_general_models", "reward_ablations", "reward_ablation_with_paper", "reward_ranker", "rewardbench",
 ]
 
 _PREVIEW = 60
@@ -369,3 +370,80 @@ def reward_findings(stage, profile: str) -> Markdown:
         points.append("The tiny profile's judge is the offline rubric scorer and its backbone a tiny model trained "
                       "here, so these numbers test the code, not the paper's claim about GPT-4o's labels.")
     return findings(points)
+
+
+def reward_general_models(cfg) -> Markdown:
+    """Which general reward models and which LLM ranker the profile scores, and what the tiny profile leaves to
+    the paper profile."""
+    from ..reward.scoring import shown_model_name
+
+    named = [f"`{shown_model_name(m)}`" for m in cfg.reward.off_the_shelf]
+    ranker = cfg.reward.ranker
+    points = [("General reward models scored here: " + ", ".join(named) + ".") if named else
+              (f"The {cfg.name} profile names no general reward model (`reward.off_the_shelf`). The paper profile "
+               "scores the paper's two Skywork models this way; Nemotron's reader is in place and its entry waits "
+               "in the paper preset. The paper's rows for all of them are in the table below.")]
+    if ranker is None:
+        points.append(f"No LLM ranker (`reward.ranker`) is set in the {cfg.name} profile.")
+    elif ranker.backend == "rubric":
+        points.append("The ranker here is the offline rubric judge, which also labelled these pairs: it can only "
+                      "agree with itself, so its row checks the code path, not a ranker. The paper profile points "
+                      "`reward.ranker` at Llama-3.1-70B-Instruct behind an OpenAI-compatible endpoint.")
+    else:
+        points.append(f"The ranker is `{ranker.model}` through the judge's compare operation"
+                      + (f" at `{ranker.base_url}`." if ranker.base_url else " at the judge's endpoint."))
+    return findings(points)
+
+
+def reward_ablations(ablations, profile: str) -> object:
+    """What each ablation model trained on (asked, available and used pairs per source), or where they run."""
+    if not ablations.records:
+        return findings(f"The {profile} profile trains no ablation model (`reward.ablations`): HelpSteer2 is a hub "
+                        "data set this profile does not read. The paper profile trains the paper's five (HelpSteer2 "
+                        "alone, HelpSteer2 plus PsyCoPref, and a 10k-pair budget split three ways) with the settings "
+                        "above, and the stand-in run trains them on a HelpSteer2 file in its published format.")
+    order = [f"{s} {k}" for s in ("psycopref", "helpsteer2") for k in ("asked", "available", "used")]
+    frame = ablations.table()
+    frame = frame.reindex(columns=[c for c in order if c in frame.columns]
+                          + [c for c in frame.columns if c not in order])
+    counts = [c for c in frame.columns if c in order or c == "train pairs"]
+    frame[counts] = frame[counts].map(lambda v: v if isinstance(v, str) else "-" if pd.isna(v) else integer(v))
+    return table(frame, caption="Pairs per ablation model (asked for, available, used); a budget larger than a "
+                                "source takes all of it, and the table shows the shortfall")
+
+
+def reward_ablation_with_paper(table_frame: pd.DataFrame, profile: str) -> object:
+    """``reward.ablation_with_paper``: this run's ablation models beside the paper's rows of the same name."""
+    if table_frame.empty:
+        return findings(f"No ablation model ran in the {profile} profile, so there is nothing to set beside the "
+                        "paper's ablation.")
+    return table(table_frame, percent_columns=list(table_frame.columns),
+                 caption=f"Test accuracy and RewardBench (mean of the categories): this run ({profile} profile) "
+                         "and the paper (3B backbone for the HelpSteer2 rows; the budget rows' backbone is not stated)")
+
+
+def reward_ranker(ranker, profile: str) -> object:
+    """The LLM ranker's preference accuracy on the test pairs (ties half), its interval, ties and failures."""
+    if ranker is None:
+        return findings(f"No LLM ranker in the {profile} profile (`reward.ranker`).")
+    a = ranker.agreement
+    frame = pd.Series({"ranker": f"{ranker.name} ({ranker.model})", "pairs judged in both orders": integer(a["judged"]),
+                       "failed": integer(a["failed"]),
+                       "accuracy (ties count half)": f"{percent(a['agreement'])} ({percent(a['ci_low'])} to "
+                                                     f"{percent(a['ci_high'])})",
+                       "chosen named in both orders": percent(a["strict_agreement"]),
+                       "ties (orders disagree or a tie)": integer(a["ties"])}, name="LLM as a ranker")
+    return table(frame.to_frame())
+
+
+def rewardbench(bench: pd.DataFrame | None, profile: str) -> object:
+    """RewardBench accuracy per category for every reward model scored, or where it is computed."""
+    if bench is None:
+        return findings(f"RewardBench is not scored in the {profile} profile (`reward.rewardbench`): it is a hub "
+                        "data set. The paper profile scores `allenai/reward-bench` (split `filtered`) with every "
+                        "reward model of this chapter; the loader and the scorer are tested on a small local file in "
+                        "its schema, and the stand-in run scores one.")
+    shares = [c for c in bench.columns if c != "rows"]
+    return table(bench, percent_columns=shares, integer_columns=["rows"],
+                 caption="RewardBench accuracy per category (rows pooled within a category) and the plain mean of "
+                         "the categories; RewardBench's leaderboard weights its subsets differently")
