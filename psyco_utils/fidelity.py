@@ -71,6 +71,8 @@ SECTIONS = {
     "REWARD_TRAINING": "Reward-model training",
     "REWARD_TABLE": "Reward-model table",
     "HELPSTEER2_ABLATION": "HelpSteer2 ablation",
+    "REWARDBENCH_HELPSTEER2_ABLATION": "HelpSteer2 ablation on RewardBench",
+    "PAIR_BUDGET_ABLATION": "10k-pair budget ablation",
     "DPO": "Offline DPO",
     "DPO_ITER": "DPO-Iter",
     "WIN_RATE_VS_GPT4O": "Win rate against GPT-4o",
@@ -125,9 +127,18 @@ def _dpo_iter_steps(cfg) -> int:
     return it.rounds * per_round * int(it.training.get("num_train_epochs", 1))
 
 
+_NEEDS_LABELS = "needs a labels file from therapists; chapter 02 shows its format"
+
+
+def _ablation_pairs(cfg, name: str, source: str):
+    """The pairs the paper profile's ablation model ``name`` takes from ``source`` (psycopref or helpsteer2)."""
+    mix = next(m for m in cfg.reward.ablations if m.name == name)
+    return getattr(mix, f"{source}_pairs")
+
+
 _CH01, _CH02, _CH03 = "01_dataset_construction", "02_judging", "03_reward_model"
 _CH04, _CH05, _CH06 = "04_dpo", "05_dpo_iter", "06_win_rate"
-_REWARD_EVALUATION = Result(_CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions)", "models.reward_backbone")
+_REWARD_EVALUATION = Result(_CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions,", "models.reward_backbone")
 _EIGHT_B = ("a second run with --set models.policy=meta-llama/Llama-3.1-8B-Instruct (and the 8B reward backbone); "
             "chapter 06 sets each model run's rates beside the paper's column of its size")
 _WIN_RATES = Result(_CH06, "evaluate.summarise(setup, answers, verdicts,", "eval.reference_model")
@@ -165,16 +176,16 @@ ROUTES: dict[tuple[str, str], Result | Setting | Unavailable] = {
     ("DATASET", "train rows over 2,048 tokens"): Result(
         _CH03, "reward.length_drop_table(prefs, tokenizer, max_length)", "reward.training.max_length"),
     ("HUMAN_VALIDATION", "labelled pairs"): Result(
-        _CH02, "show.human_agreement(result.agreement)", "judging.human_labels_path",
-        "needs a labels file from therapists; the page shows its format"),
+        _CH02, "judging.human_labels(chapter, result)", "judging.human_labels_path", _NEEDS_LABELS),
     ("HUMAN_VALIDATION", "agreement with dataset labels"): Result(
-        _CH02, "show.human_agreement(result.agreement)", "judging.human_labels_path",
-        "needs a labels file from therapists; the page shows its format"),
+        _CH02, "judging.human_labels(chapter, result)", "judging.human_labels_path", _NEEDS_LABELS),
     ("HUMAN_VALIDATION", "therapists"): Unavailable("a fact about the paper's annotation, not a computed number"),
-    ("HUMAN_VALIDATION", "agreement between therapists"): Unavailable(
-        "needs two therapists' labels of the same pairs; the labels file holds one label per pair"),
+    ("HUMAN_VALIDATION", "agreement between therapists"): Result(
+        _CH02, "judging.human_labels(chapter, result)", "judging.human_labels_path",
+        "needs a labels file with a second therapist's label of each pair (its second_choice column)"),
     ("HUMAN_VALIDATION", "expert agreement with the win-rate judge"): Unavailable(
-        "needs therapists' verdicts on chapter 06's comparisons, which the book does not collect"),
+        "needs therapists' verdicts on chapter 06's comparisons, which the book does not collect; chapter 02 sets "
+        "a public proxy beside it, the judge's agreement with therapists' upvotes (judging.upvote_check)"),
     ("REWARD_TRAINING", "backbones"): Setting(
         _CH03, "reward.plan_training(cfg, train_pairs, prefs[\"dev\"], out_dir,", "models.reward_backbone",
         "the preset trains the 3B backbone; the 8B one is --set models.reward_backbone=meta-llama/Llama-3.1-8B-Instruct",
@@ -192,17 +203,32 @@ ROUTES: dict[tuple[str, str], Result | Setting | Unavailable] = {
         _CH03, "reward.reward_config(cfg, out_dir,", "reward.training.max_length",
         derive=_training("reward", "max_length")),
     ("REWARD_TABLE", "Skywork-Reward-Llama-3.1-8B-v0.2"): Result(
-        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions)", "reward.off_the_shelf"),
+        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions,", "reward.off_the_shelf"),
     ("REWARD_TABLE", "Skywork-Reward-Gemma-2-27B"): Result(
-        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions)", "reward.off_the_shelf"),
-    ("REWARD_TABLE", "Llama-3.1-Nemotron-70B-Reward"): Unavailable(
-        "no code path yet for Nemotron's reward head"),
-    ("REWARD_TABLE", "Llama-3.1-70B-Instruct as a ranker"): Unavailable("no code path yet for an LLM ranker"),
+        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions,", "reward.off_the_shelf"),
+    ("REWARD_TABLE", "Llama-3.1-Nemotron-70B-Reward"): Result(
+        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions,", "reward.off_the_shelf",
+        "the hub's HF version is a causal LM: its reward is read as the logit of token 0 after the chat"),
+    ("REWARD_TABLE", "Llama-3.1-70B-Instruct as a ranker"): Result(
+        _CH03, "reward.rank_test_pairs(cfg, prefs[\"test\"], chapter.layout.judgments)", "reward.ranker",
+        "the paper's ranker prompt is not published: the judge's compare prompt in both orders, ties as half"),
     ("REWARD_TABLE", "PsyCo-Llama3-3B-Reward"): _REWARD_EVALUATION,
     ("REWARD_TABLE", "PsyCo-Llama3-8B-Reward"): Result(
-        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions)", "models.reward_backbone",
+        _CH03, "reward.evaluate(cfg, prefs[\"test\"], predictions,", "models.reward_backbone",
         "run with --set models.reward_backbone=meta-llama/Llama-3.1-8B-Instruct"),
-    ("HELPSTEER2_ABLATION", ""): Unavailable("no code path yet for HelpSteer2 alone"),
+    ("HELPSTEER2_ABLATION", ""): Result(
+        _CH03, "reward.train_ablations(cfg, prefs, run)", "reward.ablations, reward.helpsteer2_path",
+        "HelpSteer2's scores become pairs by the book's rule (a helpfulness gap of at least 1); the 8B column needs "
+        "the 8B reward backbone"),
+    ("REWARDBENCH_HELPSTEER2_ABLATION", ""): Result(
+        _CH03, "reward.rewardbench_table(cfg, scorer, ablations.scorers)", "reward.rewardbench",
+        "the mean of RewardBench's four categories with their subsets pooled, not the leaderboard's weighting"),
+    ("PAIR_BUDGET_ABLATION", ""): Result(
+        _CH03, "reward.train_ablations(cfg, prefs, run)", "reward.ablations", "the paper does not state the backbone"),
+    **{("PAIR_BUDGET_ABLATION", f"{row}: {source} pairs"): Setting(
+        _CH03, "reward.train_ablations(cfg, prefs, run)", "reward.ablations",
+        derive=lambda cfg, row=row, source=source: _ablation_pairs(cfg, row, source))
+       for row in paper.PAIR_BUDGET_ABLATION.index for source in ("psycopref", "helpsteer2")},
     ("DPO", "beta"): Setting(_CH04, "policy.dpo_config(cfg.dpo.training,", "dpo.training.beta",
                              derive=_training("dpo", "beta")),
     ("DPO", "sft stage"): Setting(_CH04, "models.resolve_model_path(cfg.models.policy, cfg)", "models.policy",

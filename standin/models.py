@@ -148,6 +148,7 @@ STANDINS = {s.hub_id: s for s in (
             {"num_labels": 1}),
     StandIn("Skywork/Skywork-Reward-Gemma-2-27B", "Gemma2ForSequenceClassification", GEMMA2,
             {"num_labels": 1, "head_dim": 16, "query_pre_attn_scalar": 16}),
+    StandIn("nvidia/Llama-3.1-Nemotron-70B-Reward-HF", "LlamaForCausalLM", LLAMA3),
 )}
 
 VOCAB_SIZE = 1024  # trained merges plus the family's special tokens
