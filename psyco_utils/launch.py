@@ -1,0 +1,214 @@
+"""The training stages as entry points that an existing launcher runs on several devices.
+
+::
+
+    accelerate launch --config_file "$(python -m psyco_utils.launch config deepspeed_zero3)" --num_processes 8 \
+        -m psyco_utils.launch reward --profile paper
+    torchrun --nproc_per_node 8 -m psyco_utils.launch dpo --profile paper
+    psyco-book train dpo-iter --profile paper            # the same entry points, one process
+
+Each stage reads the inputs its chapter reads from the run folder (the preference pairs; for DPO-Iter also chapter
+03's reward model), trains with the code its chapter calls, and saves what its chapter saves: the model with its
+training record and reuse fingerprint (:mod:`psyco_utils.reuse`).  Run on the same profile and overrides, the chapter
+then finds the model by its fingerprint and shows it as reused, with this training's logs.  Every process trains;
+only the main one writes (:mod:`psyco_utils.distributed`).  The chapters' evaluation (scoring the test pairs, held-out
+samples, judge calls) stays in the chapters, which run in one process.
+
+``python -m psyco_utils.launch config NAME`` prints where the shipped accelerate config ``NAME`` is
+(:data:`LAUNCH_CONFIGS`: DeepSpeed ZeRO-2 and ZeRO-3, FSDP, plain DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import inputs
+from .config import load_profile, run_dir
+from .distributed import is_main_process, main_process_first, start_processes, world_size
+
+__all__ = ["STAGES", "CHAPTERS", "LAUNCH_CONFIG_DIR", "LAUNCH_CONFIGS", "launch_config_path", "train_reward",
+           "train_offline_dpo", "train_dpo_iter", "train_stage", "main"]
+
+#: The chapter whose training each entry point runs.
+CHAPTERS = {"reward": "03_reward_model", "dpo": "04_dpo", "dpo-iter": "05_dpo_iter"}
+STAGES = tuple(CHAPTERS)
+LAUNCH_CONFIG_DIR = Path(__file__).parent / "launch_configs"
+#: The accelerate configs shipped with the package, by name (file stem).
+LAUNCH_CONFIGS = ("deepspeed_zero2", "deepspeed_zero3", "fsdp", "ddp")
+#: What each stage's training reads from the run folder (DPO trains on the pairs alone; its chapter also reads the
+#: reward model, for the held-out comparison that follows the training).
+_NEEDS = {"reward": (inputs.PAIRS,), "dpo": (inputs.PAIRS,), "dpo-iter": (inputs.PAIRS, inputs.REWARD_MODEL)}
+
+
+def launch_config_path(name: str) -> Path:
+    """The shipped accelerate config ``name`` (one of :data:`LAUNCH_CONFIGS`)."""
+    if name not in LAUNCH_CONFIGS:
+        raise ValueError(f"unknown launch config {name!r}; shipped: {', '.join(LAUNCH_CONFIGS)}")
+    return LAUNCH_CONFIG_DIR / f"{name}.yaml"
+
+
+def _require(stage: str, cfg, run: Path) -> None:
+    """Stop before any model loads when the stage's inputs are missing, naming them and the chapters to run."""
+    needed = [i for i in _NEEDS[stage] if not (cfg.splits.source == "released" and i is inputs.PAIRS)]
+    if stage == "dpo-iter" and cfg.dpo_iter.start_from == "dpo":
+        needed.append(inputs.DPO_POLICY)
+    missing = [i for i in needed if not (run / i.path).exists()]
+    if missing:
+        listed = "; ".join(f"{i.what} ({i.path}, written by {i.made_by})" for i in missing)
+        chapters = " ".join(sorted({i.made_by[:2] for i in missing}))
+        raise inputs.MissingInputs(
+            f"training stage {stage} of the {cfg.name} profile needs, in its run folder, {listed}. Run those "
+            f"chapters first with the same profile and overrides (psyco-book run --profile {cfg.name} --only "
+            f"{chapters})")
+
+
+def train_reward(cfg, run: Path):
+    """Chapter 03's training: the reward model on the train pairs (plus HelpSteer2 when the profile mixes it),
+    checkpoint selected on the dev pairs, saved to ``reward_model/model`` with its training record."""
+    from trl import RewardTrainer
+
+    from . import reward
+    from .pairs import load_preference_data
+
+    prefs = load_preference_data(cfg, run)
+    train_pairs = reward.training_pairs(cfg, prefs)
+    out_dir = reward.stage_dir(run)
+    args = reward.reward_config(cfg, out_dir, has_dev=prefs["dev"].num_rows > 0)
+    with main_process_first():  # the tiny world, where the backbone is `tiny`, is built once
+        plan = reward.plan_training(cfg, train_pairs, prefs["dev"], out_dir, run_root=run, args=args)
+    earlier = plan.earlier_result()
+    if earlier is not None:
+        return earlier
+    model, tokenizer = plan.backbone()
+    trainer = RewardTrainer(model=model, args=args, train_dataset=plan.train_dataset(),
+                            eval_dataset=plan.dev_dataset(), processing_class=tokenizer,
+                            peft_config=plan.peft_config())
+    return plan.run(trainer)
+
+
+def train_offline_dpo(cfg, run: Path):
+    """Chapter 04's training: DPO from the base policy (also the reference) on the train pairs, checkpoint selected
+    on the dev pairs, saved to ``dpo/model`` with its training record."""
+    from . import policy
+    from .layout import RunLayout
+    from .models import resolve_model_path
+    from .pairs import load_preference_data
+
+    pairs = load_preference_data(cfg, run)
+    with main_process_first():
+        base_path = resolve_model_path(cfg.models.policy, cfg, run)
+    folder = RunLayout(run).dpo.root
+    dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path, pairs["train"], pairs["dev"], folder,
+                                        seed=cfg.seed, lora=cfg.models.lora)
+    earlier = policy.previous_run(dpo_inputs, cfg.reuse_trained_models)
+    if earlier is not None:
+        return earlier
+    trainer = policy.dpo_trainer(cfg.dpo.training, base_path, pairs["train"], folder, cfg.seed,
+                                 eval_dataset=pairs["dev"], lora=cfg.models.lora)
+    return policy.train_or_reuse(trainer, dpo_inputs, reuse=False)
+
+
+def train_dpo_iter(cfg, run: Path):
+    """Chapter 05's loop: every round's sampling, scoring with chapter 03's reward model, pairing and DPO, saved
+    under ``dpo_iter/round_<k>/`` (:func:`psyco_utils.policy.run_dpo_iter`, as the chapter calls it)."""
+    from . import policy
+    from .layout import RunLayout
+    from .pairs import load_preference_data
+    from .reward import load_trained_reward_model
+
+    pairs = load_preference_data(cfg, run)
+    scorer = load_trained_reward_model(cfg, run)
+    with main_process_first():
+        start_path = policy.dpo_iter_start(cfg, run)
+    statements = policy.training_statements(pairs["train"])
+    return policy.run_dpo_iter(cfg, start_path, scorer, statements, RunLayout(run).dpo_iter_dir)
+
+
+_TRAIN = {"reward": train_reward, "dpo": train_offline_dpo, "dpo-iter": train_dpo_iter}
+
+
+def _quiet(cfg) -> None:
+    """The chapters' environment: offline hub where the profile says so, no progress bars, library logs at errors."""
+    if cfg.hub_offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    for name in ("transformers", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def train_stage(stage: str, profile: str = "tiny", overrides: list[str] | None = None):
+    """Run training stage ``stage`` (``reward``, ``dpo`` or ``dpo-iter``) of ``profile`` in this process, which may
+    be one of a launcher's: join the launcher's processes, check the inputs, seed as the chapter does, train.
+    Returns the stage's training result (reused when an earlier training had the same fingerprint)."""
+    from .runtime import seed_everything
+
+    if stage not in CHAPTERS:
+        raise ValueError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
+    cfg = load_profile(profile, overrides)
+    start_processes()
+    _quiet(cfg)
+    run = run_dir(cfg)
+    _require(stage, cfg, run)
+    seed_everything(cfg.seed)
+    return _TRAIN[stage](cfg, run)
+
+
+def _report(stage: str, profile: str, result, seconds: float) -> str:
+    """One line for the terminal of the main process: what was trained or reused, and where it is."""
+    processes = world_size()
+    where = {"reward": "reward_model/model", "dpo": "dpo/model", "dpo-iter": "dpo_iter/round_<k>/model"}[stage]
+    if stage == "dpo-iter":
+        reused, done = bool(result.rounds["dpo_reused"].all()), f"{len(result.rounds)} rounds, {result.total_steps} " \
+            "DPO steps"
+    elif stage == "dpo":
+        reused, done = result.reused, f"{result.steps} DPO steps on {result.pairs} pairs"
+    else:
+        reused, done = result.reused, f"{result.train_pairs} pairs x {result.epochs:g} epochs"
+    verb = ("reused (same fingerprint, nothing trained)" if reused
+            else f"trained on {processes} process{'es' if processes != 1 else ''}")
+    return (f"{stage}: {verb}: {done}, {seconds:.1f} s; saved under {where} in the run folder. Chapter "
+            f"{CHAPTERS[stage]} with profile {profile} and the same overrides reuses it.")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m psyco_utils.launch", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for stage in STAGES:
+        p = sub.add_parser(stage, help=f"the training of chapter {CHAPTERS[stage]}")
+        p.add_argument("--profile", default="tiny", help="tiny, colab, paper or a preset YAML path")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a profile override, as the chapter's `overrides` (repeatable)")
+    p = sub.add_parser("config", help="print the path of a shipped accelerate config")
+    p.add_argument("name", choices=LAUNCH_CONFIGS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m psyco_utils.launch STAGE --profile P [--set key=value ...]`` or ``... config NAME``."""
+    args = _parser().parse_args(argv)
+    if args.stage == "config":
+        print(launch_config_path(args.name))
+        return 0
+    start = time.perf_counter()
+    result = train_stage(args.stage, args.profile, args.overrides)
+    if is_main_process():
+        print(_report(args.stage, args.profile, result, time.perf_counter() - start), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
