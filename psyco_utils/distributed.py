@@ -48,13 +48,18 @@ def wait_for_everyone() -> None:
 
 def start_processes() -> None:
     """Join the launcher's process group now (accelerate's ``PartialState`` reads the launcher's environment and
-    picks NCCL on GPUs, gloo on CPUs), so that :func:`wait_for_everyone` works before a trainer exists.  A no-op in a
-    single process."""
+    picks NCCL on GPUs, gloo on CPUs), so that :func:`wait_for_everyone` works before a trainer exists, and the
+    trainers see the processes as one data-parallel group.  A no-op in a single process."""
     if world_size() == 1:
         return
+    import torch
     from accelerate import PartialState
 
-    PartialState()
+    if not torch.cuda.is_available():
+        # what `accelerate launch --cpu` sets; torchrun does not, and without it transformers' TrainingArguments
+        # would train every CPU process on all the data instead of joining them (gloo)
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    PartialState(cpu=not torch.cuda.is_available())
 
 
 @contextmanager

@@ -2,8 +2,8 @@
 
 ::
 
-    accelerate launch --config_file "$(python -m psyco_utils.launch config deepspeed_zero3)" --num_processes 8 \
-        -m psyco_utils.launch reward --profile paper
+    accelerate launch --config_file "$(python -m psyco_utils.launch --config-path deepspeed_zero3)" \
+        --num_processes 8 -m psyco_utils.launch reward dpo --profile paper
     torchrun --nproc_per_node 8 -m psyco_utils.launch dpo --profile paper
     psyco-book train dpo-iter --profile paper            # the same entry points, one process
 
@@ -14,8 +14,9 @@ then finds the model by its fingerprint and shows it as reused, with this traini
 only the main one writes (:mod:`psyco_utils.distributed`).  The chapters' evaluation (scoring the test pairs, held-out
 samples, judge calls) stays in the chapters, which run in one process.
 
-``python -m psyco_utils.launch config NAME`` prints where the shipped accelerate config ``NAME`` is
-(:data:`LAUNCH_CONFIGS`: DeepSpeed ZeRO-2 and ZeRO-3, FSDP, plain DDP).
+``python -m psyco_utils.launch --config-path NAME`` prints where the shipped accelerate config ``NAME`` is
+(:data:`LAUNCH_CONFIGS`: DeepSpeed ZeRO-2 and ZeRO-3, FSDP, plain DDP).  On CPUs (the book's CI test) ``torchrun``
+starts the processes, which talk over gloo.
 """
 
 from __future__ import annotations
@@ -186,27 +187,33 @@ def _report(stage: str, profile: str, result, seconds: float) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m psyco_utils.launch", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="stage", required=True)
-    for stage in STAGES:
-        p = sub.add_parser(stage, help=f"the training of chapter {CHAPTERS[stage]}")
-        p.add_argument("--profile", default="tiny", help="tiny, colab, paper or a preset YAML path")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="a profile override, as the chapter's `overrides` (repeatable)")
-    p = sub.add_parser("config", help="print the path of a shipped accelerate config")
-    p.add_argument("name", choices=LAUNCH_CONFIGS)
+    parser.add_argument("stages", nargs="*", metavar="STAGE",
+                        help=f"training stage(s) to run in order: {', '.join(STAGES)}")
+    parser.add_argument("--profile", default="tiny", help="tiny, colab, paper or a preset YAML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a profile override, as in the chapter's `overrides` (repeatable)")
+    parser.add_argument("--config-path", choices=LAUNCH_CONFIGS, metavar="NAME",
+                        help=f"print the path of a shipped accelerate config ({', '.join(LAUNCH_CONFIGS)}) and exit")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m psyco_utils.launch STAGE --profile P [--set key=value ...]`` or ``... config NAME``."""
-    args = _parser().parse_args(argv)
-    if args.stage == "config":
-        print(launch_config_path(args.name))
+    """``python -m psyco_utils.launch STAGE [STAGE ...] --profile P [--set key=value ...]``, or
+    ``--config-path NAME``."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.config_path:
+        print(launch_config_path(args.config_path))
         return 0
-    start = time.perf_counter()
-    result = train_stage(args.stage, args.profile, args.overrides)
-    if is_main_process():
-        print(_report(args.stage, args.profile, result, time.perf_counter() - start), flush=True)
+    unknown = [stage for stage in args.stages if stage not in STAGES]
+    if unknown or not args.stages:
+        parser.error(f"name training stages among {', '.join(STAGES)}" + (f", not {', '.join(unknown)}" if unknown
+                                                                          else ""))
+    for stage in args.stages:
+        start = time.perf_counter()
+        result = train_stage(stage, args.profile, args.overrides)
+        if is_main_process():
+            print(_report(stage, args.profile, result, time.perf_counter() - start), flush=True)
     return 0
 
 

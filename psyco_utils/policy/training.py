@@ -23,7 +23,8 @@ from .. import pair_schema
 from ..layout import TrainedModelFolder
 from ..training import TrainingOutcome
 
-__all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_run",
+__all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_record",
+           "previous_run",
            "train_or_reuse", "train_dpo", "dpo_trainer", "config_table"]
 
 #: The columns of a pair that decide what DPO learns (the fingerprint's data).
@@ -150,11 +151,20 @@ def _global_batch(training: dict) -> int:
     return per_device * training.get("gradient_accumulation_steps", 1) * world_size()
 
 
+def previous_record(out_dir: Path, key: str, model_dir: Path, reuse: bool) -> dict | None:
+    """The record of the saved training with fingerprint ``key`` (:func:`psyco_utils.reuse.previous_training`).  Only
+    the main process removes a stale record; under a launcher the others only read."""
+    from ..distributed import is_main_process
+    from ..reuse import load_record, previous_training
+
+    if is_main_process():
+        return previous_training(out_dir, key, model_dir, reuse)
+    return load_record(out_dir, key, model_dir) if reuse else None
+
+
 def previous_run(inputs: TrainingInputs, reuse: bool) -> TrainingRun | None:
     """The saved training with these inputs' fingerprint, when reuse is on and its model is still there."""
-    from ..reuse import previous_training
-
-    record = previous_training(inputs.out_dir, inputs.key, inputs.model_dir, reuse)
+    record = previous_record(inputs.out_dir, inputs.key, inputs.model_dir, reuse)
     if record is None:
         return None
     return TrainingRun(model_dir=inputs.model_dir, reference=record.get("reference", inputs.start_path),
@@ -199,7 +209,8 @@ def train_or_reuse(trainer, inputs: TrainingInputs, reuse: bool = True) -> Train
     if earlier is not None:
         _release(trainer)
         return earlier
-    inputs.out_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        inputs.out_dir.mkdir(parents=True, exist_ok=True)
     trainer.remove_callback(PrinterCallback)  # it prints every log line onto the page when tqdm is off
     start = time.perf_counter()
     trainer.train()

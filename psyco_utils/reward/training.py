@@ -237,10 +237,14 @@ class TrainingPlan:
 
     def earlier_result(self) -> RewardTrainingResult | None:
         """The model an earlier run trained on exactly these inputs (``reuse_trained_models``), or None."""
-        from ..reuse import previous_training
+        from ..distributed import is_main_process
+        from ..reuse import load_record, previous_training
 
-        record = previous_training(self.out_dir, self.key, self.model_dir,
-                                   getattr(self.cfg, "reuse_trained_models", True))
+        enabled = getattr(self.cfg, "reuse_trained_models", True)
+        if is_main_process():  # only the main process removes a stale record; under a launcher the others read
+            record = previous_training(self.out_dir, self.key, self.model_dir, enabled)
+        else:
+            record = load_record(self.out_dir, self.key, self.model_dir) if enabled else None
         if record is None:
             return None
         scorer = RewardScorer.load(self.model_dir, self.cfg)
