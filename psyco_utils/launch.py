@@ -27,13 +27,15 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import inputs
 from .config import load_profile, run_dir
 from .distributed import is_main_process, main_process_first, start_processes, world_size
 
-__all__ = ["STAGES", "CHAPTERS", "LAUNCH_CONFIG_DIR", "LAUNCH_CONFIGS", "launch_config_path", "train_reward",
+__all__ = ["STAGES", "CHAPTERS", "LAUNCH_CONFIG_DIR", "LAUNCH_CONFIGS", "LaunchPlan", "launch_plan",
+           "launch_config_path", "train_reward",
            "train_offline_dpo", "train_dpo_iter", "train_stage", "main"]
 
 #: The chapter whose training each entry point runs.
@@ -52,6 +54,71 @@ def launch_config_path(name: str) -> Path:
     if name not in LAUNCH_CONFIGS:
         raise ValueError(f"unknown launch config {name!r}; shipped: {', '.join(LAUNCH_CONFIGS)}")
     return LAUNCH_CONFIG_DIR / f"{name}.yaml"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How to train one stage on some hardware: the command, the launcher's config (None for torchrun on CPUs), the
+    processes, and the gradient accumulation the profile's global batch gives them (None: no global batch stated;
+    a ProfileError's text when it does not divide)."""
+
+    command: str
+    config: str | None
+    processes: int
+    accumulation: int | str | None
+    per_device: int | None = None  # a per-device batch the command sets so that the processes make the global batch
+
+
+def _fitting_per_device_batch(training: dict, processes: int) -> int | None:
+    """A smaller per-device batch that lets ``processes`` processes make the section's global batch, where its own
+    does not (the largest divisor of global batch / processes below it); None when it fits or nothing fits."""
+    from .config import GLOBAL_BATCH_KEY
+
+    global_batch, per_device = training.get(GLOBAL_BATCH_KEY), training.get("per_device_train_batch_size", 8)
+    if global_batch is None or global_batch % processes or global_batch % (per_device * processes) == 0:
+        return None
+    share = global_batch // processes
+    return max(d for d in range(1, min(per_device, share) + 1) if share % d == 0)
+
+
+def launch_plan(stage: str, profile: str, overrides: list[str] | tuple = (), processes: int | None = None,
+                gpus: int | None = None) -> LaunchPlan:
+    """The launch command for training ``stage`` of ``profile`` (with the chapter's ``overrides``) on ``gpus``
+    GPUs (default: those this machine has) with ``processes`` processes (default: one per GPU; 2 on a machine
+    without GPUs, as the book's CI runs it).  Full fine-tuning on GPUs runs under DeepSpeed ZeRO-3 (bf16, fp32
+    master weights and optimizer states), LoRA under plain DDP, CPUs under torchrun (gloo)."""
+    import shlex
+
+    from .config import ProfileError, accumulation_steps
+
+    if stage not in CHAPTERS:
+        raise ValueError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
+    cfg = load_profile(profile, list(overrides))
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    processes = processes or (gpus if gpus else 2)
+    config = None if not gpus else ("ddp" if cfg.models.lora else "deepspeed_zero3")
+    section = {"reward": "reward", "dpo": "dpo", "dpo-iter": "dpo_iter"}[stage]
+    training = getattr(cfg, section).training
+    per_device = _fitting_per_device_batch(training, processes)
+    if per_device is not None:  # the fingerprint leaves the per-device batch out: the chapter still reuses the model
+        overrides = [*overrides, f"{section}.training.per_device_train_batch_size={per_device}"]
+        training = {**training, "per_device_train_batch_size": per_device}
+    try:
+        accumulation = accumulation_steps(training, f"{section}.training", processes)
+    except ProfileError as error:
+        accumulation = str(error)
+    sets = " ".join(f"--set {shlex.quote(o)}" for o in overrides)
+    entry = f"-m psyco_utils.launch {stage} --profile {shlex.quote(profile)}" + (f" {sets}" if sets else "")
+    if config is None:
+        command = f"torchrun --standalone --nproc_per_node {processes} {entry}"
+    else:
+        command = (f'accelerate launch --config_file "$(python -m psyco_utils.launch --config-path {config})" '
+                   f"--num_processes {processes} {entry}")
+    return LaunchPlan(command=command, config=config, processes=processes, accumulation=accumulation,
+                      per_device=per_device)
 
 
 def _require(stage: str, cfg, run: Path) -> None:

@@ -161,3 +161,56 @@ def test_two_processes_agree_with_one_on_the_same_global_batch(runs, tiny_world)
         start = tiny_world.policy_dir
         difference = _relative_difference(folder_one.model, folder_two.model, start)
         assert difference < 1e-2, f"{stage}: 2 processes differ from 1 by {difference:.2%} of the update"
+
+
+# --------------------------------------------------------------------------- launch configs and the page's command
+@pytest.mark.parametrize("name", launch.LAUNCH_CONFIGS)
+def test_the_shipped_launch_configs_load_with_accelerates_own_config_classes(name):
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+    from accelerate.utils import DistributedType
+
+    path = launch.launch_config_path(name)
+    config = load_config_from_file(str(path))  # unknown top-level keys are errors here
+    assert isinstance(config, ClusterConfig) and config.num_machines == 1 and not config.use_cpu
+    known = {action.dest for action in launch_command_parser()._actions}
+    for section, prefix in (("deepspeed_config", ""), ("fsdp_config", "fsdp_")):
+        nested = getattr(config, section) or {}
+        unknown = [k for k in nested if (k if k.startswith(prefix) else prefix + k) not in known]
+        assert not unknown, f"{name}: keys accelerate launch does not know: {unknown}"
+    expected = {"deepspeed_zero2": (DistributedType.DEEPSPEED, "bf16", 2),
+                "deepspeed_zero3": (DistributedType.DEEPSPEED, "bf16", 3),
+                "fsdp": (DistributedType.FSDP, "bf16", None), "ddp": (DistributedType.MULTI_GPU, "no", None)}[name]
+    assert (config.distributed_type, config.mixed_precision) == expected[:2]
+    if expected[2] is not None:
+        assert config.deepspeed_config["zero_stage"] == expected[2]
+        assert "gradient_accumulation_steps" not in config.deepspeed_config  # derived from the global batch
+    if expected[2] == 3:
+        assert config.deepspeed_config["zero3_save_16bit_model"] is True  # the main process saves a whole model
+
+
+def test_the_page_gives_the_launch_command_for_the_hardware():
+    from psyco_utils import show
+
+    paper = launch.launch_plan("dpo", "paper", gpus=8)
+    assert paper.config == "deepspeed_zero3" and paper.accumulation == 4 and paper.per_device is None
+    assert paper.command == ('accelerate launch --config_file "$(python -m psyco_utils.launch --config-path '
+                             'deepspeed_zero3)" --num_processes 8 -m psyco_utils.launch dpo --profile paper')
+    colab = launch.launch_plan("reward", "colab", ["reward.training.learning_rate=1e-4"], gpus=8)
+    assert colab.config == "ddp" and colab.per_device == 4 and colab.accumulation == 1
+    assert colab.command.endswith("--set reward.training.learning_rate=1e-4 "
+                                  "--set reward.training.per_device_train_batch_size=4")
+    tiny = launch.launch_plan("reward", "tiny", gpus=0)
+    assert tiny.command.startswith("torchrun --standalone --nproc_per_node 2 -m psyco_utils.launch reward")
+    page = show.launch_command("dpo-iter", "paper", gpus=0).data
+    assert "--num_processes 8 -m psyco_utils.launch dpo-iter --profile paper" in page
+    assert "05_dpo_iter" in page and "/work" not in page and "/tmp" not in page
+
+
+def test_a_stage_without_its_inputs_names_them_and_the_chapters_to_run(tmp_path, monkeypatch):
+    from psyco_utils.inputs import MissingInputs
+
+    monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path))
+    with pytest.raises(MissingInputs, match=r"training stage dpo-iter .* the preference pairs .*reward model"
+                                            r".*--only 02 03"):
+        launch.train_stage("dpo-iter", "tiny")

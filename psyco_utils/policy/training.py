@@ -33,6 +33,9 @@ _PAIR_TEXT = list(pair_schema.TEXT_COLUMNS)
 #: selection's only when there is one).
 _DERIVED_FIELDS = ("seed", "eval_strategy")
 _SELECTION_FIELDS = ("save_strategy", "load_best_model_at_end", "metric_for_best_model")
+#: How a global batch is split into processes, per-device batches and accumulation: left out of the fingerprint (the
+#: global batch is in it), so that the chapter reuses a model trained under a launcher with another split.
+_PER_PROCESS_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps")
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,8 @@ def training_inputs(training: dict, start_path: str, train, dev, out_dir: Path, 
     def texts(data):
         return data.select_columns(_PAIR_TEXT) if hasattr(data, "select_columns") else data[_PAIR_TEXT]
 
-    key = fingerprint("dpo", hyperparameters={"training": training, "global_batch": _global_batch(training),
+    per_process = {k: v for k, v in training.items() if k not in _PER_PROCESS_FIELDS}
+    key = fingerprint("dpo", hyperparameters={"training": per_process, "global_batch": _global_batch(training),
                                               "lora": lora.model_dump() if lora is not None else None},
                       seed=seed, start_model=start_path,
                       data={"train": texts(train), "eval": texts(dev) if dev is not None else None})

@@ -40,7 +40,9 @@ SHOWN_CONFIG = ("num_train_epochs", "per_device_train_batch_size", "gradient_acc
 _UNFINGERPRINTED_ARGS = {"output_dir", "logging_dir", "disable_tqdm", "report_to", "run_name", "hub_token",
                          "push_to_hub_token", "logging_first_step", "save_total_limit", "dataloader_num_workers"}
 # RewardConfig fields that depend on how many processes run the training, not on what is trained.
-_PER_PROCESS_ARGS = {"gradient_accumulation_steps", "local_rank", "ddp_backend", "use_cpu"}
+# (The global batch is fingerprinted instead of its split into per-device batch and accumulation.)
+_PER_PROCESS_ARGS = {"per_device_train_batch_size", "gradient_accumulation_steps", "local_rank", "ddp_backend",
+                     "use_cpu"}
 # What the training record keeps, so that a reused model reports its training as the first run did.
 _RECORDED = ("log_history", "pairs_given", "train_pairs", "epochs", "seconds", "selected_by", "best_checkpoint",
              "best_metric", "peak_memory_mb", "config")
@@ -209,8 +211,9 @@ class RewardTrainingResult(TrainingOutcome):
 
 def _fingerprint_hyperparameters(cfg, args) -> dict:
     """What the trained reward model depends on besides data and backbone: TRL's config (less where it writes and
-    what the launcher sets per process), the global batch (not its split into processes and accumulation, so that a
-    model trained under a launcher is reused by the chapter on one device), and the model settings."""
+    what the launcher sets per process), the global batch (not its split into processes, per-device batches and
+    accumulation, so that a model trained under a launcher is reused by the chapter on one device), and the model
+    settings."""
     from ..config import global_batch
 
     shown = {k: v for k, v in args.to_dict().items() if k not in _UNFINGERPRINTED_ARGS | _PER_PROCESS_ARGS}
