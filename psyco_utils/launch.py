@@ -222,7 +222,7 @@ def train_stage(stage: str, profile: str = "tiny", overrides: list[str] | None =
     """Run training stage ``stage`` (``reward``, ``dpo`` or ``dpo-iter``) of ``profile`` in this process, which may
     be one of a launcher's: join the launcher's processes, check the inputs, seed as the chapter does, train.
     Returns the stage's training result (reused when an earlier training had the same fingerprint)."""
-    from .runtime import seed_everything
+    from transformers import set_seed
 
     if stage not in CHAPTERS:
         raise ValueError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -231,7 +231,7 @@ def train_stage(stage: str, profile: str = "tiny", overrides: list[str] | None =
     _quiet(cfg)
     run = run_dir(cfg)
     _require(stage, cfg, run)
-    seed_everything(cfg.seed)
+    set_seed(cfg.seed)  # Python, NumPy and torch, as the chapter's first cell seeds them
     return _TRAIN[stage](cfg, run)
 
 
