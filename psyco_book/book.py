@@ -566,7 +566,17 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--executed-dir", type=Path, default=EXECUTED_DIR)
     p_sync = sub.add_parser("sync", help="write the paired .ipynb files from the .py sources")
     p_sync.add_argument("--check", action="store_true", help="fail if a pair is out of sync or has outputs")
+    p_train = sub.add_parser("train", help="train a stage (reward, dpo, dpo-iter) outside its chapter, e.g. under "
+                                          "accelerate launch or torchrun; the chapter then reuses the model")
+    p_train.add_argument("stages", nargs="+", metavar="STAGE", help="reward, dpo and/or dpo-iter, run in order")
+    p_train.add_argument("--profile", default="tiny", help="tiny, colab, paper, or a YAML file")
+    p_train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a profile value, as the chapter's `overrides` (repeatable)")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from psyco_utils.launch import main as train
+
+        return train([*args.stages, "--profile", args.profile, *(a for o in args.overrides for a in ("--set", o))])
     if args.command == "run":
         from .lifeline import follow_parent
 

@@ -360,25 +360,79 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def trl_config(kind: Literal["reward", "dpo"], training: dict[str, Any], output_dir: str | Path, **extra):
+#: The preset key that states a training section's batch as the paper does: pairs per optimizer step, over all
+#: processes.  It is not a TRL field: :func:`trl_config` turns it into ``gradient_accumulation_steps`` for the number of
+#: processes that run the training.
+GLOBAL_BATCH_KEY = "global_batch_size"
+
+
+def accumulation_steps(training: dict[str, Any], section: str, processes: int) -> int | None:
+    """The ``gradient_accumulation_steps`` that make ``per_device_train_batch_size`` x accumulation x ``processes``
+    equal the section's ``global_batch_size``; None when the section states no global batch (then its own
+    accumulation, if any, holds on every process and the global batch grows with the number of processes).
+
+    A global batch that the per-device batch times the processes does not divide is an error naming the setting.
+    """
+    from trl import DPOConfig
+
+    global_batch = training.get(GLOBAL_BATCH_KEY)
+    if global_batch is None:
+        return None
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
+        raise ProfileError(f"{section}.{GLOBAL_BATCH_KEY} must be a positive whole number, got {global_batch!r}")
+    if "gradient_accumulation_steps" in training:
+        raise ProfileError(f"{section}: set {GLOBAL_BATCH_KEY} or gradient_accumulation_steps, not both (the "
+                           "accumulation is derived from the global batch and the number of processes)")
+    per_device = training.get("per_device_train_batch_size",
+                              DPOConfig.__dataclass_fields__["per_device_train_batch_size"].default)
+    step = per_device * processes
+    if global_batch % step:
+        raise ProfileError(
+            f"{section}.{GLOBAL_BATCH_KEY} = {global_batch} is not a multiple of per_device_train_batch_size "
+            f"({per_device}) x {processes} process{'es' if processes != 1 else ''} = {step}: choose a per-device "
+            f"batch that divides {global_batch / processes:g}, or another number of processes")
+    return global_batch // step
+
+
+def global_batch(args, processes: int | None = None) -> int:
+    """Pairs per optimizer step of a TRL config: per-device batch x accumulation x processes (``processes`` defaults
+    to the launcher's world size, :func:`psyco_utils.distributed.world_size`)."""
+    from .distributed import world_size
+
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * (processes or world_size())
+
+
+def trl_config(kind: Literal["reward", "dpo"], training: dict[str, Any], output_dir: str | Path, *,
+               section: str | None = None, processes: int | None = None, **extra):
     """Build TRL's own ``RewardConfig`` or ``DPOConfig`` from a preset's ``training`` section.
 
     Unknown keys are errors that name the key and the TRL class, before TRL sees them.  ``extra`` holds values the
-    chapter derives (output directory, seed, logging), which the preset may not set.
+    chapter derives (output directory, seed, logging), which the preset may not set.  ``global_batch_size`` (the
+    paper's batch, over all processes) becomes ``gradient_accumulation_steps`` for ``processes`` processes (default:
+    the launcher's world size, 1 in a notebook): :func:`accumulation_steps`.  ``section`` names the preset section in
+    errors (default ``<kind>.training``).
     """
     from trl import DPOConfig, RewardConfig
 
+    from .distributed import world_size
+
+    section = section or f"{kind}.training"
     cls = {"reward": RewardConfig, "dpo": DPOConfig}[kind]
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(training) - names)
+    unknown = sorted(set(training) - names - {GLOBAL_BATCH_KEY})
     if unknown:
-        raise ProfileError(f"{kind}.training: unknown {cls.__name__} key(s): {', '.join(unknown)}")
-    kwargs = {**training, **extra, "output_dir": str(output_dir)}
+        raise ProfileError(f"{section}: unknown {cls.__name__} key(s): {', '.join(unknown)}")
+    settings = {**training, **{k: v for k, v in extra.items() if k == "per_device_train_batch_size"}}
+    accumulation = accumulation_steps(settings, section, processes or world_size())
+    kwargs = {k: v for k, v in training.items() if k != GLOBAL_BATCH_KEY}
+    if accumulation is not None:
+        kwargs["gradient_accumulation_steps"] = accumulation
+    kwargs = {**kwargs, **extra, "output_dir": str(output_dir)}
     kwargs.setdefault("report_to", "none")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ProfileError(f"{kind}.training: {cls.__name__} rejected the values: {exc}") from None
+        raise ProfileError(f"{section}: {cls.__name__} rejected the values: {exc}") from None
 
 
 def run_dir(cfg: ProfileConfig, root: str | Path | None = None) -> Path:
@@ -427,5 +481,6 @@ __all__ = [
     "TinyModelConfig", "LoraSettings", "ModelsConfig", "SplitConfig", "JudgingStageConfig", "RewardStageConfig",
     "RewardDataMix", "RankerConfig",
     "DPOStageConfig", "DPOIterStageConfig", "EvalConfig", "ProfileConfig", "ProfileError", "apply_overrides",
-    "load_profile", "list_presets", "trl_config", "run_dir",
+    "load_profile", "list_presets", "trl_config", "run_dir", "GLOBAL_BATCH_KEY", "accumulation_steps",
+    "global_batch",
 ]

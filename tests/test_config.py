@@ -26,12 +26,12 @@ def test_paper_profile_matches_paper_hyperparameters():
     cfg = load_profile("paper")
     rm = cfg.reward.training
     assert rm["learning_rate"] == 9e-6 and rm["max_length"] == 2048 and rm["num_train_epochs"] == 2
-    assert rm["per_device_train_batch_size"] * rm["gradient_accumulation_steps"] == 128
+    assert rm["global_batch_size"] == 128  # the paper's batch, whatever the number of processes
     it = cfg.dpo_iter
     assert it.statements_per_round == 6400 and it.samples_per_statement == 8
     assert it.training["learning_rate"] == 5e-7
-    batch = it.training["per_device_train_batch_size"] * it.training["gradient_accumulation_steps"]
-    assert batch == 64
+    batch = it.training["global_batch_size"]
+    assert batch == 64 and cfg.dpo.training["global_batch_size"] == 64
     assert it.rounds * (it.statements_per_round // batch) * it.training["num_train_epochs"] == 1600
 
 

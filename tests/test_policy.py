@@ -38,7 +38,7 @@ class KeywordScorer:
 
 LOOP = ["dpo_iter.rounds=2", "dpo_iter.statements_per_round=6", "dpo_iter.samples_per_statement=4",
         "dpo_iter.max_new_tokens=16", "dpo_iter.training.num_train_epochs=1",
-        "dpo_iter.training.per_device_train_batch_size=4"]
+        "dpo_iter.training.per_device_train_batch_size=4", "dpo_iter.training.global_batch_size=4"]
 
 
 @pytest.fixture()

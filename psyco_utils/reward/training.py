@@ -39,6 +39,10 @@ SHOWN_CONFIG = ("num_train_epochs", "per_device_train_batch_size", "gradient_acc
 # RewardConfig fields that say where and how loudly to write, not what is trained.
 _UNFINGERPRINTED_ARGS = {"output_dir", "logging_dir", "disable_tqdm", "report_to", "run_name", "hub_token",
                          "push_to_hub_token", "logging_first_step", "save_total_limit", "dataloader_num_workers"}
+# RewardConfig fields that depend on how many processes run the training, not on what is trained.
+# (The global batch is fingerprinted instead of its split into per-device batch and accumulation.)
+_PER_PROCESS_ARGS = {"per_device_train_batch_size", "gradient_accumulation_steps", "local_rank", "ddp_backend",
+                     "use_cpu"}
 # What the training record keeps, so that a reused model reports its training as the first run did.
 _RECORDED = ("log_history", "pairs_given", "train_pairs", "epochs", "seconds", "selected_by", "best_checkpoint",
              "best_metric", "peak_memory_mb", "config")
@@ -61,10 +65,12 @@ def load_backbone_tokenizer(cfg, run_root: Path | None = None):
 
 
 def _training_dtype(cfg) -> str:
-    """Mixed precision (fp16 on a T4, bf16 on newer GPUs) computes in half precision under autocast and keeps fp32
-    master weights, so the backbone is loaded in float32; otherwise the profile's dtype."""
-    training = cfg.reward.training
-    return "float32" if training.get("fp16") or training.get("bf16") else cfg.models.dtype
+    """The dtype the backbone is trained in: always float32.  The trainable weights are then the optimizer's fp32
+    master weights (at the paper's learning rate of 9e-6 most bf16 updates would round away); ``fp16``/``bf16`` in
+    ``reward.training`` compute in half precision under autocast (and DeepSpeed's bf16 keeps fp32 optimizer states).
+    ``models.dtype`` is the dtype the trained model is saved and scored in.  DPO does the same: TRL loads a policy
+    given as a path in float32."""
+    return "float32"
 
 
 def load_backbone(cfg, run_root: Path | None = None, dtype: str | None = None):
@@ -95,11 +101,12 @@ def lora_config(cfg):
 
 
 def reward_config(cfg, out_dir: str | Path, has_dev: bool = True, select_by: str = "loss", progress: bool = False,
-                  **extra):
+                  processes: int | None = None, **extra):
     """TRL's ``RewardConfig`` from the profile's ``reward.training`` plus what the chapter derives: the seed,
     evaluation and saving once per epoch on the dev split, and loading the best checkpoint (lowest dev loss, or
     highest dev accuracy with ``select_by="accuracy"``) at the end.  Progress bars stay off unless ``progress``
-    (pages show none).  ``extra`` overrides any value (tests cap steps).
+    (pages show none).  The profile's ``global_batch_size`` sets the gradient accumulation for ``processes``
+    processes (default: the launcher's world size).  ``extra`` overrides any value (tests cap steps).
     """
     from ..config import trl_config
     from ..models import check_precision
@@ -118,14 +125,22 @@ def reward_config(cfg, out_dir: str | Path, has_dev: bool = True, select_by: str
         "disable_tqdm": not progress, "dataloader_pin_memory": False,
     }
     derived.update(extra)
-    return trl_config("reward", training, TrainedModelFolder(Path(out_dir)).checkpoints, **derived)
+    return trl_config("reward", training, TrainedModelFolder(Path(out_dir)).checkpoints, section="reward.training",
+                      processes=processes, **derived)
 
 
-def shown_config(args) -> pd.DataFrame:
-    """The ``RewardConfig`` values the chapter shows (:data:`SHOWN_CONFIG`), one row each, as text."""
-    values = [getattr(args, k) for k in SHOWN_CONFIG]
-    return pd.DataFrame({"value": [str(getattr(v, "value", v)) for v in values]},  # enums by their value
-                        index=pd.Index(SHOWN_CONFIG, name="RewardConfig field"))
+def shown_config(args, processes: int | None = None) -> pd.DataFrame:
+    """The ``RewardConfig`` values the chapter shows (:data:`SHOWN_CONFIG`), one row each, as text, then the
+    processes and the global batch they make (pairs per optimizer step: per-device batch x accumulation x
+    processes)."""
+    from ..config import global_batch
+    from ..distributed import world_size
+
+    processes = processes or world_size()
+    values = [str(getattr(v, "value", v)) for v in (getattr(args, k) for k in SHOWN_CONFIG)]  # enums by value
+    names = [*SHOWN_CONFIG, "processes", "global batch (pairs per optimizer step)"]
+    values += [str(processes), str(global_batch(args, processes))]
+    return pd.DataFrame({"value": values}, index=pd.Index(names, name="RewardConfig field"))
 
 
 def max_length(cfg) -> int | None:
@@ -195,11 +210,15 @@ class RewardTrainingResult(TrainingOutcome):
 
 
 def _fingerprint_hyperparameters(cfg, args) -> dict:
-    """What the trained reward model depends on besides data and backbone: TRL's config (less where it writes) and
-    the model settings."""
-    shown = {k: v for k, v in args.to_dict().items() if k not in _UNFINGERPRINTED_ARGS}
-    return {"args": shown, "lora": cfg.models.lora.model_dump() if cfg.models.lora else None,
-            "dtype": cfg.models.dtype}
+    """What the trained reward model depends on besides data and backbone: TRL's config (less where it writes and
+    what the launcher sets per process), the global batch (not its split into processes, per-device batches and
+    accumulation, so that a model trained under a launcher is reused by the chapter on one device), and the model
+    settings."""
+    from ..config import global_batch
+
+    shown = {k: v for k, v in args.to_dict().items() if k not in _UNFINGERPRINTED_ARGS | _PER_PROCESS_ARGS}
+    return {"args": shown, "global_batch": global_batch(args), "lora": cfg.models.lora.model_dump() if cfg.models.lora
+            else None, "dtype": cfg.models.dtype}
 
 
 @dataclass
@@ -221,10 +240,14 @@ class TrainingPlan:
 
     def earlier_result(self) -> RewardTrainingResult | None:
         """The model an earlier run trained on exactly these inputs (``reuse_trained_models``), or None."""
-        from ..reuse import previous_training
+        from ..distributed import is_main_process
+        from ..reuse import load_record, previous_training
 
-        record = previous_training(self.out_dir, self.key, self.model_dir,
-                                   getattr(self.cfg, "reuse_trained_models", True))
+        enabled = getattr(self.cfg, "reuse_trained_models", True)
+        if is_main_process():  # only the main process removes a stale record; under a launcher the others read
+            record = previous_training(self.out_dir, self.key, self.model_dir, enabled)
+        else:
+            record = load_record(self.out_dir, self.key, self.model_dir) if enabled else None
         if record is None:
             return None
         scorer = RewardScorer.load(self.model_dir, self.cfg)
@@ -251,13 +274,19 @@ class TrainingPlan:
 
     def run(self, trainer) -> RewardTrainingResult:
         """Train with ``trainer`` (a ``RewardTrainer`` built from this plan), then save the selected model with its
-        tokenizer to ``model/`` (LoRA merged), drop the checkpoints, and record the training for reuse."""
+        tokenizer to ``model/`` (LoRA merged), drop the checkpoints, and record the training for reuse.
+
+        Under a launcher every process trains; only the main one writes the model and the record, and every process
+        returns once they are written (:mod:`psyco_utils.distributed`)."""
         from transformers import PrinterCallback
+
+        from ..distributed import is_main_process, wait_for_everyone
 
         trainer.remove_callback(PrinterCallback)  # with tqdm off, Trainer would print every log line
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
+        wait_for_everyone()  # every process has loaded the selected checkpoint before it is removed
         model, tok = self._save(trainer)
         state, has_dev = trainer.state, self.dev is not None
         result = RewardTrainingResult(
@@ -270,25 +299,48 @@ class TrainingPlan:
             peak_memory_mb=peak_memory_mb(), config={k: getattr(self.args, k) for k in SHOWN_CONFIG})
         from ..reuse import save_record
 
-        save_record(self.out_dir, self.key, {"stage": "reward_model", **result.as_record()})
+        if is_main_process():
+            save_record(self.out_dir, self.key, {"stage": "reward_model", **result.as_record()})
+        wait_for_everyone()
         return result
 
     def _save(self, trainer):
-        model, tok = trainer.model, trainer.processing_class
-        if self.cfg.models.lora:
-            model = model.merge_and_unload()
-        if self.cfg.models.dtype not in ("auto", "float32"):
-            import torch
+        """The selected model, LoRA merged and cast to ``models.dtype``, saved with its tokenizer by the main process
+        only; a model sharded by DeepSpeed ZeRO-3 or FSDP is gathered by TRL's own ``save_model`` first."""
+        from ..distributed import is_main_process, wait_for_everyone
 
-            model = model.to(getattr(torch, self.cfg.models.dtype))
-        shutil.rmtree(self.model_dir, ignore_errors=True)
+        model, tok = trainer.model, trainer.processing_class
         model.config.pad_token_id = tok.pad_token_id
-        model.save_pretrained(self.model_dir)
-        tok.save_pretrained(self.model_dir)
-        if not self.keep_checkpoints:
+        if _sharded(trainer):
+            if self.cfg.models.lora:
+                raise NotImplementedError("reward model: LoRA with DeepSpeed ZeRO-3 or FSDP is not supported; train "
+                                          "LoRA under plain DDP (accelerate launch without a DeepSpeed/FSDP config)")
+            if is_main_process():
+                shutil.rmtree(self.model_dir, ignore_errors=True)
+            trainer.save_model(str(self.model_dir))  # every process takes part in gathering; the main one writes
+        else:
+            if self.cfg.models.lora:
+                model = model.merge_and_unload()
+            if self.cfg.models.dtype not in ("auto", "float32"):
+                import torch
+
+                model = model.to(getattr(torch, self.cfg.models.dtype))
+            if is_main_process():
+                shutil.rmtree(self.model_dir, ignore_errors=True)
+                model.save_pretrained(self.model_dir)
+                tok.save_pretrained(self.model_dir)
+        if is_main_process() and not self.keep_checkpoints:
             shutil.rmtree(TrainedModelFolder(self.out_dir).checkpoints, ignore_errors=True)
+        wait_for_everyone()
         model.eval()
         return model, tok
+
+
+def _sharded(trainer) -> bool:
+    """Whether the trainer's model is split across processes (DeepSpeed ZeRO-3 or FSDP), so that one process alone
+    cannot save it."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_fsdp_enabled", False)) or bool(plugin is not None and plugin.zero_stage == 3)
 
 
 def plan_training(cfg, train, dev, out_dir: str | Path, run_root: Path | None = None, *, args=None,

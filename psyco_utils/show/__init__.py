@@ -16,3 +16,4 @@ from . import base, dataset, evaluation, judging, policy, reproducibility, rewar
 
 __all__ = [name for module in (base, dataset, judging, reward, policy, evaluation, reproducibility)
            for name in module.__all__]
+from .launch import *  # noqa: F401,F403
