@@ -108,7 +108,8 @@ show.reward_sources(train_pairs)
 # The hyper-parameters are TRL's own `RewardConfig` fields, from the profile (`reward.training`), plus what the
 # chapter derives: the seed, an evaluation on the dev split after every epoch, and loading the checkpoint with the
 # lowest dev loss at the end (checkpoint selection, as the paper's held-out dev set is for). The rows that shape the
-# model are the epochs, the batch size (per device, times accumulation), the learning rate and `max_length`; the
+# model are the epochs, the global batch (pairs per optimizer step: the profile states it, and the gradient
+# accumulation is derived from it for the number of processes that train), the learning rate and `max_length`; the
 # paper used 2 epochs, batch 128, learning rate 9e-6 and 2,048 tokens. `eval_strategy`, `metric_for_best_model` and
 # `load_best_model_at_end` are the checkpoint selection.
 # In the colab profile {term}`LoRA` adapters are trained (with the new `score` head trained in full) and merged
@@ -139,6 +140,16 @@ if training is None:
                             peft_config=plan.peft_config())
     training = plan.run(trainer)
 show.reward_training_summary(training, length_drops)
+
+# %% [markdown]
+# ### Training on several GPUs
+#
+# The same training runs as an entry point under `accelerate launch` or `torchrun`, one process per GPU, with the
+# global batch kept and only the main process writing the model; this chapter, run afterwards with the same profile
+# and overrides, then finds the saved model by its fingerprint and reuses it. The command for this profile:
+
+# %%
+show.launch_command("reward", profile, overrides)
 
 # %% [markdown]
 # The loss starts near $\log 2$, the loss of a model that cannot tell the two responses apart, and falls as the

@@ -11,9 +11,9 @@ from .policy import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
 from .reproducibility import *  # noqa: F401,F403
 from .judging import *  # noqa: F401,F403
-
-from . import base, dataset, evaluation, judging, policy, reproducibility, reward
-
-__all__ = [name for module in (base, dataset, judging, reward, policy, evaluation, reproducibility)
-           for name in module.__all__]
 from .launch import *  # noqa: F401,F403
+
+from . import base, dataset, evaluation, judging, launch, policy, reproducibility, reward
+
+__all__ = [name for module in (base, dataset, judging, reward, policy, evaluation, reproducibility, launch)
+           for name in module.__all__]
