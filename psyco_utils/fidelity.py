@@ -14,9 +14,11 @@ so the prose can point here instead of claiming that "the hyper-parameters are t
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from . import paper
@@ -295,12 +297,15 @@ def _same(paper_value, profile_value) -> bool:
 
 
 def _shown(value) -> str:
-    if isinstance(value, bool):
+    """A paper or profile value as the tables show it: counts with thousands separators, other numbers as written
+    (87.0, 0.885, 9e-06), tuples as ranges or lists."""
+    if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:g}"
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Integral):
         return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return f"{value:,}" if value == 0 or abs(value) >= 1e-3 else f"{value:g}"
     if isinstance(value, tuple):
         return " to ".join(_shown(v) for v in value) if all(isinstance(v, int) for v in value) else \
             ", ".join(map(str, value))

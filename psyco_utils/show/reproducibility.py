@@ -107,8 +107,18 @@ def reproducibility_findings(report) -> Markdown:
     return findings(points)
 
 
+def _breakable(text: str) -> str:
+    """``text`` as HTML with break opportunities after dots, commas, brackets, equals signs and slashes, so that a
+    long setting or call wraps inside a narrow column."""
+    escaped = html.escape(text)
+    for mark in (".", ",", "(", "=", "/"):
+        escaped = escaped.replace(mark, mark + "<wbr>")
+    return escaped
+
+
 def _code(text: str) -> str:
-    return f"<code>{html.escape(text)}</code>" if text and text != "-" else "-"
+    """``text`` in code type, breakable (:func:`_breakable`); '-' for nothing."""
+    return f"<code>{_breakable(text)}</code>" if text and text != "-" else "-"
 
 
 def _by_number(fidelity: pd.DataFrame, kind: str, columns: list[str]) -> pd.DataFrame:
@@ -117,21 +127,28 @@ def _by_number(fidelity: pd.DataFrame, kind: str, columns: list[str]) -> pd.Data
 
 
 def fidelity_results(fidelity: pd.DataFrame):
-    """The paper's reported results, each with the chapter call that computes it at paper scale and the setting
-    that decides it (the chapter's stage name, then its call, in code type)."""
-    rows = _by_number(fidelity, "result", ["paper", "computed in", "setting", "why"])
-    chapter, call = rows["computed in"].str.split(": ", n=1).str[0], rows["computed in"].str.split(": ", n=1).str[1]
-    shown = pd.DataFrame({"paper": rows["paper"], "chapter": chapter, "call": call.map(_code),
-                          "setting": rows["setting"].map(_code), "how the run differs": rows["why"].replace("", "-")})
-    return table(shown, html_columns=["call", "setting"],
-                 caption="The paper's results, and the chapter call that computes each at paper scale")
+    """The paper's reported results, grouped by the chapter call that computes them at paper scale (with the setting
+    that decides them and how the paper profile's run differs), one row per number."""
+    rows = fidelity[fidelity["kind"] == "result"]
+    where = [f"{html.escape(c.split(': ', 1)[0][:2])}: {_code(c.split(': ', 1)[1])}<br>setting {_code(s)}"
+             for c, s in zip(rows["computed in"], rows["setting"])]
+    shown = pd.DataFrame({"chapter: call, setting": where,
+                          "how the run differs": [_breakable(w) if w else "-" for w in rows["why"]],
+                          "number": rows["section"] + ": " + rows["number"], "paper": rows["paper"]})
+    shown = shown.sort_values("chapter: call, setting", kind="stable")
+    shown = shown.set_index(["chapter: call, setting", "how the run differs", "number"])
+    styler = table(shown, caption="The paper's results, by the chapter call that computes them at paper scale")
+    return styler.format_index(lambda label: label, axis=0, level=[0, 1]).format_index(html.escape, axis=0, level=2)
 
 
 def fidelity_settings(fidelity: pd.DataFrame):
     """The paper's stated settings beside the paper profile's value of each, and why they differ where they do."""
     rows = _by_number(fidelity, "setting", ["paper", "paper profile", "as the paper", "setting", "why"])
-    shown = rows.assign(setting=rows["setting"].map(_code), why=rows["why"].replace("", "-"))
-    return table(shown, html_columns=["setting"],
+    shown = pd.DataFrame({"paper": rows["paper"], "paper profile": rows["paper profile"],
+                          "same": rows["as the paper"],
+                          "setting, and why it differs": [_code(s) + (f"<br>{_breakable(w)}" if w else "")
+                                                          for s, w in zip(rows["setting"], rows["why"])]})
+    return table(shown, html_columns=["setting, and why it differs"],
                  caption="The paper's settings beside the paper profile's (values read from the preset)")
 
 
