@@ -26,7 +26,7 @@ import pandas as pd
 __all__ = ["STYLES", "UNCLASSIFIABLE", "MIN_CONFIDENCE", "MAX_REPEATED_4GRAMS", "MIN_CLASSIFIABLE", "StyleClassifier",
            "fit_style_classifier", "style_classifier", "words", "distinct_n", "repeated_ngram_rate", "style_shares",
            "style_profile", "style_table", "style_share_change", "StyleComparison", "compare_styles", "CUE_STRING",
-           "CUE_SENTENCES", "degenerate_answers", "rank_degenerate", "require_style_targets"]
+           "CUE_SENTENCES", "degenerate_answers", "rank_degenerate", "require_style_targets", "bundled_styled_answers"]
 
 #: The five styles of the bundled corpus, from the best counselling to the worst kinds of answer.
 STYLES = ("empathic", "generic", "directive", "dismissive", "rambling")
@@ -244,7 +244,9 @@ def rank_degenerate(score, statements: list[str], styled: dict[str, list[str]]) 
                    "mean score": float(values.mean()),
                    "below every style": float(np.mean(values < worst_style)) if name not in STYLES else np.nan}
             for name, values in scores.items()}
-    return pd.DataFrame(rows).T.astype({"mean score": float, "below every style": float})
+    frame = pd.DataFrame(rows).T.astype({"mean score": float, "below every style": float})
+    frame.attrs["statements"] = len(statements)
+    return frame
 
 
 def require_style_targets(chapter, styles: StyleComparison, trained: list[str]) -> list:
@@ -269,3 +271,15 @@ def require_style_targets(chapter, styles: StyleComparison, trained: list[str]) 
         results.append(require(chapter, f"{name} raises the empathic share", styles.empathic_rise(name)["ci_low"] > 0,
                                styles.rise_line(name)))
     return results
+
+
+def bundled_styled_answers(n: int = 30) -> tuple[list[str], dict[str, list[str]]]:
+    """The first ``n`` bundled statements without an edge case, and their hand-written answer in each style
+    (``styled[style][i]`` answers statement ``i``): the yardstick of :func:`rank_degenerate`."""
+    from .data import load_bundled_corpus
+
+    statements, responses = load_bundled_corpus()
+    plain = statements[statements["edge_case"].isna()].head(n)
+    by_key = {(sid, s): text for sid, s, text in zip(responses["statement_id"], responses["style"], responses["text"])}
+    styled = {s: [by_key[sid, s] for sid in plain["id"]] for s in STYLES}
+    return plain["text"].tolist(), styled

@@ -83,8 +83,9 @@ def _fingerprint(texts: list[str], tiny: TinyModelConfig, seed: int) -> str:
 def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path, sentences: list[str] = ()):
     """Train a byte-level BPE tokenizer with the chat template and special tokens; save it as a HF tokenizer.
 
-    Each of ``sentences`` (units of :func:`sentence_units`) becomes one added token: text containing one is cut there
-    first, whole, and the rest is BPE-tokenised as usual."""
+    Each of ``sentences`` (units of :func:`sentence_units`) becomes one added token, and so does each without its
+    trailing whitespace: text containing one is cut there first, whole, the longest match winning, and the rest is
+    BPE-tokenised as usual."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -98,7 +99,10 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path, sentences:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.add_tokens([AddedToken(unit, normalized=False, special=False) for unit in sentences])
+    # each sentence also without its trailing whitespace, for an answer's last sentence tokenised outside the chat
+    # template (when a sample's length is counted); the longer form wins where the whitespace follows
+    bare = sorted({unit.rstrip() for unit in sentences} - set(sentences))
+    tok.add_tokens([AddedToken(unit, normalized=False, special=False) for unit in [*sentences, *bare]])
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<|pad|>",

@@ -322,7 +322,7 @@ def style_points(styles, name: str) -> list[str]:
             f"{row['rambling']:.0%}, directive {base['directive']:.0%} to {row['directive']:.0%}, generic "
             f"{base['generic']:.0%} to {row['generic']:.0%}.",
             f"No policy loops: the highest repeated-4-gram rate is {rate:.1%} ({worst}), within the "
-            f"{MAX_REPEATED_4GRAMS:.0%} the chapter requires." if rate <= MAX_REPEATED_4GRAMS else
+            f"{MAX_REPEATED_4GRAMS:.0%} the tiny world's target allows." if rate <= MAX_REPEATED_4GRAMS else
             f"{worst} repeats itself: {rate:.1%} of its 4-grams repeat within a sample."]
 
 
