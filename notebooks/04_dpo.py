@@ -241,4 +241,4 @@ show.dpo_beside_the_paper(dpo, args, cfg.name)
 raised = checks.require(chapter, "DPO raises the held-out reward",
                         dpo.change.reward_gain > 0, dpo.change.reward_line())
 _ = chapter.finish(dpo.headline())
-show.dpo_findings(dpo)
+show.dpo_findings(dpo, styles)

@@ -213,4 +213,4 @@ rose = checks.require(chapter, "held-out reward: base < DPO < DPO-Iter",
                       comparison.rises(["base", "DPO", "DPO-Iter"]),
                       comparison.reward_line())
 _ = chapter.finish(result.headline())
-show.dpo_iter_findings(result)
+show.dpo_iter_findings(result, styles)

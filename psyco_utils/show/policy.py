@@ -153,9 +153,14 @@ def change_points(change) -> list[str]:
     return points
 
 
-def _verdict(change, how: str) -> str:
+def _verdict(change, how: str, styles=None) -> str:
     if change.reward_gain <= 0:
         return f"{change.new} did not raise the held-out reward over {change.old}."
+    rise = styles.empathic_rise(change.new) if styles is not None and change.new in styles.changes.index else None
+    if change.reward_hacking and not change.more_repetitive and rise is not None and rise["ci_low"] > 0:
+        return (f"{change.new}'s answers are longer, but not more repetitive, and it writes the empathic style more "
+                f"often ({100 * rise['difference']:+.0f} points, interval above 0), the style the judge prefers and "
+                "the longest by design: the length comes with the change of style rather than with padding.")
     if change.reward_hacking:
         signs = " and ".join(s for s, on in (("longer", change.longer), ("more repetitive", change.more_repetitive))
                              if on)
@@ -181,8 +186,10 @@ def dpo_beside_the_paper(result, args, profile: str):
     return beside_the_paper(ours, theirs, profile)
 
 
-def dpo_findings(result) -> Markdown:
-    """Chapter 04's findings: the DPO policy against the base policy on held-out statements, and what it means."""
+def dpo_findings(result, styles=None) -> Markdown:
+    """Chapter 04's findings: the DPO policy against the base policy on held-out statements, and what it means
+    (with ``styles``, a :class:`psyco_utils.style.StyleComparison`, a longer answer that comes with a rise of the
+    empathic style is not called reward hacking)."""
     change = result.change
     how = ("offline DPO had no reward model in its loop, but the policy learned from the pairs which words the chosen "
            "answers carry and overdoes them, and the reward model learned the same cues from the same pairs, so it "
@@ -191,7 +198,7 @@ def dpo_findings(result) -> Markdown:
     overlap = "overlap" if dpo["ci_low"] <= base["ci_high"] and base["ci_low"] <= dpo["ci_high"] else "do not overlap"
     n = len(result.held_out.statements)
     return findings([f"On {n} held-out statement{'s' if n != 1 else ''} the 95% intervals of the two mean "
-                     f"rewards {overlap}.", *change_points(change), _verdict(change, how),
+                     f"rewards {overlap}.", *change_points(change), _verdict(change, how, styles),
                      f"The paper measured DPO by the win rate against GPT-4o: {paper.win_rate('no constraint', 'base')}"
                      f"% to {paper.win_rate('no constraint', 'DPO')}% for the 3B model. Chapter 6 asks this book's "
                      "judge the same question."], heading="What the numbers show")
@@ -263,8 +270,9 @@ def dpo_iter_beside_the_paper(result, args, profile: str):
     return beside_the_paper(ours, theirs, profile)
 
 
-def dpo_iter_findings(result) -> Markdown:
-    """Chapter 05's findings: the rounds, the three policies on held-out statements, and what it means."""
+def dpo_iter_findings(result, styles=None) -> Markdown:
+    """Chapter 05's findings: the rounds, the three policies on held-out statements, and what it means (``styles`` as
+    in :func:`dpo_findings`)."""
     rounds, held = result.rounds, result.held_out
     first, last = rounds.iloc[0], rounds.iloc[-1]
     means = held.table["mean reward"].astype(float).sort_values(kind="stable")
@@ -283,7 +291,7 @@ def dpo_iter_findings(result) -> Markdown:
         f"{_signed(last['mean_reward'])} in round {int(last['round'])}, and their length from "
         f"{first['mean_length_tokens']:.0f} to {last['mean_length_tokens']:.0f} tokens.",
         f"On held-out statements the reward model orders the policies {order}: {paper_order}.",
-        *change_points(change), _verdict(change, how),
+        *change_points(change), _verdict(change, how, styles),
         f"The paper's DPO-Iter won {paper.win_rate('no constraint', 'DPO-Iter')}% of comparisons against GPT-4o "
         f"(3B; {paper.win_rate('no constraint', 'DPO-Iter', '8B')}% for 8B). Chapter 6 asks this book's judge."],
         heading="What the numbers show")
