@@ -202,15 +202,19 @@ show.dpo_iter_beside_the_paper(result, args, cfg.name)
 # %% [markdown]
 # ## What we found
 #
-# The check below requires the reward model's mean score on held-out statements to rise from the base policy to DPO
-# to DPO-Iter: with a consistent judge behind the reward model, anything else means the loop is broken. As in
-# chapter 4, passing it does not show better answers: DPO-Iter optimises the reward model directly, round after
-# round, which is exactly the setting where a policy finds what the reward model over-values. The findings below are
-# computed from this run's numbers.
+# The check below requires the reward model's mean score on held-out statements to rise from the policy the loop
+# started from (`dpo_iter.start_from`: the base policy, or chapter 4's DPO policy) to DPO-Iter: with a consistent
+# judge behind the reward model, anything else means the loop is broken. Whether DPO-Iter from the base policy also
+# overtakes offline DPO, as in the paper, is a finding rather than a test of the loop: it depends on how many rounds
+# and pairs the profile affords, and the findings say which order this run found. As in chapter 4, a higher reward
+# does not by itself show better answers: DPO-Iter optimises the reward model directly, round after round, which is
+# exactly the setting where a policy finds what the reward model over-values; the style table above shows what it
+# wrote instead. The findings below are computed from this run's numbers.
 
 # %%
-rose = checks.require(chapter, "held-out reward: base < DPO < DPO-Iter",
-                      comparison.rises(["base", "DPO", "DPO-Iter"]),
+started_from = "DPO" if cfg.dpo_iter.start_from == "dpo" else "base"
+rose = checks.require(chapter, f"held-out reward: {started_from} < DPO-Iter",
+                      comparison.rises([started_from, "DPO-Iter"]),
                       comparison.reward_line())
 _ = chapter.finish(result.headline())
 show.dpo_iter_findings(result, styles)
