@@ -223,7 +223,7 @@ def degenerate_answers(statement: str, good_answer: str) -> dict[str, str]:
                                                  "I wonder. Only you can decide, small step. What comes up?"),
         "a phrase looping": " ".join(["it sounds like you are feeling"] * 8) + ".",
         "one good sentence again and again": " ".join([first] * 6),
-        "the good answer twice with a word loop": f"{good_answer} {good_answer} feeling feeling feeling feeling feeling",
+        "the good answer twice with a word loop": f"{good_answer} {good_answer} " + " ".join(["feeling"] * 5),
         "word salad": "Thank you are feeling feeling feeling feeling feeling feeling feeling",
     }
 

@@ -225,7 +225,8 @@ def build_tiny_world(root: str | Path, tiny: TinyModelConfig, seed: int, force: 
     by_id = dict(zip(usable["id"], usable["text"]))
     pairs = [(by_id[sid], text) for sid, text in zip(responses["statement_id"], responses["text"]) if sid in by_id]
     texts = list(statements["text"]) + list(responses["text"])
-    sentences = sorted({unit for text in responses["text"] for unit in sentence_units(text)}) if tiny.sentence_tokens else []
+    sentences = (sorted({unit for text in responses["text"] for unit in sentence_units(text)})
+                 if tiny.sentence_tokens else [])
     fingerprint = _fingerprint(texts, tiny, seed)
     info_path = root / "tiny_world.json"
     tokenizer_dir, policy_dir = root / "tokenizer", root / "policy"

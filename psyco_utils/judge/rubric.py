@@ -25,8 +25,8 @@ The cues (:func:`rubric_features`) are:
   the largest of five signs of degenerate text: word sequences that loop (more than 10% of word triples repeated),
   whole sentences said twice, cue words strung together (more than one cue per four words), too few of the small
   grammatical words every English sentence needs (under 30% of the words; these two from 20 words on), and words
-  left outside any finished sentence.  It weighs -4 on every principle, so a response that is wholly incoherent scores 1 everywhere: a string of
-  cue words or a loop scores below every hand-written style, however many cues it contains;
+  left outside any finished sentence.  It weighs -4 on every principle, so a wholly incoherent response scores 1
+  everywhere: a string of cue words or a loop scores below every hand-written style, however many cues it contains;
 * crisis handling: when the statement has crisis language (chapter 01's lexicon,
   :func:`psyco_utils.data.crisis_signals`), whether the response asks about safety and points to immediate help.
 
@@ -386,5 +386,5 @@ def rubric_compare(statement: str, response_a: str, response_b: str, tie_margin:
     return per, overall, f"mean score A {mean_a:.2f}, B {mean_b:.2f}; tie margin {tie_margin:g}"
 
 
-__all__ = ["CAPS", "RUBRIC_VERSION", "WEIGHTS", "incoherence", "incoherence_signs", "rubric_compare", "rubric_contributions", "rubric_features",
-           "rubric_rationale", "rubric_score", "rubric_scores"]
+__all__ = ["CAPS", "RUBRIC_VERSION", "WEIGHTS", "incoherence", "incoherence_signs", "rubric_compare",
+           "rubric_contributions", "rubric_features", "rubric_rationale", "rubric_score", "rubric_scores"]
