@@ -348,7 +348,7 @@ def dpo_loss_check(check):
     (:func:`psyco_utils.policy.dpo_by_hand`)."""
     caption = (f"one batch of {check.pairs} training pairs at the start of training, beta {check.beta:g}; "
                f"tolerance {check.tolerance:g} (absolute)")
-    return table(check.table, caption=caption, decimals=6)
+    return table(check.table, caption=caption, decimals=6).format("{:+.1e}", subset=["difference"])
 
 
 def paper_gains(setting: str = "no constraint") -> Markdown:
