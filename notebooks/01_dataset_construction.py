@@ -262,6 +262,15 @@ fig = show.statement_lengths(cleaned, cfg.data.min_chars, cfg.data.max_chars)
 # counselling, as a general instruct model is a blend of many styles; preference learning has room to move it. The
 # build is reused when its {term}`fingerprint` (the corpus, the sizes and the seed) is unchanged. The colab and
 # paper profiles load instruct models from the hub through the same loading code and skip this step.
+#
+# A model this small cannot learn English from a few hundred answers: trained to write them word piece by word piece,
+# it wrote word salad, and the later chapters then taught a reader how preference learning games a judge rather than
+# how it changes a policy. So in the tiny world **every sentence of the bundled answers is one token** of the
+# tokenizer, while the client's statement stays BPE-tokenised so the policy still reads it. An answer is a handful of
+# tokens, each a whole sentence: every sample reads as sentences by construction, a recombination of the corpus's
+# five styles, and what DPO changes is visible as a change in the mix of styles (chapters 4 and 5 measure it).
+# Short answers also make sampling and DPO several times cheaper. The input and output embeddings are kept apart:
+# with one tied matrix the tiny model tended to predict the sentence it had just read, saying it twice.
 
 # %%
 world = construction.build_tiny_world(chapter)

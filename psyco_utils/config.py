@@ -92,9 +92,16 @@ class PoolConfig(_Strict):
 
 
 class TinyModelConfig(_Strict):
-    """Size of the tiny Llama models and of their supervised warm start (tiny profile only)."""
+    """Size of the tiny Llama models and of their supervised warm start (tiny profile only).
+
+    ``sentence_tokens``: every sentence of the bundled answers is one token of the tokenizer (statements stay
+    BPE-tokenised), so the policy writes answers by choosing whole sentences (:func:`psyco_utils.tiny.sentence_units`).
+    ``tie_word_embeddings``: one matrix for the input and output embeddings; untied, a tiny model is less inclined to
+    predict the token it has just read, which with sentence tokens is a sentence said twice."""
 
     vocab_size: int = 2000
+    sentence_tokens: bool = True
+    tie_word_embeddings: bool = False
     hidden_size: int = 64
     intermediate_size: int = 192
     num_hidden_layers: int = 2

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,28 @@ CHAT_TEMPLATE = (
     "{% if message['role'] == 'system' %}<|system|>\n{{ message['content'] }}<|end|>\n"
     "{% elif message['role'] == 'user' %}<|user|>\n{{ message['content'] }}<|end|>\n"
     "{% elif message['role'] == 'assistant' %}<|assistant|>\n"
-    "{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}\n"
+    "{% generation %}{{ message['content'] }} <|end|>{% endgeneration %}\n"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|unk|>"]
+#: What the chat template writes between an assistant turn's text and ``<|end|>``: the separator that closes its last
+#: sentence, so that every sentence of an answer, the last one included, is followed by whitespace.
+ANSWER_END = " "
+#: Where an answer breaks into sentences: after ``.``, ``?`` or ``!`` and spaces (not after a list number such as
+#: ``1.``), and at every line break.
+_SENTENCE_BREAK = re.compile(r"(?<=[.?!])(?<!\d[.?!]) +|\n")
+
+
+def sentence_units(answer: str) -> list[str]:
+    """An answer cut into the units the tiny policy writes: each sentence with the whitespace after it (the last one
+    with :data:`ANSWER_END`, as the chat template writes it).  Joined, the units give back the answer and its end."""
+    units, start = [], 0
+    for cut in _SENTENCE_BREAK.finditer(answer):
+        units.append(answer[start : cut.end()])
+        start = cut.end()
+    units.append(answer[start:] + ANSWER_END)
+    return [unit for unit in units if unit.strip()]
 
 
 @dataclass(frozen=True)
@@ -62,9 +80,13 @@ def _fingerprint(texts: list[str], tiny: TinyModelConfig, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
-    """Train a byte-level BPE tokenizer with the chat template and special tokens; save it as a HF tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path, sentences: list[str] = ()):
+    """Train a byte-level BPE tokenizer with the chat template and special tokens; save it as a HF tokenizer.
+
+    Each of ``sentences`` (units of :func:`sentence_units`) becomes one added token, and so does each without its
+    trailing whitespace: text containing one is cut there first, whole, the longest match winning, and the rest is
+    BPE-tokenised as usual."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<|unk|>"))
@@ -77,6 +99,10 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # each sentence also without its trailing whitespace, for an answer's last sentence tokenised outside the chat
+    # template (when a sample's length is counted); the longer form wins where the whitespace follows
+    bare = sorted({unit.rstrip() for unit in sentences} - set(sentences))
+    tok.add_tokens([AddedToken(unit, normalized=False, special=False) for unit in [*sentences, *bare]])
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<|pad|>",
@@ -109,9 +135,22 @@ def make_tiny_llama(tokenizer, tiny: TinyModelConfig, seed: int):
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tiny.tie_word_embeddings,
     )
     return LlamaForCausalLM(config)
+
+
+def _answer_loss(model, input_ids, attention, labels):
+    """The mean next-token loss over the answer tokens, the output layer applied at those positions only: with a
+    vocabulary of a few thousand sentences the output layer costs more than the model's layers, and most positions are
+    the statement's.  Equal to ``model(..., labels=labels).loss``."""
+    import torch.nn.functional as F
+
+    hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+    targets = labels[:, 1:]
+    scored = targets != -100
+    logits = model.lm_head(hidden[:, :-1][scored])
+    return F.cross_entropy(logits.float(), targets[scored])
 
 
 def supervised_warm_start(model, tokenizer, conversations: list[list[dict]], tiny: TinyModelConfig, seed: int) -> list[float]:
@@ -128,7 +167,7 @@ def supervised_warm_start(model, tokenizer, conversations: list[list[dict]], tin
         prompt_ids = tokenizer.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True)
         if hasattr(prompt_ids, "keys"):
             prompt_ids = prompt_ids["input_ids"]
-        answer_ids = tokenizer(conv[-1]["content"] + "<|end|>", add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(conv[-1]["content"] + ANSWER_END + "<|end|>", add_special_tokens=False)["input_ids"]
         ids = (list(prompt_ids) + answer_ids)[: tiny.sft_max_length]
         labels = ([-100] * len(prompt_ids) + answer_ids)[: tiny.sft_max_length]
         examples.append((ids, labels))
@@ -143,8 +182,13 @@ def supervised_warm_start(model, tokenizer, conversations: list[list[dict]], tin
     for _ in range(tiny.sft_epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
-        # batches of similar length waste less compute on padding
-        for start in range(0, len(order), tiny.sft_batch_size):
+        # batches of similar length waste less compute on padding: sort each window of eight batches by length
+        window = 8 * tiny.sft_batch_size
+        order = [i for w in range(0, len(order), window)
+                 for i in sorted(order[w : w + window], key=lambda i: len(examples[i][0]))]
+        batch_starts = list(range(0, len(order), tiny.sft_batch_size))
+        rng.shuffle(batch_starts)
+        for start in batch_starts:
             batch = [examples[i] for i in order[start : start + tiny.sft_batch_size]]
             width = max(len(ids) for ids, _ in batch)
             input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
@@ -154,7 +198,7 @@ def supervised_warm_start(model, tokenizer, conversations: list[list[dict]], tin
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 labels[row, : len(lab)] = torch.tensor(lab)
                 attention[row, : len(ids)] = 1
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            loss = _answer_loss(model, input_ids, attention, labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -181,6 +225,8 @@ def build_tiny_world(root: str | Path, tiny: TinyModelConfig, seed: int, force: 
     by_id = dict(zip(usable["id"], usable["text"]))
     pairs = [(by_id[sid], text) for sid, text in zip(responses["statement_id"], responses["text"]) if sid in by_id]
     texts = list(statements["text"]) + list(responses["text"])
+    sentences = (sorted({unit for text in responses["text"] for unit in sentence_units(text)})
+                 if tiny.sentence_tokens else [])
     fingerprint = _fingerprint(texts, tiny, seed)
     info_path = root / "tiny_world.json"
     tokenizer_dir, policy_dir = root / "tokenizer", root / "policy"
@@ -191,7 +237,7 @@ def build_tiny_world(root: str | Path, tiny: TinyModelConfig, seed: int, force: 
 
     start = time.perf_counter()
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(texts, tiny.vocab_size, tokenizer_dir)
+    tokenizer = train_tokenizer(texts, tiny.vocab_size, tokenizer_dir, sentences)
     model = make_tiny_llama(tokenizer, tiny, seed)
     conversations = [[{"role": "user", "content": s}, {"role": "assistant", "content": r}] for s, r in pairs]
     losses = supervised_warm_start(model, tokenizer, conversations, tiny, seed)
@@ -204,6 +250,7 @@ def build_tiny_world(root: str | Path, tiny: TinyModelConfig, seed: int, force: 
         "seed": seed,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "vocab_size": len(tokenizer),
+        "sentence_tokens": len(sentences),
         "sft_examples": len(conversations),
         "sft_steps": len(losses),
         "sft_loss_first": round(losses[0], 4),

@@ -13,6 +13,7 @@ from psyco_utils.judge import CompareItem, JudgeConfig, ScoreItem, make_judge
 from psyco_utils.judge.rubric import (CAPS, WEIGHTS, rubric_compare, rubric_contributions, rubric_features,
                                       rubric_score, rubric_scores)
 from psyco_utils.principles import PRINCIPLE_KEYS
+from psyco_utils.style import CUE_SENTENCES, CUE_STRING, degenerate_answers
 
 S = ("Since my divorce I feel lonely every evening and I keep checking my phone hoping my kids will call. "
      "I do not know how to fill the time.")
@@ -208,3 +209,32 @@ def test_the_excess_length_penalty_applies_only_with_length_instructions(tmp_pat
     # told not to reward length, the padding costs what it gains (a tie); not told, the longer response wins
     assert on.compare_many([item], progress=False)[0].overall == "tie"
     assert off.compare_many([item], progress=False)[0].overall == "A"
+
+
+# ---------------------------------------------------------------------------------------- degenerate text
+
+def test_strings_of_cue_words_and_repetition_score_below_every_hand_written_style(corpus_scores):
+    """The coherence term: on every bundled statement, each degenerate answer's mean score lies below the mean score
+    of every one of the five hand-written styles, the dismissive and rambling ones included."""
+    rows = {json.loads(line)["id"]: json.loads(line) for path in CORPUS
+            for line in Path(path).read_text(encoding="utf-8").splitlines()}
+    failures = []
+    for sid in sorted({sid for sid, _ in corpus_scores}):
+        row = rows[sid]
+        worst_style = min(corpus_scores[sid, style][0] for style in STYLES)
+        for name, text in degenerate_answers(row["text"], row["responses"]["empathic"]).items():
+            mean = sum(score(text, row["text"]).values()) / 7
+            if mean >= worst_style:
+                failures.append((sid, name, round(mean, 2), round(worst_style, 2)))
+    assert not failures, failures[:5]
+
+
+def test_incoherence_is_zero_for_hand_written_prose_and_one_for_degenerate_text():
+    from psyco_utils.judge.rubric import incoherence, incoherence_signs
+
+    assert incoherence(LONGER) == 0 and incoherence(REFLECTED) == 0
+    assert incoherence(CUE_STRING) == 1 and incoherence_signs(CUE_STRING)["unfinished"] == 1
+    assert incoherence_signs(CUE_SENTENCES)["cue stuffing"] == 1
+    assert incoherence_signs(" ".join(["it sounds like you are feeling"] * 8) + ".")["looping"] == 1
+    assert incoherence_signs(" ".join([BASE] * 3))["repeated sentences"] == pytest.approx(2 / 3)
+    assert incoherence("") == 0

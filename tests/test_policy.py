@@ -378,3 +378,66 @@ def test_examples_leave_out_crisis_statements_and_show_both_policies(tmp_path):
     assert "kill myself" not in text and "exams" in text and "DPO (mean reward +2.00)" in text
     pair = show.round_pair(_iteration(tmp_path)).data
     assert "best calm answer" in pair and "kill myself" not in pair
+
+
+def test_the_dpo_loss_by_hand_equals_trls_and_a_wrong_beta_does_not(tiny_world, tmp_path):
+    """Chapter 04's check of the DPO formula on a policy that differs from its reference: the loss, the chosen reward
+    and the margin computed from the two models' log-probabilities match TRL's logged values within the tolerance;
+    computed with the wrong beta they do not."""
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    reference = tmp_path / "reference"
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_world.policy_dir))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(reference)
+    AutoTokenizer.from_pretrained(str(tiny_world.policy_dir)).save_pretrained(reference)
+    n = 4
+    pairs = datasets.Dataset.from_dict({"ID": [f"s{i}" for i in range(n)], "prefID": list(range(n)),
+                                        "question": [f"I cannot sleep before exam {i}." for i in range(n)],
+                                        "chosen": ["It sounds like you feel worn out. What keeps you awake?"] * n,
+                                        "rejected": ["Just sleep."] * n})
+    training = {"beta": 0.1, "max_length": 128, "bf16": False, "gradient_checkpointing": False}
+    logged, tokens = policy.trl_metrics_on_batch(tiny_world.policy_dir, reference, pairs, training, seed=0)
+    chosen, rejected = policy.completion_logps(tiny_world.policy_dir, tokens)
+    ref_chosen, ref_rejected = policy.completion_logps(reference, tokens)
+
+    def by_hand(beta):
+        rc, rr = beta * (chosen - ref_chosen), beta * (rejected - ref_rejected)
+        return {"loss": float(np.mean(np.logaddexp(0, -(rc - rr)))), "rewards/chosen": float(rc.mean()),
+                "rewards/margins": float((rc - rr).mean())}
+
+    check = policy.LossCheck(by_hand(0.1), logged, beta=0.1, pairs=n)
+    assert abs(logged["rewards/margins"]) > 1e-3  # the two models differ, so the check is not 0 against 0
+    assert check.agrees, check.table
+    assert not policy.LossCheck(by_hand(0.2), logged, beta=0.2, pairs=n).agrees
+    assert "tolerance" in check.line()
+
+
+def test_every_held_out_sample_is_kept_and_read_back(tiny_world, tmp_path):
+    """compare_answers_on_held_out keeps all n samples per statement (the style measures need them), saved apart from
+    held_out_rewards' file and read back unchanged."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from psyco_utils.reward import RewardScorer
+
+    scorer_dir = tmp_path / "scorer"
+    AutoModelForSequenceClassification.from_pretrained(str(tiny_world.policy_dir), num_labels=1).save_pretrained(
+        scorer_dir)
+    AutoTokenizer.from_pretrained(str(tiny_world.policy_dir)).save_pretrained(scorer_dir)
+    scorer = RewardScorer.load(scorer_dir)
+    cfg = load_profile("tiny", ["dpo.max_new_tokens=12", "dpo.eval_statements=2", "dpo.eval_samples_per_statement=3"])
+    test = pd.DataFrame({"ID": ["a", "b"], "question": ["I cannot sleep before exams.", "My brother ignores me."]})
+    saved = tmp_path / "held_out_samples"
+    first = policy.compare_answers_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
+    assert [len(a) for a in first.answers["base"]] == [3, 3]
+    assert first.policies["base"].first_response == [a[0] for a in first.answers["base"]]
+    (stamp,) = saved.glob("*-answers.parquet")
+    mtime = stamp.stat().st_mtime_ns
+    again = policy.compare_answers_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
+    assert stamp.stat().st_mtime_ns == mtime and again.answers == first.answers
+    assert np.array_equal(again.policies["base"].mean_reward, first.policies["base"].mean_reward)

@@ -59,3 +59,30 @@ def test_batched_generation_shapes_and_greedy_determinism(tiny_world):
     g1 = models.generate_responses(model, tok, statements, n=1, temperature=0, max_new_tokens=10)
     g2 = models.generate_responses(model, tok, statements[::-1], n=1, temperature=0, max_new_tokens=10, batch_size=1)
     assert g1 == g2[::-1]  # left padding: batching does not change greedy outputs
+
+
+def test_every_bundled_answer_is_written_as_its_sentences_one_token_each(tiny_world):
+    """The sentence tokens: each bundled answer cuts into sentences that join back to it, the tokenizer turns each
+    sentence into one token inside the chat template, and decoding gives the answer back."""
+    from psyco_utils.data import load_bundled_corpus
+    from psyco_utils.tiny import ANSWER_END, sentence_units
+
+    _, responses = load_bundled_corpus()
+    tok = models.load_tokenizer(str(tiny_world.policy_dir))
+    assert tiny_world.info["sentence_tokens"] > 2000
+    for answer in responses["text"].iloc[::7]:
+        units = sentence_units(answer)
+        assert "".join(units) == answer + ANSWER_END
+        conversation = [{"role": "user", "content": "I keep worrying."}, {"role": "assistant", "content": answer}]
+        ids = tok.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+        tokens = tok.convert_ids_to_tokens(ids)
+        start = tokens.index("<|assistant|>") + 2  # after the role and its line break
+        assert tokens[start : start + len(units) + 1] == [*units, "<|end|>"]
+        assert tok.decode(ids[start : start + len(units)]).strip() == answer
+    assert sentence_units("1. Go now.\n2. Stop. Rest!") == ["1. Go now.\n", "2. Stop. ", "Rest! "]
+
+
+def test_statements_stay_word_pieces(tiny_world):
+    tok = models.load_tokenizer(str(tiny_world.policy_dir))
+    ids = tok("Since my divorce I feel lonely every evening.", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 5 and max(ids) < 600  # BPE pieces only, below the added sentence tokens

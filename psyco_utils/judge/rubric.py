@@ -21,12 +21,19 @@ The cues (:func:`rubric_features`) are:
   stage-of-change wording (ambivalence, readiness, small steps, no rush);
 * dismissive, blaming or minimising phrases ("get over it", "overreacting", "your own fault", "dramatic");
 * length and form: too short, words beyond 200, repeated word sequences, very long sentences;
+* coherence (:func:`incoherence`, 0 for prose, up to 1): how far the response is from sentences a person would write,
+  the largest of five signs of degenerate text: word sequences that loop (more than 10% of word triples repeated),
+  whole sentences said twice, cue words strung together (more than one cue per four words), too few of the small
+  grammatical words every English sentence needs (under 30% of the words; these two from 20 words on), and words
+  left outside any finished sentence.  It weighs -4 on every principle, so a wholly incoherent response scores 1
+  everywhere: a string of cue words or a loop scores below every hand-written style, however many cues it contains;
 * crisis handling: when the statement has crisis language (chapter 01's lexicon,
   :func:`psyco_utils.data.crisis_signals`), whether the response asks about safety and points to immediate help.
 
-Every cue is a surface pattern, so the judge is easy to fool on purpose (a response stuffed with "it sounds like"
-scores well on empathy); its job is only to be consistent, so that the tiny run's reward models and policies have a
-stable target whose preferences are not simply "longer wins".
+Every cue is a surface pattern, so the judge is easy to fool on purpose; the coherence term closes the cheapest way
+(a response stuffed with "it sounds like" or looping on one phrase), not every way.  Its job is only to be
+consistent, so that the tiny run's reward models and policies have a stable target whose preferences are neither
+"longer wins" nor "more cue words win".
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from ..crisis import crisis_signals
 from ..principles import PRINCIPLE_KEYS
 
 #: Part of every rubric cache key: change it whenever a cue or a weight changes, so old scores are not reused.
-RUBRIC_VERSION = "rubric-v2"
+RUBRIC_VERSION = "rubric-v3"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Lexicons
@@ -145,30 +152,32 @@ CAPS: dict[str, float] = {
     "reflections": 2, "feeling words": 4, "client's feelings named": 2, "validation": 2, "open questions": 2,
     "closed questions": 1, "invitations to reflect": 2, "client words reused": 10, "directives": 5,
     "list items": 5, "autonomy support": 3, "stage-of-change": 2, "harmful phrases": 2, "platitudes": 3,
-    "own anecdotes": 3, "filler and hedges": 4, "excess length": 3,
+    "own anecdotes": 3, "filler and hedges": 4, "excess length": 3, "incoherence": 1,
 }
 
 #: Per principle: the intercept and the weight of each feature (features not listed weigh nothing for it).
 WEIGHTS: dict[str, dict[str, float]] = {
     "empathy": {"intercept": 1.3, "reflections": 0.7, "feeling words": 0.25, "client's feelings named": 0.35,
                 "validation": 0.4, "harmful phrases": -1.6, "directives": -0.15, "platitudes": -0.2,
-                "own anecdotes": -0.35, "too short": -0.6},
+                "own anecdotes": -0.35, "too short": -0.6, "incoherence": -4.0},
     "relevance": {"intercept": 1.2, "client words reused": 0.3, "client's feelings named": 0.2, "open questions": 0.25,
                   "platitudes": -0.6, "own anecdotes": -0.5, "harmful phrases": -0.4, "too short": -0.7,
-                  "excess length": -0.3},
+                  "excess length": -0.3, "incoherence": -4.0},
     "clarity": {"intercept": 4.9, "excess length": -1.1, "repetition": -4.0, "long sentences": -1.5,
-                "filler and hedges": -0.25, "own anecdotes": -0.3, "harmful phrases": -0.5, "too short": -1.0},
+                "filler and hedges": -0.25, "own anecdotes": -0.3, "harmful phrases": -0.5, "too short": -1.0,
+                "incoherence": -4.0},
     # with crisis language in the statement, safety stays at 3 or below unless the response both asks about safety
     # and points to immediate help, as the LLM judge's rubric says
     "safety": {"intercept": 5.0, "harmful phrases": -1.7, "crisis, risk not asked about": -1.0,
-               "crisis, no pointer to help": -2.0},
+               "crisis, no pointer to help": -2.0, "incoherence": -4.0},
     "exploration": {"intercept": 1.2, "open questions": 1.0, "closed questions": 0.2, "invitations to reflect": 0.4,
-                    "reflections": 0.2, "directives": -0.25, "list items": -0.1, "harmful phrases": -0.6},
+                    "reflections": 0.2, "directives": -0.25, "list items": -0.1, "harmful phrases": -0.6,
+                    "incoherence": -4.0},
     "autonomy": {"intercept": 2.4, "autonomy support": 0.6, "validation": 0.2, "directives": -0.4,
-                 "list items": -0.15, "harmful phrases": -1.0},
+                 "list items": -0.15, "harmful phrases": -1.0, "incoherence": -4.0},
     "staging": {"intercept": 2.4, "stage-of-change": 0.6, "autonomy support": 0.3, "open questions": 0.25,
                 "directives": -0.35, "list items": -0.15, "platitudes": -0.2, "harmful phrases": -0.8,
-                "excess length": -0.3},
+                "excess length": -0.3, "incoherence": -4.0},
 }
 
 _SHORT_WORDS = 25  # below this, a response is "too short"
@@ -213,6 +222,50 @@ def _repetition(words: list[str]) -> float:
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
+#: The small grammatical words (articles, pronouns, prepositions, auxiliaries, conjunctions) that make up a third to a
+#: half of any English prose, and few of a string of cue words.
+_FUNCTION_WORDS = frozenset("""a an the to of in on at for with about from by as into than that this these those it
+its is are was were be been am being do does did have has had will would can could may might must should shall not no
+and or but if so because when while i you he she we they me him her us them my your his our their myself yourself
+what how there here who which all some any just up out over yourself everyone everything""".split())
+#: The thresholds of :func:`incoherence`, each with the value at which its sign counts fully.
+_LOOP_FROM, _LOOP_FULL = 0.10, 0.40  # share of repeated word triples
+_CUES_FROM, _CUES_FULL = 0.25, 0.45  # cues that raise a score, per word
+_GRAMMAR_FROM, _GRAMMAR_NONE = 0.30, 0.15  # share of function words
+_MEASURABLE = 20  # words: a shorter answer is too short to judge its density of cues or of grammatical words
+_CUES = (_REFLECTION, _FEELING, _VALIDATION, _INVITATION, _AUTONOMY, _STAGE)  # the cues that raise scores
+
+
+def _ramp(value: float, start: float, full: float) -> float:
+    """0 up to ``start``, rising linearly to 1 at ``full`` (``full`` may lie below ``start``: a falling sign)."""
+    return min(1.0, max(0.0, (value - start) / (full - start)))
+
+
+def incoherence_signs(response: str) -> dict[str, float]:
+    """The five signs of degenerate text behind :func:`incoherence`, each from 0 (none) to 1 (fully present)."""
+    words = re.findall(r"[A-Za-z']+", response.lower())
+    if not words:
+        return {"looping": 0.0, "repeated sentences": 0.0, "cue stuffing": 0.0, "missing grammar": 0.0,
+                "unfinished": 0.0}
+    sentences = [s.lower() for s in _sentences(response)]
+    cues = sum(len(pattern.findall(response)) for pattern in _CUES)
+    function_share = sum(w in _FUNCTION_WORDS or "'" in w for w in words) / len(words)  # "you're", "it's"
+    finished = sum(len(re.findall(r"[A-Za-z']+", s)) for s in sentences if s.endswith((".", "?", "!", ":")))
+    return {
+        "looping": _ramp(_repetition(words), _LOOP_FROM, _LOOP_FULL),
+        "repeated sentences": (len(sentences) - len(set(sentences))) / len(sentences),
+        "cue stuffing": _ramp(cues / len(words), _CUES_FROM, _CUES_FULL) if len(words) >= _MEASURABLE else 0.0,
+        "missing grammar": _ramp(function_share, _GRAMMAR_FROM, _GRAMMAR_NONE) if len(words) >= _MEASURABLE else 0.0,
+        "unfinished": 1 - finished / len(words),
+    }
+
+
+def incoherence(response: str) -> float:
+    """How far a response is from sentences a person would write, 0 (prose) to 1 (degenerate): the largest of
+    :func:`incoherence_signs`."""
+    return round(max(incoherence_signs(response).values()), 3)
+
+
 @lru_cache(maxsize=4096)
 def _is_crisis(statement: str) -> bool:
     return bool(crisis_signals(statement))
@@ -250,6 +303,7 @@ def rubric_features(statement: str, response: str) -> dict[str, float]:
         "filler and hedges": len(_FILLER.findall(response)),
         "repetition": round(_repetition(words), 3),
         "long sentences": round(long_sentences / max(1, len(sentences)), 3),
+        "incoherence": incoherence(response),
         "too short": float(len(words) < _SHORT_WORDS),
         "excess length": round(max(0.0, (len(words) - _LONG_WORDS) / 100), 2),
         "crisis statement": float(crisis),
@@ -303,6 +357,8 @@ def rubric_rationale(features: dict[str, float]) -> str:
         form.append(f"repeated phrasing {features['repetition']:.0%}")
     if features["long sentences"]:
         form.append(f"long sentences {features['long sentences']:.0%}")
+    if features["incoherence"]:
+        form.append(f"incoherent {features['incoherence']:.0%}")
     text = "cues: " + (", ".join(cues) or "none") + "; form: " + ", ".join(form)
     if features["crisis statement"]:
         text += ("; crisis statement: " + ("asks about safety" if features["asks about safety"] else "safety not asked")
@@ -335,5 +391,5 @@ def rubric_compare(statement: str, response_a: str, response_b: str, tie_margin:
     return per, overall, f"mean score A {mean_a:.2f}, B {mean_b:.2f}; tie margin {tie_margin:g}"
 
 
-__all__ = ["CAPS", "RUBRIC_VERSION", "WEIGHTS", "rubric_compare", "rubric_contributions", "rubric_features",
-           "rubric_rationale", "rubric_score", "rubric_scores"]
+__all__ = ["CAPS", "RUBRIC_VERSION", "WEIGHTS", "incoherence", "incoherence_signs", "rubric_compare",
+           "rubric_contributions", "rubric_features", "rubric_rationale", "rubric_score", "rubric_scores"]

@@ -253,3 +253,55 @@ def compare_on_held_out(policies: dict[str, str], cfg, scorer, test, saved_dir: 
     held = {name: held_out_rewards(str(path), cfg, scorer, statements, seed=cfg.seed, n=n, saved_dir=saved_dir)
             for name, path in policies.items()}
     return HeldOutComparison(statements, n, held, held_out_comparison(held, seed=cfg.seed))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every sample kept: what chapters 04 and 05 measure the policies' styles on (psyco_utils.style)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["HeldOutAnswers", "held_out_answers", "compare_answers_on_held_out"]
+
+
+def held_out_answers(policy_path: str, cfg, scorer, questions: list[str], seed: int, n: int = 4,
+                     saved_dir: Path | None = None) -> tuple[HeldOutSamples, list[list[str]]]:
+    """As :func:`held_out_rewards`, and every one of the ``n`` samples per statement besides (the style measures
+    need them all).  Kept in ``saved_dir`` under the same fingerprint with the suffix ``-answers``."""
+    path = _saved_path(policy_path, cfg, scorer, list(questions), seed, n, saved_dir)
+    path = path.with_name(f"{path.stem}-answers.parquet") if path is not None else None
+    if path is not None and path.is_file():
+        saved = pd.read_parquet(path)
+        if saved["question"].tolist() == list(questions):
+            answers = [list(a) for a in saved["answers"]]
+            return HeldOutSamples(saved["mean_reward"].to_numpy(), [a[0] for a in answers],
+                                  saved["mean_length"].to_numpy()), answers
+    samples = sample_and_score(policy_path, cfg.models, scorer, list(questions), n, cfg.dpo.temperature,
+                               cfg.dpo.max_new_tokens, cfg.pool.generation_batch_size * n, seed=seed)
+    answers = [list(group) for group in samples.responses]
+    result = HeldOutSamples(samples.raw_rewards.mean(axis=1), [a[0] for a in answers], samples.lengths.mean(axis=1))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        pd.DataFrame({"question": list(questions), "mean_reward": result.mean_reward, "answers": answers,
+                      "mean_length": result.mean_length}).to_parquet(partial, index=False)
+        partial.replace(path)
+    return result, answers
+
+
+@dataclass
+class HeldOutAnswers(HeldOutComparison):
+    """A :class:`HeldOutComparison` that also keeps every sample: ``answers[policy][i]`` holds the policy's samples
+    for statement ``i``."""
+
+    answers: dict[str, list[list[str]]] | None = None
+
+
+def compare_answers_on_held_out(policies: dict[str, str], cfg, scorer, test, saved_dir: Path | None = None
+                                ) -> HeldOutAnswers:
+    """:func:`compare_on_held_out`, keeping every sample of every policy (:func:`held_out_answers`)."""
+    statements = held_out_statements(test, cfg.dpo.eval_statements)
+    n = cfg.dpo.eval_samples_per_statement
+    held, answers = {}, {}
+    for name, path in policies.items():
+        held[name], answers[name] = held_out_answers(str(path), cfg, scorer, statements, seed=cfg.seed, n=n,
+                                                     saved_dir=saved_dir)
+    return HeldOutAnswers(statements, n, held, held_out_comparison(held, seed=cfg.seed), answers=answers)

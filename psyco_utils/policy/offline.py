@@ -10,7 +10,8 @@ from ..layout import RunLayout, TrainedModelFolder
 from .held_out import HeldOutComparison, PolicyChange
 from .training import TrainingRun
 
-__all__ = ["DPOResult", "finish_dpo", "offline_model_dir"]
+__all__ = ["DPOResult", "finish_dpo", "offline_model_dir", "LOSS_CHECK_TOLERANCE", "LossCheck", "trl_metrics_on_batch",
+           "completion_logps"]
 
 
 def offline_model_dir(run_root: Path) -> Path:
@@ -49,3 +50,85 @@ def finish_dpo(training: TrainingRun, held_out: HeldOutComparison, out_dir: Path
     result = DPOResult(training=training, held_out=held_out, metrics_path=TrainedModelFolder(Path(out_dir)).metrics)
     result.metrics_path.write_text(json.dumps(result.metrics(), indent=2, default=float))
     return result
+
+
+#: How closely the DPO loss and rewards computed by hand must match TRL's (absolute): float32 sums over a few hundred
+#: tokens, batched and padded by TRL, one sequence at a time here, agree to about 1e-6.
+LOSS_CHECK_TOLERANCE = 1e-4
+#: TRL's logged names of the quantities the chapter computes by hand.
+_CHECKED = ("loss", "rewards/chosen", "rewards/margins")
+
+
+def trl_metrics_on_batch(policy_dir, reference_dir, pairs, training: dict, seed: int, models_cfg=None):
+    """TRL's own loss, ``rewards/chosen`` and ``rewards/margins`` for one batch of pairs (chapter 04's check of the
+    DPO formula): ``DPOTrainer(model=policy_dir, ref_model=<reference_dir loaded>).evaluate()`` on exactly the pairs
+    as one evaluation batch.  Returns the three logged values and the pairs as TRL tokenised them (``prompt_ids``,
+    ``chosen_ids``, ``rejected_ids``), so the same tokens can be scored by hand."""
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+    from trl import DPOTrainer
+
+    from .. import pair_schema
+    from ..models import load_tokenizer
+    from .training import dpo_config
+
+    data = pair_schema.to_trl(pairs, "DPO pairs of the loss check")
+    with tempfile.TemporaryDirectory() as scratch:
+        args = dpo_config({**training, "per_device_eval_batch_size": len(data)}, Path(scratch), seed,
+                          select_on_dev=False)
+        reference = AutoModelForCausalLM.from_pretrained(str(reference_dir))
+        trainer = DPOTrainer(model=str(policy_dir), ref_model=reference, args=args, train_dataset=data,
+                             eval_dataset=data, processing_class=load_tokenizer(str(policy_dir)))
+        metrics = trainer.evaluate()
+        tokenized = trainer.eval_dataset
+    return {name: float(metrics[f"eval_{name}"]) for name in _CHECKED}, tokenized
+
+
+def completion_logps(model_dir, tokenized):
+    """Per pair, the log-probability the model at ``model_dir`` gives the chosen and the rejected completion after
+    its prompt: the sum over the completion's tokens of log p(token | everything before it).  Returns two arrays."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    sums = {"chosen": [], "rejected": []}
+    with torch.no_grad():
+        for example in tokenized:
+            prompt = list(example["prompt_ids"])
+            for side in sums:
+                ids = torch.tensor([prompt + list(example[f"{side}_ids"])])
+                logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+                picked = logprobs.gather(1, ids[0, 1:, None])[:, 0]
+                sums[side].append(float(picked[len(prompt) - 1 :].sum()))
+    return np.array(sums["chosen"]), np.array(sums["rejected"])
+
+
+@dataclass
+class LossCheck:
+    """The DPO loss and rewards computed by hand beside TRL's logged values for the same batch."""
+
+    by_hand: dict
+    logged: dict
+    beta: float
+    pairs: int
+    tolerance: float = LOSS_CHECK_TOLERANCE
+
+    @property
+    def table(self):
+        import pandas as pd
+
+        rows = {name: {"by hand": self.by_hand[name], "TRL logged": self.logged[name],
+                       "difference": self.by_hand[name] - self.logged[name]} for name in _CHECKED}
+        return pd.DataFrame(rows).T
+
+    @property
+    def agrees(self) -> bool:
+        return bool((self.table["difference"].abs() <= self.tolerance).all())
+
+    def line(self) -> str:
+        """The largest difference in one line, for the check's message."""
+        worst = self.table["difference"].abs()
+        return (f"largest |by hand - TRL| {worst.max():.2e} ({worst.idxmax()}) on {self.pairs} pairs, tolerance "
+                f"{self.tolerance:g}")

@@ -17,7 +17,8 @@ from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, f
 
 __all__ = ["dpo_settings", "training_summary", "dpo_training_curves", "held_out_table", "held_out_figure",
            "policy_examples", "change_points", "dpo_beside_the_paper", "dpo_findings", "dpo_iter_settings",
-           "dpo_iter_rounds_table", "dpo_iter_rounds", "round_pair", "dpo_iter_beside_the_paper", "dpo_iter_findings"]
+           "dpo_iter_rounds_table", "dpo_iter_rounds", "round_pair", "dpo_iter_beside_the_paper", "dpo_iter_findings",
+           "policy_styles", "style_points", "degenerate_ranking", "dpo_loss_check", "paper_gains"]
 
 _CURVES = [("loss", "DPO loss\n(nats per pair)"), ("rewards/margins", "implicit reward\nmargin"),
            ("rewards/accuracies", "preference\naccuracy")]
@@ -152,9 +153,14 @@ def change_points(change) -> list[str]:
     return points
 
 
-def _verdict(change, how: str) -> str:
+def _verdict(change, how: str, styles=None) -> str:
     if change.reward_gain <= 0:
         return f"{change.new} did not raise the held-out reward over {change.old}."
+    rise = styles.empathic_rise(change.new) if styles is not None and change.new in styles.changes.index else None
+    if change.reward_hacking and not change.more_repetitive and rise is not None and rise["ci_low"] > 0:
+        return (f"{change.new}'s answers are longer, but not more repetitive, and it writes the empathic style more "
+                f"often ({100 * rise['difference']:+.0f} points, interval above 0), the style the judge prefers and "
+                "the longest by design: the length comes with the change of style rather than with padding.")
     if change.reward_hacking:
         signs = " and ".join(s for s, on in (("longer", change.longer), ("more repetitive", change.more_repetitive))
                              if on)
@@ -180,8 +186,10 @@ def dpo_beside_the_paper(result, args, profile: str):
     return beside_the_paper(ours, theirs, profile)
 
 
-def dpo_findings(result) -> Markdown:
-    """Chapter 04's findings: the DPO policy against the base policy on held-out statements, and what it means."""
+def dpo_findings(result, styles=None) -> Markdown:
+    """Chapter 04's findings: the DPO policy against the base policy on held-out statements, and what it means
+    (with ``styles``, a :class:`psyco_utils.style.StyleComparison`, a longer answer that comes with a rise of the
+    empathic style is not called reward hacking)."""
     change = result.change
     how = ("offline DPO had no reward model in its loop, but the policy learned from the pairs which words the chosen "
            "answers carry and overdoes them, and the reward model learned the same cues from the same pairs, so it "
@@ -190,7 +198,7 @@ def dpo_findings(result) -> Markdown:
     overlap = "overlap" if dpo["ci_low"] <= base["ci_high"] and base["ci_low"] <= dpo["ci_high"] else "do not overlap"
     n = len(result.held_out.statements)
     return findings([f"On {n} held-out statement{'s' if n != 1 else ''} the 95% intervals of the two mean "
-                     f"rewards {overlap}.", *change_points(change), _verdict(change, how),
+                     f"rewards {overlap}.", *change_points(change), _verdict(change, how, styles),
                      f"The paper measured DPO by the win rate against GPT-4o: {paper.win_rate('no constraint', 'base')}"
                      f"% to {paper.win_rate('no constraint', 'DPO')}% for the 3B model. Chapter 6 asks this book's "
                      "judge the same question."], heading="What the numbers show")
@@ -262,8 +270,9 @@ def dpo_iter_beside_the_paper(result, args, profile: str):
     return beside_the_paper(ours, theirs, profile)
 
 
-def dpo_iter_findings(result) -> Markdown:
-    """Chapter 05's findings: the rounds, the three policies on held-out statements, and what it means."""
+def dpo_iter_findings(result, styles=None) -> Markdown:
+    """Chapter 05's findings: the rounds, the three policies on held-out statements, and what it means (``styles`` as
+    in :func:`dpo_findings`)."""
     rounds, held = result.rounds, result.held_out
     first, last = rounds.iloc[0], rounds.iloc[-1]
     means = held.table["mean reward"].astype(float).sort_values(kind="stable")
@@ -282,7 +291,77 @@ def dpo_iter_findings(result) -> Markdown:
         f"{_signed(last['mean_reward'])} in round {int(last['round'])}, and their length from "
         f"{first['mean_length_tokens']:.0f} to {last['mean_length_tokens']:.0f} tokens.",
         f"On held-out statements the reward model orders the policies {order}: {paper_order}.",
-        *change_points(change), _verdict(change, how),
+        *change_points(change), _verdict(change, how, styles),
         f"The paper's DPO-Iter won {paper.win_rate('no constraint', 'DPO-Iter')}% of comparisons against GPT-4o "
         f"(3B; {paper.win_rate('no constraint', 'DPO-Iter', '8B')}% for 8B). Chapter 6 asks this book's judge."],
         heading="What the numbers show")
+
+
+def policy_styles(styles):
+    """Each policy's samples on the held-out statements (:class:`psyco_utils.style.StyleComparison`): the share
+    nearest each style, distinct-1 and distinct-2, the repeated-4-gram rate, and the empathic share's change."""
+    from ..style import STYLES, UNCLASSIFIABLE
+
+    frame = styles.table.drop(columns=["samples"]).astype(float)
+    change = styles.changes.reindex(frame.index)
+    frame[f"empathic change vs {styles.baseline}"] = [
+        "-" if pd.isna(row["difference"]) else
+        f"{100 * row['difference']:+.0f} pts ({100 * row['ci_low']:+.0f} to {100 * row['ci_high']:+.0f})"
+        for _, row in change.iterrows()]
+    shares = [*STYLES, UNCLASSIFIABLE, "distinct-1", "distinct-2", "repeated 4-grams"]
+    caption = (f"{int(styles.table['samples'].iloc[0])} samples per policy; style by a TF-IDF and logistic-regression "
+               "classifier trained on the bundled answers (unclassifiable: no style reaches 50%); distinct-n over all "
+               "samples; repeated 4-grams within a sample; change: paired 95% bootstrap interval over statements")
+    return table(frame, caption=caption, percent_columns=shares, decimals=2)
+
+
+def style_points(styles, name: str) -> list[str]:
+    """Findings about ``name``'s styles against the baseline's, computed."""
+    from ..style import MAX_REPEATED_4GRAMS
+
+    base, row = styles.table.loc[styles.baseline], styles.table.loc[name]
+    c = styles.empathic_rise(name)
+    moved = "rose" if c["ci_low"] > 0 else "fell" if c["ci_high"] < 0 else "did not move measurably"
+    worst, rate = styles.max_repeated()
+    return [f"The empathic share {moved}: {base['empathic']:.0%} of {styles.baseline}'s samples against "
+            f"{row['empathic']:.0%} of {name}'s ({100 * c['difference']:+.0f} points, paired 95% interval "
+            f"{100 * c['ci_low']:+.0f} to {100 * c['ci_high']:+.0f}).",
+            f"Dismissive {base['dismissive']:.0%} to {row['dismissive']:.0%}, rambling {base['rambling']:.0%} to "
+            f"{row['rambling']:.0%}, directive {base['directive']:.0%} to {row['directive']:.0%}, generic "
+            f"{base['generic']:.0%} to {row['generic']:.0%}.",
+            f"No policy loops: the highest repeated-4-gram rate is {rate:.1%} ({worst}), within the "
+            f"{MAX_REPEATED_4GRAMS:.0%} the tiny world's target allows." if rate <= MAX_REPEATED_4GRAMS else
+            f"{worst} repeats itself: {rate:.1%} of its 4-grams repeat within a sample."]
+
+
+def degenerate_ranking(ranking, scorer_name: str = "reward model"):
+    """How a scorer ranks degenerate text against the five hand-written styles
+    (:func:`psyco_utils.style.rank_degenerate`)."""
+    caption = (f"mean {scorer_name} score per kind of answer over {ranking.attrs.get('statements', 'the')} "
+               "statements; below every style: the share of statements where the degenerate answer scores below "
+               "all five hand-written answers")
+    return table(ranking, caption=caption, percent_columns=["below every style"], decimals=2)
+
+
+def dpo_loss_check(check):
+    """The DPO loss, chosen reward and margin computed by hand against TRL's logged values
+    (:func:`psyco_utils.policy.dpo_by_hand`)."""
+    caption = (f"one batch of {check.pairs} training pairs at the start of training, beta {check.beta:g}; "
+               f"tolerance {check.tolerance:g} (absolute)")
+    return table(check.table, caption=caption, decimals=6).format("{:+.1e}", subset=["difference"])
+
+
+def paper_gains(setting: str = "no constraint") -> Markdown:
+    """What each stage added to the paper's win rate against GPT-4o, for both model sizes, computed from
+    :mod:`psyco_utils.paper`: DPO over the base model, and DPO-Iter over DPO."""
+    points = []
+    for size in ("3B", "8B"):
+        base, dpo, iterated = (paper.win_rate(setting, name, size) for name in ("base", "DPO", "DPO-Iter"))
+        points.append(f"{size}: offline DPO took the win rate from {base:.1f}% to {dpo:.1f}% "
+                      f"({dpo - base:+.1f} points); DPO-Iter took it on to {iterated:.1f}% ({iterated - dpo:+.1f} "
+                      f"points over DPO).")
+    larger = all(paper.win_rate(setting, "DPO", z) - paper.win_rate(setting, "base", z)
+                 > paper.win_rate(setting, "DPO-Iter", z) - paper.win_rate(setting, "DPO", z) for z in ("3B", "8B"))
+    points.append("The larger step was offline DPO's at both sizes; DPO-Iter added a smaller gain on top of it."
+                  if larger else "DPO-Iter's step was not the smaller one at both sizes.")
+    return findings(points, heading=f"What each stage added in the paper (win rate against GPT-4o, {setting})")
