@@ -54,7 +54,8 @@ cfg = chapter.cfg
 # %% [markdown]
 # The first line above says which {term}`profile` ran and with which models and judge.
 # Everything this chapter writes goes under `runs/<profile>/` (or `$PSYCO_RUNS_DIR/<profile>/` when that is set),
-# where chapter 2 reads it.
+# where chapter 2 reads it; the model runs of one profile (3B and 8B in the paper profile, each in a sub-folder named
+# after its policy) share it.
 #
 # ## Sources
 #

@@ -46,7 +46,7 @@ overrides = []
 # %%
 from trl import RewardTrainer
 
-from psyco_utils import checks, inputs, reward, runtime, show
+from psyco_utils import checks, inputs, reward, runtime, show, style
 from psyco_utils.pairs import load_preference_data
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
@@ -173,6 +173,21 @@ show.reward_epochs(training)
 scorer = reward.load_trained_reward_model(cfg, run)
 predictions = reward.test_predictions(scorer, prefs["test"], batch_size=32)
 show.reward_scoring(scorer.stats, scorer.max_length)
+
+# %% [markdown]
+# ### Does the reward model prefer degenerate text?
+#
+# A reward model learns what its judge rewarded, and a policy trained against it will find whatever it over-rates.
+# Here it scores, for 30 bundled statements, the five hand-written answers and seven kinds of degenerate text a policy
+# could drift into: cue words strung together, a phrase looping, one good sentence said again and again, word salad
+# (`style.degenerate_answers`). The last column is the share of statements on which the degenerate answer scores
+# below every hand-written one: the rubric judge puts every kind below every style, and the reward model, which never
+# saw such text among its pairs, need not.
+
+# %%
+degenerate_statements, styled_answers = style.bundled_styled_answers(30)
+ranking = style.rank_degenerate(scorer.score, degenerate_statements, styled_answers)
+show.degenerate_ranking(ranking, "reward model")
 
 # %% [markdown]
 # ## Evaluation, beside baselines and the paper

@@ -129,6 +129,16 @@ training = policy.train_or_reuse(trainer, dpo_inputs,
 show.training_summary(training)
 
 # %% [markdown]
+# ### Training on several GPUs
+#
+# The same training runs as an entry point under `accelerate launch` or `torchrun`, one process per GPU, with the
+# global batch kept and only the main process writing the model; this chapter, run afterwards with the same profile
+# and overrides, then finds the saved model by its fingerprint and reuses it. The command for this profile:
+
+# %%
+show.launch_command("dpo", profile, overrides)
+
+# %% [markdown]
 # The curves come from TRL's log. The loss starts at $\log 2$, where the policy and the reference agree. The implicit
 # reward margin is $\beta$ times how much more the policy than the reference favours the chosen response over the
 # rejected one; preference accuracy is the share of pairs where that margin is positive. Training rows average over

@@ -132,6 +132,17 @@ _ = checks.require(chapter, "on-policy pairs and the reference refresh", refresh
                    f"every pair's chosen reward above its rejected one: {best_over_worst}")
 
 # %% [markdown]
+# ### Training on several GPUs
+#
+# The same loop runs as an entry point under `accelerate launch` or `torchrun`, one process per GPU, with the global
+# batch kept: only the main process samples, scores and writes, and every process trains each round on the pairs it
+# saved. This chapter, run afterwards with the same profile and overrides, then reads every round back and reuses its
+# model. The command for this profile:
+
+# %%
+show.launch_command("dpo-iter", profile, overrides)
+
+# %% [markdown]
 # The same numbers against the round. The gap between the best and the worst of each statement's samples is what a
 # round's pairs teach; if the loop works on the reward model's terms, the mean reward of the samples climbs round
 # after round. Their length is drawn underneath because it is the first thing a reward model can be gamed with.

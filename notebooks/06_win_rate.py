@@ -43,7 +43,7 @@ profile = "tiny"
 overrides = []
 
 # %%
-from psyco_utils import checks, evaluate, human_reference, inputs, runtime, show
+from psyco_utils import checks, evaluate, human_reference, inputs, runtime, show, style
 
 show.paper_win_rates()
 
@@ -85,6 +85,15 @@ show.evaluation_setup(setup)
 
 # %%
 answers = evaluate.generate_answers(setup)
+
+# %% [markdown]
+# The styles of the answers judged here (one per statement): the share nearest each bundled style, distinct-n, the
+# repeated-4-gram rate, and the empathic share's change from the base policy (a paired 95% interval over statements).
+
+# %%
+styles = style.compare_styles({name: [[a] for a in texts] for name, texts in answers["no constraint"].items()
+                               if name != evaluate.REFERENCE}, baseline="base", seed=setup.cfg.seed)
+show.policy_styles(styles)
 
 # %% [markdown]
 # ## Judging in both orders

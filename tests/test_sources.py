@@ -208,7 +208,7 @@ def test_tiny_profile_with_an_added_source_names_the_fix():
     message = str(err.value)
     assert "can be answered by: tiny-policy-t0.7, tiny-policy-t1.2" in message
     assert "add 2 more generator(s) of kind hf or openai to pool.generators" in message
-    assert "{name: tiny-t1.0, kind: hf, model: tiny, temperature: 1.0, max_new_tokens: 160}" in message
+    assert "{name: tiny-t1.0, kind: hf, model: tiny, temperature: 1.0, max_new_tokens: 40}" in message
     assert "or set pool.responses_per_statement: 2" in message
 
 
