@@ -22,17 +22,15 @@ starts the processes, which talk over gloo.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import inputs
 from .config import load_profile, run_dir
 from .distributed import is_main_process, main_process_first, start_processes, world_size
+from .quiet import quiet_libraries
 
 __all__ = ["STAGES", "CHAPTERS", "LAUNCH_CONFIG_DIR", "LAUNCH_CONFIGS", "LaunchPlan", "launch_plan",
            "launch_config_path", "train_reward",
@@ -126,7 +124,7 @@ def _require(stage: str, cfg, run: Path) -> None:
     needed = [i for i in _NEEDS[stage] if not (cfg.splits.source == "released" and i is inputs.PAIRS)]
     if stage == "dpo-iter" and cfg.dpo_iter.start_from == "dpo":
         needed.append(inputs.DPO_POLICY)
-    missing = [i for i in needed if not (run / i.path).exists()]
+    missing = [i for i in needed if not i.location(run).exists()]
     if missing:
         listed = "; ".join(f"{i.what} ({i.path}, written by {i.made_by})" for i in missing)
         chapters = " ".join(sorted({i.made_by[:2] for i in missing}))
@@ -201,23 +199,6 @@ def train_dpo_iter(cfg, run: Path):
 _TRAIN = {"reward": train_reward, "dpo": train_offline_dpo, "dpo-iter": train_dpo_iter}
 
 
-def _quiet(cfg) -> None:
-    """The chapters' environment: offline hub where the profile says so, no progress bars, library logs at errors."""
-    if cfg.hub_offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    for name in ("transformers", "datasets"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def train_stage(stage: str, profile: str = "tiny", overrides: list[str] | None = None):
     """Run training stage ``stage`` (``reward``, ``dpo`` or ``dpo-iter``) of ``profile`` in this process, which may
     be one of a launcher's: join the launcher's processes, check the inputs, seed as the chapter does, train.
@@ -228,7 +209,7 @@ def train_stage(stage: str, profile: str = "tiny", overrides: list[str] | None =
         raise ValueError(f"unknown training stage {stage!r}; stages: {', '.join(STAGES)}")
     cfg = load_profile(profile, overrides)
     start_processes()
-    _quiet(cfg)
+    quiet_libraries(cfg)
     run = run_dir(cfg)
     _require(stage, cfg, run)
     set_seed(cfg.seed)  # Python, NumPy and torch, as the chapter's first cell seeds them

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProfileConfig, load_profile, profile_summary, run_dir
 from .layout import RunLayout
+from .quiet import quiet_libraries
 
 __all__ = ["Chapter", "seed_everything", "start_chapter", "profile_banner"]
 
@@ -63,25 +61,7 @@ def seed_everything(seed: int) -> None:
 def start_chapter(profile: str, overrides: list[str] | None, stage: str) -> Chapter:
     """Validate the profile, seed Python/NumPy/torch, keep library output quiet, and start the stage's timer."""
     cfg = load_profile(profile, overrides)
-    if cfg.hub_offline:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
-    warnings.filterwarnings("ignore", message=".*pin_memory.*")
-    warnings.filterwarnings("ignore", message=".*IProgress not found.*")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
-    for name in ("transformers", "datasets", "httpx", "openai"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries(cfg)
     seed_everything(cfg.seed)
     from .show import use_book_style
 

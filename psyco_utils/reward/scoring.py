@@ -106,7 +106,8 @@ class RewardScorer:
             ids = [x[: self.max_length] for x in ids]
         return ids
 
-    def _batch_rewards(self, ids: list[list[int]]) -> np.ndarray:
+    def _right_padded(self, ids: list[list[int]]):
+        """A batch of token ids as right-padded ``input_ids`` and ``attention_mask`` tensors."""
         import torch
 
         pad = self.tokenizer.pad_token_id
@@ -116,6 +117,10 @@ class RewardScorer:
         for row, x in enumerate(ids):
             input_ids[row, : len(x)] = torch.tensor(x)
             mask[row, : len(x)] = 1
+        return input_ids, mask
+
+    def _batch_rewards(self, ids: list[list[int]]) -> np.ndarray:
+        input_ids, mask = self._right_padded(ids)
         logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
         return logits.float().squeeze(-1).cpu().numpy()
 
@@ -163,13 +168,7 @@ class CausalLMRewardScorer(RewardScorer):
     def _batch_rewards(self, ids: list[list[int]]) -> np.ndarray:
         import torch
 
-        pad = self.tokenizer.pad_token_id
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = torch.tensor(x)
-            mask[row, : len(x)] = 1
+        input_ids, mask = self._right_padded(ids)
         hidden = self.model.base_model(input_ids=input_ids.to(self.device),
                                        attention_mask=mask.to(self.device)).last_hidden_state
         last = torch.tensor([len(x) - 1 for x in ids], device=hidden.device)
