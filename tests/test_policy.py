@@ -15,6 +15,19 @@ from psyco_utils.pair_schema import PairSchemaError
 CRISIS = "I want to kill myself, I cannot go on like this."
 
 
+def test_empty_answers_are_kept_out_of_the_pairs_and_counted():
+    rewards = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.4, 0.6, 0.1]])
+    usable = np.array([[True, False, True], [False, True, False], [True, True, True]])
+    pairs, degenerate = policy.best_worst_pairs(rewards, usable)
+    assert pairs == [(0, 0, 2), (2, 1, 2)] and degenerate == 1  # row 1 has a single answer: no pair
+    samples = policy.Samples(statements=["a", "b"], responses=[["good", ""], ["fine", "ok"]],
+                             rewards=np.array([[1.0, -5.0], [0.5, 0.2]]), raw_rewards=np.array([[1.0, -5.0], [0.5, 0.2]]),
+                             lengths=np.array([[1, 0], [1, 1]]), generation_seconds=1.0, new_tokens=3)
+    _, frame, none = policy.pairs_dataset(samples, ["A", "B"], 1)
+    assert list(frame["ID"]) == ["B"] and none == 1 and (frame["rejected"] != "").all()
+    assert policy.round_summary(samples, frame, none)["empty_samples"] == 1
+
+
 def test_best_worst_selection_with_ties_and_degenerate_rows():
     rewards = np.array([[0.1, 0.9, 0.9, -0.5],   # best tie -> earliest (1); worst 3
                         [0.3, 0.3, 0.3, 0.3],    # degenerate: all equal, no pair
@@ -296,7 +309,7 @@ def _iteration(tmp_path) -> policy.DPOIterResult:
     for k, (mean, length) in enumerate([(-1.5, 60.0), (0.9, 100.0)], start=1):
         rows.append({"round": k, "statements": 3, "samples_per_statement": 8, "mean_reward": mean,
                      "best_reward": mean + 2, "worst_reward": mean - 2, "mean_length_tokens": length, "pairs": 2,
-                     "degenerate_statements": 1, "mean_pair_margin": 4.0, "generation_seconds": 1.0,
+                     "degenerate_statements": 1, "empty_samples": 0, "mean_pair_margin": 4.0, "generation_seconds": 1.0,
                      "tokens_per_second": 10.0, "reference": f"r{k - 1}", "policy": str(tmp_path / f"round_{k}"),
                      "dpo_seconds": 2.0, "dpo_steps": 3, "dpo_steps_per_second": 1.5, "dpo_reused": k == 2,
                      "round_seconds": 3.0, "final_train_loss": 0.5})
@@ -346,6 +359,9 @@ def test_tables_format_shares_as_percentages_and_counts_with_separators(tmp_path
     rounds = show.dpo_iter_rounds_table(_iteration(tmp_path)).to_html()
     assert "-1.50" in rounds and "100.0" in rounds and "3 statements x 8 samples" in rounds
     assert rounds.count("col_heading") == 7  # seven columns fit the page
+    with_empty = _iteration(tmp_path)
+    with_empty.rounds.loc[0, "empty_samples"] = 2  # a round with empty answers gets their column
+    assert "empty answers" not in rounds and "empty answers" in show.dpo_iter_rounds_table(with_empty).to_html()
 
 
 def test_findings_call_a_gamed_reward_reward_hacking_and_say_when_nothing_was_gained(tmp_path):

@@ -37,20 +37,29 @@ __all__ = ["DPOIterResult", "best_worst_pairs", "pairs_dataset", "round_summary"
            "training_statements", "dpo_iter_start"]
 
 
-def best_worst_pairs(rewards: np.ndarray) -> tuple[list[tuple[int, int, int]], int]:
+def best_worst_pairs(rewards: np.ndarray, usable: np.ndarray | None = None) -> tuple[list[tuple[int, int, int]], int]:
     """For each row (a statement's samples), the highest against the lowest reward: ``[(row, best, worst)]``.
 
-    A row whose samples all score the same gives no pair; the number of such degenerate rows is returned too.
-    Ties for best or worst go to the earliest sample, so the selection is deterministic.
+    Only samples marked ``usable`` (all by default) take part: an empty answer cannot be one side of a DPO pair.  A row
+    with fewer than two usable samples, or whose usable samples all score the same, gives no pair; the number of such
+    rows is returned too.  Ties for best or worst go to the earliest sample, so the selection is deterministic.
     """
+    values_all = np.asarray(rewards, float)
+    usable = np.ones(values_all.shape, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
     pairs, degenerate = [], 0
-    for row, values in enumerate(np.asarray(rewards, float)):
-        best, worst = int(np.argmax(values)), int(np.argmin(values))
-        if values[best] == values[worst]:
+    for row, values in enumerate(values_all):
+        kept = np.flatnonzero(usable[row])
+        if len(kept) < 2 or values[kept].max() == values[kept].min():
             degenerate += 1
             continue
+        best, worst = int(kept[np.argmax(values[kept])]), int(kept[np.argmin(values[kept])])
         pairs.append((row, best, worst))
     return pairs, degenerate
+
+
+def _answered(samples: Samples) -> np.ndarray:
+    """Which samples have text (an empty answer, the end token drawn first, is kept out of the pairs and counted)."""
+    return np.array([[bool(str(text).strip()) for text in row] for row in samples.responses], dtype=bool)
 
 
 def pairs_dataset(samples: Samples, ids: list[str], round_index: int):
@@ -58,7 +67,7 @@ def pairs_dataset(samples: Samples, ids: list[str], round_index: int):
     needs and the rewards and round, for the book."""
     import datasets
 
-    chosen_pairs, degenerate = best_worst_pairs(samples.rewards)
+    chosen_pairs, degenerate = best_worst_pairs(samples.rewards, _answered(samples))
     rows = [{"ID": ids[r], "prefID": k, "question": samples.statements[r], "chosen": samples.responses[r][b],
              "rejected": samples.responses[r][w], "reward_chosen": float(samples.rewards[r, b]),
              "reward_rejected": float(samples.rewards[r, w]), "round": round_index}
@@ -69,12 +78,14 @@ def pairs_dataset(samples: Samples, ids: list[str], round_index: int):
 
 def round_summary(samples: Samples, frame: pd.DataFrame, degenerate: int) -> dict:
     """One round's numbers before training: the samples' rewards (mean, best and worst of each statement's samples,
-    averaged), their length, the pairs made, the degenerate statements and the pairs' reward margin."""
+    averaged), their length, the empty answers (kept out of the pairs), the pairs made, the statements that gave no
+    pair and the pairs' reward margin."""
     raw = samples.raw_rewards
     margin = float((frame["reward_chosen"] - frame["reward_rejected"]).mean()) if len(frame) else 0.0
     return {"statements": len(samples.statements), "samples_per_statement": samples.rewards.shape[1],
             "mean_reward": float(raw.mean()), "best_reward": float(raw.max(axis=1).mean()),
             "worst_reward": float(raw.min(axis=1).mean()), "mean_length_tokens": float(samples.lengths.mean()),
+            "empty_samples": int((~_answered(samples)).sum()),
             "pairs": len(frame), "degenerate_statements": degenerate, "mean_pair_margin": margin,
             "sample_batches_reused": samples.batches_reused,
             "generation_seconds": samples.generation_seconds,

@@ -212,19 +212,24 @@ def dpo_iter_settings(dpo_iter):
 
 
 _ROUND_COLUMNS = {"round": "round", "pairs": "pairs", "degenerate_statements": "no pair",
+                  "empty_samples": "empty answers",
                   "mean_reward": "mean reward", "best_reward": "best", "worst_reward": "worst",
                   "mean_length_tokens": "length (tokens)"}
 
 
 def dpo_iter_rounds_table(result):
-    """One row per round, seven columns: the pairs made, the statements that gave none, and the samples' reward
-    (mean, and best and worst of each statement's samples, averaged) and length before the round's training."""
-    frame = result.rounds[list(_ROUND_COLUMNS)].rename(columns=_ROUND_COLUMNS)
+    """One row per round: the pairs made, the statements that gave none, the empty answers (a column only when a round
+    had any), and the samples' reward (mean, and best and worst of each statement's samples, averaged) and length
+    before the round's training."""
+    columns = [c for c in _ROUND_COLUMNS if c != "empty_samples" or result.rounds[c].sum() > 0]
+    frame = result.rounds[columns].rename(columns=_ROUND_COLUMNS)
     n, statements = (int(result.rounds[c].iloc[0]) for c in ("samples_per_statement", "statements"))
     caption = (f"Each round's {statements:,} statements x {n} samples before its DPO training: pairs made, "
-               "statements whose samples all tied (no pair), reward in reward units, mean length")
-    styled = table(frame, decimals=2, integer_columns=["round", "pairs", "no pair"], caption=caption,
-                   hide_index=True)
+               "statements that gave no pair (all samples tied, or fewer than two answered), "
+               + ("empty answers (kept out of the pairs), " if "empty answers" in frame.columns else "")
+               + "reward in reward units, mean length")
+    counts = [c for c in ("round", "pairs", "no pair", "empty answers") if c in frame.columns]
+    styled = table(frame, decimals=2, integer_columns=counts, caption=caption, hide_index=True)
     return styled.format(precision=1, subset=["length (tokens)"])
 
 
@@ -286,7 +291,8 @@ def dpo_iter_findings(result, styles=None) -> Markdown:
     change = held.change("DPO-Iter", "base")
     return findings([
         f"{len(rounds)} rounds trained on {integer(rounds['pairs'].sum())} pairs in {integer(result.total_steps)} DPO "
-        f"steps; {integer(result.degenerate_statements)} sampled statements gave no pair (all samples tied).",
+        f"steps; {integer(result.degenerate_statements)} sampled statements gave no pair (all samples tied, or fewer "
+        "than two answered).",
         f"Within the loop, the samples' mean reward went from {_signed(first['mean_reward'])} in round 1 to "
         f"{_signed(last['mean_reward'])} in round {int(last['round'])}, and their length from "
         f"{first['mean_length_tokens']:.0f} to {last['mean_length_tokens']:.0f} tokens.",
