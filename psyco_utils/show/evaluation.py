@@ -333,13 +333,14 @@ def length_instructions_contrast(result):
     contrast = result.length_instructions_contrast
     if contrast.empty:
         return Markdown("Not run in this profile (`eval.length_instructions_contrast` is off).")
-    frame = contrast.copy()
-    frame.columns = [f"{judge}: {setting}" for judge, setting in frame.columns]
-    effect = [c for c in frame.columns if c.endswith("constraint effect")]
-    frame[effect] = frame[effect] * 100
-    rates = [c for c in frame.columns if c not in effect]
+    rows = {}
+    for judge, setting in contrast.columns:
+        values = contrast[(judge, setting)]
+        effect = setting.endswith("constraint effect")
+        rows[f"{judge}: {setting}"] = (values * 100).map("{:+.1f} pts".format) if effect else values.map("{:.1%}".format)
+    frame = pd.DataFrame(rows).T.rename_axis(None).rename_axis(None, axis=1)
     own = "told" if result.length_instructions else "not told"
-    return table(frame, decimals=1, percent_columns=rates,
+    return table(frame,
                  caption=f"Overall win rate against {result.reference_name} with the judge told not to reward length "
                          f"and not told (this profile's judge: {own}); constraint effect: length constraint minus no "
                          "constraint, in points")

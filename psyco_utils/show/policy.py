@@ -304,21 +304,24 @@ def dpo_iter_findings(result, styles=None) -> Markdown:
 
 
 def policy_styles(styles):
-    """Each policy's samples on the held-out statements (:class:`psyco_utils.style.StyleComparison`): the share
-    nearest each style, distinct-1 and distinct-2, the repeated-4-gram rate, and the empathic share's change."""
+    """Each policy's samples on the held-out statements (:class:`psyco_utils.style.StyleComparison`), one column per
+    policy: the share nearest each style, distinct-1 and distinct-2, the repeated-4-gram rate, and the empathic
+    share's change."""
     from ..style import STYLES, UNCLASSIFIABLE
 
     frame = styles.table.drop(columns=["samples"]).astype(float)
     change = styles.changes.reindex(frame.index)
-    frame[f"empathic change vs {styles.baseline}"] = [
+    shares = [*STYLES, UNCLASSIFIABLE, "distinct-1", "distinct-2", "repeated 4-grams"]
+    rows = {name: frame[name].map("{:.1%}".format) for name in shares}
+    rows[f"empathic change vs {styles.baseline}"] = pd.Series([
         "-" if pd.isna(row["difference"]) else
         f"{100 * row['difference']:+.0f} pts ({100 * row['ci_low']:+.0f} to {100 * row['ci_high']:+.0f})"
-        for _, row in change.iterrows()]
-    shares = [*STYLES, UNCLASSIFIABLE, "distinct-1", "distinct-2", "repeated 4-grams"]
+        for _, row in change.iterrows()], index=frame.index)
+    shown = pd.DataFrame(rows).T.rename_axis(None).rename_axis(None, axis=1)
     caption = (f"{int(styles.table['samples'].iloc[0])} samples per policy; style by a TF-IDF and logistic-regression "
                "classifier trained on the bundled answers (unclassifiable: no style reaches 50%); distinct-n over all "
                "samples; repeated 4-grams within a sample; change: paired 95% bootstrap interval over statements")
-    return table(frame, caption=caption, percent_columns=shares, decimals=2)
+    return table(shown, caption=caption)
 
 
 def style_points(styles, name: str) -> list[str]:
