@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import read_table_file
+
 __all__ = ["REWARDBENCH_ID", "REWARDBENCH_COLUMNS", "REWARDBENCH_CATEGORIES", "RewardBenchError", "category_of",
            "load_rewardbench", "rewardbench_accuracy", "score_rewardbench", "rewardbench_table"]
 
@@ -43,14 +45,6 @@ def category_of(subset: str) -> str:
     return _CATEGORY_OF.get(subset, "other")
 
 
-def _read(path: Path) -> pd.DataFrame:
-    readers = {".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
-               ".json": pd.read_json, ".csv": pd.read_csv}
-    if path.suffix not in readers:
-        raise RewardBenchError(f"{path.name}: unsupported file type {path.suffix!r}; use parquet, jsonl, json or csv")
-    return readers[path.suffix](path)
-
-
 def load_rewardbench(path_or_id: str | None = None, split: str = "filtered", max_rows: int | None = None
                      ) -> pd.DataFrame:
     """RewardBench rows from a local parquet / JSON Lines / JSON / CSV file or a hub id (default
@@ -61,7 +55,7 @@ def load_rewardbench(path_or_id: str | None = None, split: str = "filtered", max
     path_or_id = path_or_id or REWARDBENCH_ID
     path = Path(path_or_id)
     if path.is_file():
-        frame, where = _read(path), path.name
+        frame, where = read_table_file(path, RewardBenchError, path.name), path.name
     else:
         import datasets
 

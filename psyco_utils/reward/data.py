@@ -19,7 +19,7 @@ from ..pair_schema import TEXT_COLUMNS, TRAINING_COLUMNS, conversation, validate
 __all__ = [
     "HelpSteer2Error", "HELPSTEER2_ID", "HELPSTEER2_COLUMNS", "frame_of", "set_padding", "chat_token_ids",
     "count_length_drops", "length_drop_table", "load_helpsteer2", "helpsteer2_pairs", "training_pairs",
-    "example_pair",
+    "example_pair", "read_table_file",
 ]
 
 HELPSTEER2_ID = "nvidia/HelpSteer2"
@@ -85,11 +85,13 @@ def length_drop_table(splits, tokenizer, max_length: int | None) -> pd.DataFrame
     return table
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table_file(path: Path, error: type[ValueError], shown: str | None = None) -> pd.DataFrame:
+    """A local data file (parquet, jsonl, json or csv) as a DataFrame; any other type raises ``error`` naming the
+    file as ``shown`` (the path by default)."""
     readers = {".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
                ".json": pd.read_json, ".csv": pd.read_csv}
     if path.suffix not in readers:
-        raise HelpSteer2Error(f"{path}: unsupported file type {path.suffix!r}; use parquet, jsonl, json or csv")
+        raise error(f"{shown or path}: unsupported file type {path.suffix!r}; use parquet, jsonl, json or csv")
     return readers[path.suffix](path)
 
 
@@ -104,7 +106,7 @@ def load_helpsteer2(path_or_id: str | None = None, split: str = "train") -> pd.D
     path_or_id = path_or_id or HELPSTEER2_ID
     path = Path(path_or_id)
     if path.is_file():
-        frame = _read_table(path)
+        frame = read_table_file(path, HelpSteer2Error)
     else:
         import datasets
 
