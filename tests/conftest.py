@@ -14,6 +14,33 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+#: Ratings the hand-made pairs give each bundled style, on every principle.
+STYLE_QUALITY = {"empathic": 5, "directive": 3, "generic": 3, "rambling": 2, "dismissive": 1}
+
+
+def handmade_pairs(n_statements: int = 40):
+    """Hand-made pairs from the bundled corpus, in the released schema: each statement's empathic response against
+    its dismissive (even rows) or generic (odd rows) one, rated by :data:`STYLE_QUALITY`."""
+    import pandas as pd
+
+    from psyco_utils import data
+    from psyco_utils.principles import PRINCIPLE_KEYS
+
+    statements, responses = data.load_bundled_corpus()
+    statements = statements[statements["edge_case"].isna()].head(n_statements)
+    by_style = responses.pivot_table(index="statement_id", columns="style", values="text", aggfunc="first")
+    rows = []
+    for i, row in enumerate(statements.itertuples()):
+        good, bad = "empathic", ("dismissive" if i % 2 == 0 else "generic")
+        pair = {"ID": row.id, "prefID": i, "question": row.text, "chosen": by_style.at[row.id, good],
+                "rejected": by_style.at[row.id, bad], "chosen_model": good, "rejected_model": bad, "theme": row.theme}
+        for key in PRINCIPLE_KEYS:
+            pair[f"chosen_{key}_rating"] = STYLE_QUALITY[good]
+            pair[f"rejected_{key}_rating"] = STYLE_QUALITY[bad]
+        rows.append(pair)
+    return pd.DataFrame(rows)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A small tiny world (tokenizer + warm-started policy), built once for the whole test session."""

@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from psyco_utils import launch, policy, reward
 from psyco_utils.config import load_profile, run_dir
 from psyco_utils.layout import RunLayout
-from psyco_utils.principles import PRINCIPLE_KEYS
+
+from conftest import handmade_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).with_name("launch_probe.py")
@@ -38,29 +38,10 @@ SIZES = ["reward.training.per_device_train_batch_size=4", "reward.training.num_t
 ARTIFACT_FOLDERS = ("reward_model/", "dpo/")
 
 
-def _pairs(n: int = 40) -> pd.DataFrame:
-    """Hand-made pairs from the bundled corpus: the empathic response against a dismissive or generic one."""
-    from psyco_utils import data
-
-    statements, responses = data.load_bundled_corpus()
-    statements = statements[statements["edge_case"].isna()].head(n)
-    by_style = responses.pivot_table(index="statement_id", columns="style", values="text", aggfunc="first")
-    rows = []
-    for i, row in enumerate(statements.itertuples()):
-        bad = "dismissive" if i % 2 == 0 else "generic"
-        pair = {"ID": row.id, "prefID": i, "question": row.text, "chosen": by_style.at[row.id, "empathic"],
-                "rejected": by_style.at[row.id, bad], "chosen_model": "empathic", "rejected_model": bad,
-                "theme": row.theme}
-        pair.update({f"chosen_{k}_rating": 5 for k in PRINCIPLE_KEYS})
-        pair.update({f"rejected_{k}_rating": 1 for k in PRINCIPLE_KEYS})
-        rows.append(pair)
-    return pd.DataFrame(rows)
-
-
 def _write_pairs(run: Path) -> None:
     from psyco_utils.pairs import to_dataset_dict
 
-    frame = _pairs()
+    frame = handmade_pairs()
     splits = {"train": frame.iloc[:24], "dev": frame.iloc[24:32], "test": frame.iloc[32:]}
     to_dataset_dict({k: v.reset_index(drop=True) for k, v in splits.items()}).save_to_disk(
         str(RunLayout(run).preference_data))

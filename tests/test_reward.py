@@ -15,34 +15,16 @@ from psyco_utils.config import load_profile
 from psyco_utils.pair_schema import PairSchemaError, to_trl, validate
 from psyco_utils.principles import PRINCIPLE_KEYS
 
+from conftest import handmade_pairs
+
 REPO = Path(__file__).resolve().parents[1]
-QUALITY = {"empathic": 5, "directive": 3, "generic": 3, "rambling": 2, "dismissive": 1}
-
-
-def _handmade_frame(n_statements: int = 40) -> pd.DataFrame:
-    """Hand-made pairs from the bundled corpus: the empathic response against a dismissive or generic one."""
-    from psyco_utils import data
-
-    statements, responses = data.load_bundled_corpus()
-    statements = statements[statements["edge_case"].isna()].head(n_statements)
-    by_style = responses.pivot_table(index="statement_id", columns="style", values="text", aggfunc="first")
-    rows = []
-    for i, row in enumerate(statements.itertuples()):
-        good, bad = ("empathic", "dismissive") if i % 2 == 0 else ("empathic", "generic")
-        pair = {"ID": row.id, "prefID": i, "question": row.text, "chosen": by_style.at[row.id, good],
-                "rejected": by_style.at[row.id, bad], "chosen_model": good, "rejected_model": bad, "theme": row.theme}
-        for key in PRINCIPLE_KEYS:
-            pair[f"chosen_{key}_rating"] = QUALITY[good]
-            pair[f"rejected_{key}_rating"] = QUALITY[bad]
-        rows.append(pair)
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def prefs():
     from psyco_utils.pairs import to_dataset_dict
 
-    frame = _handmade_frame()
+    frame = handmade_pairs()
     return to_dataset_dict({"train": frame.iloc[:24].reset_index(drop=True),
                             "dev": frame.iloc[24:32].reset_index(drop=True),
                             "test": frame.iloc[32:].reset_index(drop=True)})
