@@ -20,15 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
 
-def run_suite() -> tuple[float, str, list[str]]:
+def run_suite() -> tuple[float, str, list[str], str]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=12"], cwd=ROOT,
                           capture_output=True, text=True)
     summary = next((line for line in reversed(proc.stdout.splitlines()) if " in " in line and "passed" in line), "")
+    slowest = proc.stdout.split("slowest 12 durations", 1)[-1].split("\n\n", 1)[0] if "slowest 12" in proc.stdout else ""
     failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
     if proc.returncode != 0 and not failed:
         failed = [f"pytest exit status {proc.returncode}"]
-    return time.perf_counter() - start, summary.strip("= "), failed
+    return time.perf_counter() - start, summary.strip("= "), failed, slowest.strip("= \n")
 
 
 def main() -> int:
@@ -42,17 +43,21 @@ def main() -> int:
     failures: dict[str, int] = {}
     deadline = time.monotonic() + args.max_minutes * 60
     completed = 0
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"commit {commit or 'unknown'}: {args.runs} runs of the whole suite beside {args.busy} busy processes", flush=True)
     try:
         for i in range(1, args.runs + 1):
             if time.monotonic() > deadline:
                 print(f"time budget of {args.max_minutes:g} minutes spent: no further run started", flush=True)
                 break
-            seconds, summary, failed = run_suite()
+            seconds, summary, failed, slowest = run_suite()
             for name in failed:
                 failures[name] = failures.get(name, 0) + 1
             completed = i
             print(f"run {i}/{args.runs}: {seconds:.0f} s, {summary}" + (f"; FAILED {', '.join(failed)}" if failed else ""),
                   flush=True)
+            if i == 1 and slowest:
+                print("slowest tests of run 1:\n" + slowest, flush=True)
     finally:
         for process in busy:
             process.kill()
