@@ -44,10 +44,13 @@ profile = "tiny"
 overrides = []
 
 # %%
+import numpy as np
 from trl import RewardTrainer
 
 from psyco_utils import checks, inputs, reward, runtime, show, style
+from psyco_utils.by_hand import ByHandCheck
 from psyco_utils.pairs import load_preference_data
+from psyco_utils.training import without_log_printing
 
 chapter = runtime.start_chapter(profile, overrides, stage="03_reward_model")
 cfg, run = chapter.cfg, chapter.run
@@ -93,6 +96,31 @@ length_drops = reward.length_drop_table(prefs, tokenizer, max_length)
 show.reward_length_drops(length_drops)
 
 # %% [markdown]
+# ## From preferences to a loss: the Bradley-Terry model
+#
+# The judge gives pairs, not scores: for a statement $x$, response $y_w$ was preferred to $y_l$. The Bradley-Terry
+# model {cite:p}`bradley1952rank` explains such choices with one hidden number per response, its reward $r(x, y)$:
+# the preferred response wins with probability
+#
+# $$P(y_w \succ y_l \mid x) = \frac{e^{r(x, y_w)}}{e^{r(x, y_w)} + e^{r(x, y_l)}}
+# = \sigma\big(r(x, y_w) - r(x, y_l)\big), \qquad \sigma(z) = \frac{1}{1 + e^{-z}}.$$
+#
+# Only the difference of two rewards enters, so adding the same constant to every response of a statement changes
+# nothing: a reward is comparable between answers to the same statement, and its absolute level means nothing. The
+# reward model $r_\phi$ is the backbone with a one-output `score` head, read at the chat's last token. Fitting it by
+# maximum likelihood on the judged pairs $\mathcal{D}$ means minimising the negative log-likelihood of the judge's
+# choices,
+#
+# $$\mathcal{L}(\phi) = -\,\mathbb{E}_{(x, y_w, y_l) \sim \mathcal{D}}
+# \Big[\log \sigma\big(r_\phi(x, y_w) - r_\phi(x, y_l)\big)\Big],$$
+#
+# the loss `RewardTrainer` minimises. Call $m = r_\phi(x, y_w) - r_\phi(x, y_l)$ the pair's margin: the loss of one
+# pair, $\log(1 + e^{-m})$, is $\log 2 \approx 0.693$ when the model cannot tell the two answers apart ($m = 0$),
+# falls towards 0 as $m$ grows, and grows linearly in $-m$ for a pair ranked the wrong way. TRL also logs the share of
+# pairs with $m > 0$ (`accuracy`) and the mean margin (`margin`). After training, a cell below computes all three by
+# hand on one batch and checks them against TRL's.
+
+# %% [markdown]
 # ## Training
 #
 # The training pairs are the PsyCoPref train split; with `reward.helpsteer2_mix` set (the paper's ablation, an option
@@ -124,8 +152,11 @@ show.reward_config_table(args)
 # The plan validates the pairs against the pair schema and takes a {term}`fingerprint` of everything the model will
 # depend on: pairs, settings, seed, backbone and library versions. If an earlier run trained on exactly these
 # inputs (and `reuse_trained_models` is on), its saved model is loaded and nothing is trained. Otherwise the plan
-# hands over the backbone with a freshly drawn `score` head, the pairs in TRL's format and any LoRA config, and
-# `RewardTrainer` trains; `plan.run` then saves the selected model with its tokenizer.
+# hands over the backbone with a freshly drawn `score` head, the pairs in TRL's format and any LoRA config, the cell
+# builds `RewardTrainer` and calls `trainer.train()`, and `plan.save` writes the selected model with its tokenizer
+# and the record that lets a later run reuse it. With progress bars off, transformers would print every log line
+# onto the page; `without_log_printing` takes that printer out, and the log stays in the trainer's state for the
+# curves below.
 
 # %%
 plan = reward.plan_training(cfg, train_pairs, prefs["dev"], out_dir,
@@ -138,7 +169,8 @@ if training is None:
                             eval_dataset=plan.dev_dataset(),
                             processing_class=tokenizer,
                             peft_config=plan.peft_config())
-    training = plan.run(trainer)
+    without_log_printing(trainer).train()
+    training = plan.save(trainer)
 show.reward_training_summary(training, length_drops)
 
 # %% [markdown]
@@ -173,6 +205,30 @@ show.reward_epochs(training)
 scorer = reward.load_trained_reward_model(cfg, run)
 predictions = reward.test_predictions(scorer, prefs["test"], batch_size=32)
 show.reward_scoring(scorer.stats, scorer.max_length)
+
+# %% [markdown]
+# ### The loss by hand, checked against TRL
+#
+# The Bradley-Terry loss above, on one batch of eight training pairs: TRL evaluates the trained reward model on the
+# batch and logs its loss, accuracy and mean margin; the cell scores the same chats with the scorer every later
+# chapter uses and applies the formula. The two must agree within `reward.LOSS_CHECK_TOLERANCE`: the same float32
+# model on the same tokens, batched differently.
+
+# %%
+batch = prefs["train"].select(range(8))
+logged = reward.trl_metrics_on_batch(cfg, training.model_dir, batch)
+reward_chosen, reward_rejected = scorer.score_pairs(batch)
+margin = reward_chosen - reward_rejected
+by_hand = {"loss": np.mean(np.logaddexp(0, -margin)),  # -log sigmoid(margin)
+           "accuracy": np.mean(margin > 0),
+           "margin": margin.mean()}
+
+loss_check = ByHandCheck(by_hand, logged, items=len(batch), tolerance=reward.LOSS_CHECK_TOLERANCE)
+show.reward_loss_check(loss_check)
+
+# %%
+_ = checks.require(chapter, "the reward-model loss by hand equals TRL's", loss_check.agrees,
+                   loss_check.line())
 
 # %% [markdown]
 # ### Does the reward model prefer degenerate text?

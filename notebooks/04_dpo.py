@@ -48,6 +48,7 @@ from psyco_utils import checks, inputs, models, pair_schema, policy, runtime, st
 from psyco_utils import show
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
+from psyco_utils.training import without_log_printing
 
 chapter = runtime.start_chapter(profile, overrides, stage="04_dpo")
 cfg, run, layout = chapter.cfg, chapter.run, chapter.layout
@@ -111,21 +112,26 @@ show.dpo_settings(args, cfg.dpo.training)
 # same folder: the reference is the starting policy. With a {term}`LoRA` profile, `peft_config` trains adapters only, and the
 # reference is the model with its adapters switched off.
 #
-# `policy.train_or_reuse` calls `trainer.train()` and saves the kept model to `dpo/model/`. A {term}`fingerprint` of
-# the inputs (settings, seed, starting policy, pairs) is stored beside the model: run again on the same inputs, the
-# chapter keeps the saved model instead of training it again.
+# A {term}`fingerprint` of the inputs (settings, seed, starting policy, pairs) is stored beside the trained model:
+# run again on the same inputs, `policy.previous_run` finds that model and nothing is trained. Otherwise the cell
+# builds the trainer and calls `trainer.train()`. With progress bars off, transformers would print every log line
+# onto the page, so `without_log_printing` takes that printer out; the log itself stays in the trainer's state, for
+# the curves below. `policy.save_trained` then writes the kept model and its tokenizer to `dpo/model/`, with the
+# fingerprint and TRL's log.
 
 # %%
 dpo_inputs = policy.training_inputs(cfg.dpo.training, base_path,
                                     pairs["train"], pairs["dev"], layout.dpo.root,
                                     seed=cfg.seed, lora=cfg.models.lora)
-trainer = DPOTrainer(model=base_path, ref_model=None, args=args,
-                     train_dataset=pair_schema.to_trl(pairs["train"]),
-                     eval_dataset=pair_schema.to_trl(pairs["dev"]),
-                     processing_class=models.load_tokenizer(base_path),
-                     peft_config=policy.lora_config(cfg.models.lora))
-training = policy.train_or_reuse(trainer, dpo_inputs,
-                                 reuse=cfg.reuse_trained_models)
+training = policy.previous_run(dpo_inputs, reuse=cfg.reuse_trained_models)
+if training is None:
+    trainer = DPOTrainer(model=base_path, ref_model=None, args=args,
+                         train_dataset=pair_schema.to_trl(pairs["train"]),
+                         eval_dataset=pair_schema.to_trl(pairs["dev"]),
+                         processing_class=models.load_tokenizer(base_path),
+                         peft_config=policy.lora_config(cfg.models.lora))
+    without_log_printing(trainer).train()
+    training = policy.save_trained(trainer, dpo_inputs)
 show.training_summary(training)
 
 # %% [markdown]
@@ -171,7 +177,7 @@ by_hand = {"loss": np.mean(np.logaddexp(0, -margin)),  # -log sigmoid(margin)
            "rewards/chosen": reward_chosen.mean(),
            "rewards/margins": margin.mean()}
 
-loss_check = policy.LossCheck(by_hand, logged, beta=args.beta, pairs=len(batch))
+loss_check = policy.LossCheck(by_hand, logged, beta=args.beta, items=len(batch))
 show.dpo_loss_check(loss_check)
 
 # %%

@@ -46,6 +46,8 @@ profile = "tiny"
 overrides = []
 
 # %%
+import numpy as np
+
 from psyco_utils import checks, inputs, models, policy, runtime, show, style
 from psyco_utils.pairs import load_preference_data
 from psyco_utils.reward import load_trained_reward_model
@@ -103,7 +105,8 @@ show.dpo_settings(args, cfg.dpo_iter.training)
 # but the rounds add up, which is how DPO-Iter can go further than one offline pass, and also how it can drift
 # further into whatever the reward model over-rewards. After the rounds, a cell checks both parts on the saved
 # rounds: every pair's chosen answer scored above its rejected one, and every round's reference is the policy the
-# round before produced (round 1's is the starting policy).
+# round before produced (round 1's is the starting policy). A second cell computes the last round's loss by hand
+# against that refreshed reference and checks it against TRL's, as chapter 4 did for offline DPO.
 
 # %% [markdown]
 # ## The rounds
@@ -130,6 +133,30 @@ best_over_worst = all((iteration.pairs(k)["reward_chosen"] > iteration.pairs(k)[
 _ = checks.require(chapter, "on-policy pairs and the reference refresh", refreshed and best_over_worst,
                    f"{len(references)} rounds: each referenced to the previous round's policy: {refreshed}; "
                    f"every pair's chosen reward above its rejected one: {best_over_worst}")
+
+# %% [markdown]
+# The loss of the last round by hand, on eight of its own pairs: $\pi_\theta$ is the policy the round produced and
+# $\pi_{t-1}$ its reference, the policy of the round before. TRL evaluates the same pairs with that reference; the
+# two must agree within `LOSS_CHECK_TOLERANCE`.
+
+# %%
+last_round = iteration.rounds.iloc[-1]
+round_pairs = iteration.pairs(int(last_round["round"])).head(8)
+logged, tokens = policy.trl_metrics_on_batch(last_round["policy"], last_round["reference"], round_pairs,
+                                             cfg.dpo_iter.training, seed=cfg.seed)
+policy_logps = np.stack(policy.completion_logps(last_round["policy"], tokens))  # rows: chosen, rejected
+reference_logps = np.stack(policy.completion_logps(last_round["reference"], tokens))
+rewards = args.beta * (policy_logps - reference_logps)  # implicit rewards against the refreshed reference
+margin = rewards[0] - rewards[1]
+round_check = policy.LossCheck({"loss": np.logaddexp(0, -margin).mean(), "rewards/chosen": rewards[0].mean(),
+                                "rewards/margins": margin.mean()},
+                               logged, beta=args.beta, items=len(round_pairs))
+show.dpo_loss_check(round_check, f"pairs of round {int(last_round['round'])}, its policy against its "
+                                 f"reference (the policy of the round before)")
+
+# %%
+_ = checks.require(chapter, "the last round's DPO loss by hand equals TRL's", round_check.agrees,
+                   round_check.line())
 
 # %% [markdown]
 # ### Training on several GPUs

@@ -43,7 +43,10 @@ profile = "tiny"
 overrides = []
 
 # %%
+import numpy as np
+
 from psyco_utils import checks, evaluate, human_reference, inputs, runtime, show, style
+from psyco_utils.by_hand import ByHandCheck
 
 show.paper_win_rates()
 
@@ -116,6 +119,52 @@ result = evaluate.summarise(setup, answers, verdicts, flipped=flipped, human=aga
 show.judging_summary(result)
 
 # %% [markdown]
+# ## The win rate, ties and the position swap
+#
+# For statement $i$, let $v_i^{\rightarrow}$ be the judge's verdict with the policy's answer shown first and
+# $v_i^{\leftarrow}$ the verdict with it shown second. The statement's outcome for the policy is
+#
+# $$s_i = \begin{cases} 1 & \text{both verdicts prefer the policy's answer (a win)},\\
+# 0 & \text{both prefer the reference's (a loss)},\\
+# \tfrac12 & \text{otherwise: the verdicts disagree, or either is a tie,}\end{cases}$$
+#
+# and the win rate over the $n$ statements judged in both orders is
+#
+# $$\mathrm{WR} = \frac{1}{n}\sum_{i=1}^{n} s_i = \frac{W + T/2}{n},$$
+#
+# with $W$ wins and $T$ ties. A tie counts half, so a policy the judge cannot tell from the reference sits at 50%,
+# and a judge that always prefers the first position turns every statement into a tie instead of a win. A failed
+# judgment in either order leaves the statement out of $n$ and is counted (`excluded`). The interval is a 95%
+# percentile bootstrap: draw $n$ statements with replacement, recompute WR, and take the 2.5th and 97.5th percentiles
+# over the draws.
+#
+# The cell computes the last policy's unconstrained win rate by hand from the raw verdicts (the letters "A" and "B"
+# name the first and the second answer shown) and checks it against the evaluation code's. The two count the same
+# verdicts, so they must agree exactly, up to float rounding.
+
+# %%
+name, setting = result.last_policy, "no constraint"
+rows = verdicts[(verdicts["setting"] == setting) & (verdicts["policy"] == name)
+                & (verdicts["aspect"] == "overall")].sort_values("item")
+rows = rows[rows["verdict_policy_first"].notna() & rows["verdict_policy_second"].notna()]
+policy_first = rows["verdict_policy_first"].str.upper()    # the policy's answer was shown as A
+policy_second = rows["verdict_policy_second"].str.upper()  # the policy's answer was shown as B
+outcome = np.where((policy_first == "A") & (policy_second == "B"), 1.0,
+                   np.where((policy_first == "B") & (policy_second == "A"), 0.0, 0.5))
+computed = result.win_rates.loc[(setting, name, "overall")]
+win_rate_check = ByHandCheck({"win rate": outcome.mean(), "wins": (outcome == 1).sum(),
+                              "ties": (outcome == 0.5).sum()},
+                             {"win rate": computed["win_rate"], "wins": computed["wins"],
+                              "ties": computed["ties"]},
+                             items=len(rows), tolerance=1e-12, source="evaluation code",
+                             item_name="statements")
+show.win_rate_check(win_rate_check, name, setting)
+
+# %%
+_ = checks.require(chapter, "the win rate by hand equals the evaluation code's", win_rate_check.agrees,
+                   win_rate_check.line())
+
+# %% [markdown]
 # The rubric judge of the tiny profile scores each response on its own and then compares the scores, so it cannot
 # prefer a position and its two orders always agree; with an LLM judge this share is the measure of its position
 # bias, and the swap is what keeps that bias out of the win rate.
@@ -154,7 +203,17 @@ show.principle_table(result)
 # ## A length-controlled view
 #
 # Beyond the paper: in the manner of AlpacaEval 2 {cite:p}`dubois2024lengthcontrolled`, a logistic model of the
-# judge's preference with a length-difference term, read off at zero length difference. If a policy wins only
+# judge's preference with a length-difference term, read off at zero length difference. For statement $i$ let
+# $\Delta_i$ be the policy's answer's length minus the reference's, in words, and $x_i = \tanh(\Delta_i / s)$ with
+# $s$ the standard deviation of the $\Delta_i$ (bounded, so that a few very long answers cannot dominate). The model
+# is
+#
+# $$P(\text{the judge prefers the policy} \mid x_i) = \sigma(\theta_0 + \theta_1 x_i),$$
+#
+# fitted by maximum likelihood, with a win as label 1, a loss as label 0, and a tie as half of each: the
+# log-likelihood is $\sum_i s_i \log p_i + (1 - s_i) \log(1 - p_i)$ with $p_i = \sigma(\theta_0 + \theta_1 x_i)$.
+# The length-controlled win rate is the model's prediction at zero length difference,
+# $\mathrm{LC} = \sigma(\theta_0)$. If a policy wins only
 # because it writes more, its length-controlled win rate falls back towards 50%; if length counts against it, the
 # controlled rate rises above the raw one. The model is fitted separately in each setting. Under the length
 # constraint every answer is cut by the same token cap, yet the trained policies still write more than the reference,
@@ -183,6 +242,37 @@ show.length_controlled_table(result)
 
 # %%
 show.lc_estimators_note(result)
+
+# %% [markdown]
+# The book's estimator by hand, for the same policy and setting as the win-rate check above: Newton's method on the
+# log-likelihood, whose gradient is $\sum_i (s_i - p_i)(1, x_i)$ and whose Hessian is
+# $-\sum_i p_i (1 - p_i)(1, x_i)^\top (1, x_i)$. The evaluation code fits the same model with scikit-learn, which
+# adds a very weak penalty ($C = 10^4$) and stops at its own tolerance, so the two agree to about $10^{-4}$, not
+# exactly. When the model cannot be fitted (all wins, all losses, or no length variation), the evaluation code
+# reports the raw rate and the check compares that instead.
+
+# %%
+delta = (rows["policy_words"] - rows["reference_words"]).to_numpy(dtype=float)
+fitted = result.length_controlled.loc[(setting, name)]
+if fitted["fitted"]:
+    x = np.column_stack([np.ones(len(delta)), np.tanh(delta / delta.std())])
+    theta = np.zeros(2)
+    for _ in range(25):
+        p = 1 / (1 + np.exp(-x @ theta))
+        theta += np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x, x.T @ (outcome - p))
+    lc_by_hand = {"intercept": theta[0], "length coefficient": theta[1],
+                  "LC win rate": 1 / (1 + np.exp(-theta[0]))}
+else:
+    lc_by_hand = {"LC win rate": outcome.mean()}
+lc_check = ByHandCheck(lc_by_hand, {"intercept": fitted["intercept"],
+                                    "length coefficient": fitted["length_coefficient"],
+                                    "LC win rate": fitted["lc_minimal"]},
+                       items=len(rows), tolerance=1e-3, source="evaluation code", item_name="statements")
+show.lc_check(lc_check, name, setting)
+
+# %%
+_ = checks.require(chapter, "the length-controlled win rate by hand equals the evaluation code's",
+                   lc_check.agrees, lc_check.line())
 
 # %% [markdown]
 # In the second table, the length coefficient is the slope of the judge's log-odds of preferring the policy in the

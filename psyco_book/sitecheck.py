@@ -6,7 +6,7 @@
 * absolute machine paths (``/work/``, ``/home/``, ``/tmp/``, ``/root/``, ``/Users/``, ``C:\\``, and the runs folder
   and repository of the machine that built the book);
 * progress bars (tqdm's text bars, or a notebook progress widget);
-* object dumps (``DatasetDict({``, ``<... object at 0x...>``);
+* object dumps (``DatasetDict({``, ``<... object at 0x...>``, a trainer's printed log line);
 * broken links and images.
 
 ``python -m psyco_book.sitecheck _build/html`` exits non-zero and names the page, the problem and a snippet of the
@@ -36,7 +36,9 @@ MACHINE_PATH = re.compile(r"(?<![\w.:/~-])(?:/(?:work|home|tmp|root|Users)/|[A-Z
 #: tqdm's text bar (``50%|█████     | 1/2``) or its timing block (``[00:04<00:04,  4.63s/it]``).
 PROGRESS_BAR = re.compile(r"\d{1,3}%\|[^|\n]{0,60}\|\s*\d+/\d+"
                           r"|\[\d+:\d\d(?::\d\d)?<[\d:?]+,\s*[\d.?]+\s*(?:it/s|s/it)\]")
-OBJECT_DUMP = re.compile(r"\b(?:Iterable)?Dataset(?:Dict)?\(\{|<[\w.]+ object at 0x[0-9a-fA-F]+>")
+#: ``DatasetDict({``, ``<... object at 0x...>``, or a log line that a transformers trainer printed (``{'eval_loss': ...``).
+OBJECT_DUMP = re.compile(r"\b(?:Iterable)?Dataset(?:Dict)?\(\{|<[\w.]+ object at 0x[0-9a-fA-F]+>"
+                         r"|\{'(?:eval_|train_)?(?:loss|runtime|grad_norm|learning_rate)'\s*:")
 #: How notebook progress widgets (tqdm.notebook, ipywidgets) reach a page.
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 SNIPPET_CHARS = 40

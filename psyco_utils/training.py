@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["TrainingOutcome"]
+__all__ = ["TrainingOutcome", "without_log_printing", "train_seconds"]
 
 
 @dataclass(kw_only=True)
@@ -42,3 +42,20 @@ class TrainingOutcome:
     def final_train_loss(self) -> float | None:
         log = self.train_log
         return float(log["loss"].iloc[-1]) if len(log) else None
+
+
+def without_log_printing(trainer):
+    """The trainer, less the callback that transformers adds when progress bars are off and that prints every log line
+    onto the page.  Nothing is lost: the log stays in ``trainer.state.log_history``, which the chapters plot."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train_seconds(log_history: list[dict]) -> float:
+    """The wall time of ``trainer.train()``, as the trainer logged it at the end (``train_runtime``)."""
+    runtimes = [entry["train_runtime"] for entry in log_history if "train_runtime" in entry]
+    if not runtimes:
+        raise ValueError("the trainer's log has no train_runtime: save a trained model only after trainer.train()")
+    return float(runtimes[-1])

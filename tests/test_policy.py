@@ -121,12 +121,15 @@ def test_dpo_names_a_missing_column_with_the_pair_schema(tiny_world, tmp_path):
         policy.train_dpo({"beta": 0.1}, str(tiny_world.policy_dir), empty_text, tmp_path, seed=0)
 
 
-def test_offline_dpo_with_the_trainer_built_by_the_caller_trains_once_then_reuses(tiny_world, tmp_path):
+def test_offline_dpo_with_the_trainer_built_by_the_caller_trains_once_then_reuses(tiny_world, tmp_path, capsys):
+    """Chapter 04's steps (look for a saved training, else build the trainer, ``.train()`` it and save it), then the
+    launcher's ``train_or_reuse`` on the same inputs, which keeps the saved model."""
     import datasets
     from trl import DPOTrainer
 
     from psyco_utils import pair_schema
     from psyco_utils.models import load_tokenizer
+    from psyco_utils.training import without_log_printing
 
     n = 8
     train = datasets.Dataset.from_dict({"ID": [f"s{i}" for i in range(n)], "prefID": list(range(n)),
@@ -144,7 +147,13 @@ def test_offline_dpo_with_the_trainer_built_by_the_caller_trains_once_then_reuse
                           eval_dataset=pair_schema.to_trl(dev), processing_class=load_tokenizer(start))
 
     inputs = policy.training_inputs(training, start, train, dev, tmp_path, seed=0)
-    first = policy.train_or_reuse(build(), inputs)
+    assert policy.previous_run(inputs, reuse=True) is None
+    capsys.readouterr()
+    trainer = build()
+    without_log_printing(trainer).train()
+    first = policy.save_trained(trainer, inputs)
+    assert "'loss'" not in capsys.readouterr().out  # TRL's log stays off the page, in the record
+    assert first.seconds == first.log_history[-1]["train_runtime"] > 0
     assert not first.reused and first.steps == 2 and first.pairs == n and first.reference == start
     assert (first.model_dir / "config.json").exists() and not (tmp_path / "checkpoints").exists()
     assert len(first.train_log) == 2 and "rewards/margins" in first.train_log
@@ -427,10 +436,10 @@ def test_the_dpo_loss_by_hand_equals_trls_and_a_wrong_beta_does_not(tiny_world, 
         return {"loss": float(np.mean(np.logaddexp(0, -(rc - rr)))), "rewards/chosen": float(rc.mean()),
                 "rewards/margins": float((rc - rr).mean())}
 
-    check = policy.LossCheck(by_hand(0.1), logged, beta=0.1, pairs=n)
+    check = policy.LossCheck(by_hand(0.1), logged, beta=0.1, items=n)
     assert abs(logged["rewards/margins"]) > 1e-3  # the two models differ, so the check is not 0 against 0
     assert check.agrees, check.table
-    assert not policy.LossCheck(by_hand(0.2), logged, beta=0.2, pairs=n).agrees
+    assert not policy.LossCheck(by_hand(0.2), logged, beta=0.2, items=n).agrees
     assert "tolerance" in check.line()
 
 

@@ -475,3 +475,26 @@ def test_rendered_chat_keeps_lines_and_sets_template_tokens_apart():
     llama = show.reward_chat("<|begin_of_text|><|start_header_id|>user<|end_header_id|>", "Chat").data
     assert "`<|begin_of_text|>` `<|start_header_id|>`user`<|end_header_id|>`" in llama
     assert show.reward_chat("word " * 200, "Chat", limit=50).data.endswith(r"word \[...\]")  # cut, marked
+
+
+def test_the_bradley_terry_loss_by_hand_equals_trls_and_a_swapped_margin_does_not(trained, prefs, cfg, capsys):
+    """Chapter 03's check of the reward-model loss: the loss, accuracy and mean margin computed from the scorer's
+    rewards match what TRL's RewardTrainer logs for the same batch; with chosen and rejected swapped they do not.
+    TRL's evaluation prints nothing onto the page."""
+    from psyco_utils.by_hand import ByHandCheck
+
+    result, _, _ = trained
+    batch = prefs["train"].select(range(6))
+    capsys.readouterr()
+    logged = reward.trl_metrics_on_batch(cfg, result.model_dir, batch)
+    assert "eval_loss" not in capsys.readouterr().out
+    scorer = reward.RewardScorer.load(result.model_dir, cfg)
+    chosen, rejected = scorer.score_pairs(batch)
+
+    def by_hand(margin):
+        return {"loss": np.mean(np.logaddexp(0, -margin)), "accuracy": np.mean(margin > 0), "margin": margin.mean()}
+
+    check = ByHandCheck(by_hand(chosen - rejected), logged, items=6, tolerance=reward.LOSS_CHECK_TOLERANCE)
+    assert abs(logged["margin"]) > 1e-2  # a trained model separates the pairs, so the check is not 0 against 0
+    assert check.agrees, check.table
+    assert not ByHandCheck(by_hand(rejected - chosen), logged, items=6, tolerance=reward.LOSS_CHECK_TOLERANCE).agrees

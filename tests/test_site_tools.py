@@ -39,6 +39,8 @@ def test_a_clean_site_passes(tmp_path):
     ("DatasetDict({ train: Dataset({ features: ['prompt'], num_rows: 10 }) })", "object dump"),
     ("Dataset({ features: ['prompt'], num_rows: 10 })", "object dump"),
     ("&lt;psyco_utils.reward.RewardResult object at 0x7f3a2c1b9d30&gt;", "object dump"),
+    ("{'eval_loss': '0.5845', 'eval_runtime': '0.6714', 'epoch': 0}", "object dump"),
+    ("{'loss': '0.6931', 'grad_norm': '1.2', 'learning_rate': '5e-07', 'epoch': 0.1}", "object dump"),
 ])
 def test_each_kind_of_noise_fails_the_check_naming_page_and_snippet(tmp_path, text, kind):
     problems = sitecheck.check_site(_site(tmp_path, f"<div class='output'><pre>before {text} after</pre></div>"),

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..by_hand import ByHandCheck
 from ..layout import RunLayout, TrainedModelFolder
 from .held_out import HeldOutComparison, PolicyChange
 from .training import TrainingRun
@@ -71,6 +72,7 @@ def trl_metrics_on_batch(policy_dir, reference_dir, pairs, training: dict, seed:
 
     from .. import pair_schema
     from ..models import load_tokenizer
+    from ..training import without_log_printing
     from .training import dpo_config
 
     data = pair_schema.to_trl(pairs, "DPO pairs of the loss check")
@@ -78,8 +80,9 @@ def trl_metrics_on_batch(policy_dir, reference_dir, pairs, training: dict, seed:
         args = dpo_config({**training, "per_device_eval_batch_size": len(data)}, Path(scratch), seed,
                           select_on_dev=False)
         reference = AutoModelForCausalLM.from_pretrained(str(reference_dir))
-        trainer = DPOTrainer(model=str(policy_dir), ref_model=reference, args=args, train_dataset=data,
-                             eval_dataset=data, processing_class=load_tokenizer(str(policy_dir)))
+        trainer = without_log_printing(DPOTrainer(model=str(policy_dir), ref_model=reference, args=args,
+                                                  train_dataset=data, eval_dataset=data,
+                                                  processing_class=load_tokenizer(str(policy_dir))))
         metrics = trainer.evaluate()
         tokenized = trainer.eval_dataset
     return {name: float(metrics[f"eval_{name}"]) for name in _CHECKED}, tokenized
@@ -105,30 +108,12 @@ def completion_logps(model_dir, tokenized):
     return np.array(sums["chosen"]), np.array(sums["rejected"])
 
 
-@dataclass
-class LossCheck:
-    """The DPO loss and rewards computed by hand beside TRL's logged values for the same batch."""
+@dataclass(kw_only=True)
+class LossCheck(ByHandCheck):
+    """The DPO loss and rewards computed by hand beside TRL's logged values for the same batch of pairs, at ``beta``."""
 
-    by_hand: dict
-    logged: dict
     beta: float
-    pairs: int
     tolerance: float = LOSS_CHECK_TOLERANCE
 
-    @property
-    def table(self):
-        import pandas as pd
-
-        rows = {name: {"by hand": self.by_hand[name], "TRL logged": self.logged[name],
-                       "difference": self.by_hand[name] - self.logged[name]} for name in _CHECKED}
-        return pd.DataFrame(rows).T
-
-    @property
-    def agrees(self) -> bool:
-        return bool((self.table["difference"].abs() <= self.tolerance).all())
-
-    def line(self) -> str:
-        """The largest difference in one line, for the check's message."""
-        worst = self.table["difference"].abs()
-        return (f"largest |by hand - TRL| {worst.max():.2e} ({worst.idxmax()}) on {self.pairs} pairs, tolerance "
-                f"{self.tolerance:g}")
+    def __post_init__(self):
+        self.by_hand = {name: self.by_hand[name] for name in _CHECKED}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,11 @@ import pandas as pd
 
 from .. import pair_schema
 from ..layout import TrainedModelFolder
-from ..training import TrainingOutcome
+from ..training import TrainingOutcome, train_seconds, without_log_printing
 
 __all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_record",
            "previous_run",
-           "train_or_reuse", "train_dpo", "dpo_trainer", "config_table"]
+           "train_or_reuse", "save_trained", "train_dpo", "dpo_trainer", "config_table"]
 
 #: The columns of a pair that decide what DPO learns (the fingerprint's data).
 _PAIR_TEXT = list(pair_schema.TEXT_COLUMNS)
@@ -199,30 +198,33 @@ def _release(trainer) -> None:
 
 
 def train_or_reuse(trainer, inputs: TrainingInputs, reuse: bool = True) -> TrainingRun:
-    """``trainer.train()`` and save the (best) model to ``inputs.model_dir`` with its tokenizer, or, when a training
-    with the same fingerprint saved its model there before, keep that model and report its record instead.
-
-    Either way the trainer is spent afterwards: its models are released.  Under a launcher every process trains
-    and only the main one writes the model, its tokenizer and the record (:mod:`psyco_utils.distributed`)."""
-    from transformers import PrinterCallback
-
-    from ..distributed import is_main_process, wait_for_everyone
-    from ..reuse import save_record
-
+    """``trainer.train()`` and :func:`save_trained`, or, when a training with the same fingerprint saved its model
+    before, keep that model and report its record instead (the launcher's and DPO-Iter's rounds' path; chapter 04 writes
+    the same steps out).  Either way the trainer is spent afterwards: its models are released."""
     earlier = previous_run(inputs, reuse)
     if earlier is not None:
         _release(trainer)
         return earlier
+    without_log_printing(trainer).train()
+    return save_trained(trainer, inputs)
+
+
+def save_trained(trainer, inputs: TrainingInputs) -> TrainingRun:
+    """After ``trainer.train()``: save the trained (best) model to ``inputs.model_dir`` with its tokenizer, drop the
+    checkpoints, record the training under its fingerprint for reuse, and release the trainer's models.
+
+    Under a launcher every process trains and calls this; only the main one writes the model, its tokenizer and the
+    record (:mod:`psyco_utils.distributed`)."""
+    from ..distributed import is_main_process, wait_for_everyone
+    from ..reuse import save_record
+
+    wait_for_everyone()  # every process has loaded the selected checkpoint before the checkpoints go
     if is_main_process():
         inputs.out_dir.mkdir(parents=True, exist_ok=True)
-    trainer.remove_callback(PrinterCallback)  # it prints every log line onto the page when tqdm is off
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    wait_for_everyone()  # every process has loaded the selected checkpoint before the checkpoints go
     _save_policy(trainer, inputs.model_dir)
+    log_history = list(trainer.state.log_history)
     run = TrainingRun(model_dir=inputs.model_dir, reference=inputs.start_path, pairs=inputs.pairs,
-                      steps=trainer.state.global_step, seconds=seconds, log_history=list(trainer.state.log_history))
+                      steps=trainer.state.global_step, seconds=train_seconds(log_history), log_history=log_history)
     if is_main_process():
         shutil.rmtree(TrainedModelFolder(inputs.out_dir).checkpoints, ignore_errors=True)
         save_record(inputs.out_dir, inputs.key, run.record())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import resource
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ import pandas as pd
 from ..pair_schema import TEXT_COLUMNS, to_trl, validate
 from .data import frame_of, set_padding
 from ..layout import TrainedModelFolder
-from ..training import TrainingOutcome
+from ..training import TrainingOutcome, train_seconds, without_log_printing
 from .scoring import RewardScorer
 
 __all__ = [
     "SHOWN_CONFIG", "RewardTrainingResult", "TrainingPlan", "backbone_path", "load_backbone_tokenizer",
     "load_backbone", "lora_config", "reward_config", "shown_config", "max_length", "peak_memory_mb",
-    "plan_training", "train_reward_model",
+    "plan_training", "train_reward_model", "LOSS_CHECK_TOLERANCE", "LOSS_CHECK_NAMES", "trl_metrics_on_batch",
 ]
 
 # The values of RewardConfig the chapter shows.
@@ -273,32 +272,32 @@ class TrainingPlan:
         return lora_config(self.cfg)
 
     def run(self, trainer) -> RewardTrainingResult:
-        """Train with ``trainer`` (a ``RewardTrainer`` built from this plan), then save the selected model with its
-        tokenizer to ``model/`` (LoRA merged), drop the checkpoints, and record the training for reuse.
+        """``trainer.train()`` (a ``RewardTrainer`` built from this plan), then :meth:`save`: the launcher's path;
+        chapter 03 writes the same steps out."""
+        without_log_printing(trainer).train()
+        return self.save(trainer)
 
-        Under a launcher every process trains; only the main one writes the model and the record, and every process
-        returns once they are written (:mod:`psyco_utils.distributed`)."""
-        from transformers import PrinterCallback
+    def save(self, trainer) -> RewardTrainingResult:
+        """After ``trainer.train()``: save the selected model with its tokenizer to ``model/`` (LoRA merged), drop the
+        checkpoints, and record the training for reuse.
 
+        Under a launcher every process trains and calls this; only the main one writes the model and the record, and
+        every process returns once they are written (:mod:`psyco_utils.distributed`)."""
         from ..distributed import is_main_process, wait_for_everyone
+        from ..reuse import save_record
 
-        trainer.remove_callback(PrinterCallback)  # with tqdm off, Trainer would print every log line
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
         wait_for_everyone()  # every process has loaded the selected checkpoint before it is removed
         model, tok = self._save(trainer)
         state, has_dev = trainer.state, self.dev is not None
+        log_history = list(state.log_history)
         result = RewardTrainingResult(
-            model_dir=self.model_dir, model=model, tokenizer=tok, log_history=list(state.log_history),
+            model_dir=self.model_dir, model=model, tokenizer=tok, log_history=log_history,
             pairs_given=len(self.train), train_pairs=len(trainer.train_dataset),
-            epochs=float(state.epoch or self.args.num_train_epochs), seconds=seconds,
+            epochs=float(state.epoch or self.args.num_train_epochs), seconds=train_seconds(log_history),
             selected_by=f"dev {self.args.metric_for_best_model.removeprefix('eval_')}" if has_dev
             else "last step (no dev split)",
             best_checkpoint=state.best_model_checkpoint, best_metric=state.best_metric,
             peak_memory_mb=peak_memory_mb(), config={k: getattr(self.args, k) for k in SHOWN_CONFIG})
-        from ..reuse import save_record
-
         if is_main_process():
             save_record(self.out_dir, self.key, {"stage": "reward_model", **result.as_record()})
         wait_for_everyone()
@@ -381,3 +380,29 @@ def train_reward_model(cfg, train, dev, out_dir: str | Path, run_root: Path | No
                             eval_dataset=plan.dev_dataset(), processing_class=tokenizer,
                             peft_config=plan.peft_config())
     return plan.run(trainer)
+
+
+#: How closely the reward-model loss, accuracy and margin computed by hand must match TRL's (absolute): one batch
+#: scored by TRL and by :class:`RewardScorer` in float32 agrees to about 1e-6.
+LOSS_CHECK_TOLERANCE = 1e-4
+#: What chapter 03 computes by hand, and the name ``RewardTrainer.evaluate()`` logs each under.
+LOSS_CHECK_NAMES = {"loss": "eval_loss", "accuracy": "eval_accuracy", "margin": "eval_margin"}
+
+
+def trl_metrics_on_batch(cfg, model_dir: str | Path, pairs) -> dict:
+    """TRL's own loss, accuracy and mean margin for one batch of pairs (chapter 03's check of the Bradley-Terry loss):
+    ``RewardTrainer(model=<the saved reward model>).evaluate()`` on exactly the pairs as one evaluation batch, with the
+    chapter's ``RewardConfig``."""
+    import tempfile
+
+    from trl import RewardTrainer
+
+    frame = frame_of(pairs)
+    data = to_trl(frame, "pairs of the loss check")
+    scorer = RewardScorer.load(model_dir, cfg)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = reward_config(cfg, scratch, has_dev=False, per_device_eval_batch_size=len(frame))
+        trainer = without_log_printing(RewardTrainer(model=scorer.model, args=args, train_dataset=data,
+                                                     eval_dataset=data, processing_class=scorer.tokenizer))
+        metrics = trainer.evaluate()
+    return {name: float(metrics[logged]) for name, logged in LOSS_CHECK_NAMES.items()}

@@ -18,7 +18,7 @@ from IPython.display import Markdown
 
 __all__ = [
     "FIGURE_WIDTH_IN", "FIGURE_DPI", "TABLE_CLASS", "use_book_style", "table", "findings", "example",
-    "beside_the_paper", "escape_markdown", "percent", "integer", "legend_below",
+    "beside_the_paper", "escape_markdown", "percent", "integer", "legend_below", "by_hand_check",
 ]
 
 #: Width of a figure in inches; at FIGURE_DPI it is the content column's width in pixels (about 680 px).
@@ -92,6 +92,13 @@ def table(frame: pd.DataFrame | pd.Series, *, caption: str | None = None, decima
     if hide_index:
         styler = styler.hide(axis="index")
     return styler.set_table_attributes(f'class="{TABLE_CLASS}"')
+
+
+def by_hand_check(check, caption: str):
+    """A quantity computed by hand beside the library's value for the same data, and their difference
+    (:class:`psyco_utils.by_hand.ByHandCheck`), with the tolerance in the caption."""
+    return table(check.table, caption=f"{caption}; tolerance {check.tolerance:g} (absolute)",
+                 decimals=6).format("{:+.1e}", subset=["difference"])
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$~])")

@@ -16,13 +16,14 @@ from IPython.display import Markdown
 
 from ..paper import CITATION, HEADLINE_WIN_RATE, HEADLINE_WIN_RATE_KEY, WIN_RATE_VS_GPT4O, WIN_RATES_BY_SIZE, win_rate
 from ..principles import PRINCIPLE_KEYS
-from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, percent, table
+from .base import FIGURE_WIDTH_IN, beside_the_paper, by_hand_check, escape_markdown, example, findings, percent, table
 
 __all__ = [
     "paper_win_rates", "evaluation_setup", "answer_lengths", "judging_summary", "win_rates_beside_the_paper", "win_rates_by_principle",
     "principle_table", "length_controlled_table", "answer_length_histogram", "evaluation_examples",
     "crisis_probe_table", "crisis_example", "win_rate_findings", "length_instructions_contrast",
     "human_reference_note", "human_reference_table", "human_reference_findings", "lc_estimators_note",
+    "win_rate_check", "lc_check",
 ]
 
 _SETTINGS = ("no constraint", "length constraint")
@@ -422,3 +423,14 @@ def _size_sentence(result) -> str:
     return (f"This run's policy is the paper's {result.policy_size} size and is compared with that column"
             + (f"; runs of the other size beside it: {others}" if others else "; no run of the other size was found")
             + f". The paper's headline is {policy} at {size}, {setting}: {HEADLINE_WIN_RATE:.1f}%.")
+
+
+def win_rate_check(check, policy: str, setting: str):
+    """The win rate, wins and ties counted by hand from the raw verdicts against the evaluation code's."""
+    return by_hand_check(check, f"{policy} against the reference, {setting}, {check.items} statements judged in both "
+                                f"orders")
+
+
+def lc_check(check, policy: str, setting: str):
+    """The length-controlled fit by hand (Newton's method) against the evaluation code's (scikit-learn)."""
+    return by_hand_check(check, f"{policy} against the reference, {setting}, {check.items} statements")

@@ -13,7 +13,8 @@ import pandas as pd
 from IPython.display import Markdown
 
 from .. import paper
-from .base import FIGURE_WIDTH_IN, beside_the_paper, escape_markdown, example, findings, integer, table
+from .base import (FIGURE_WIDTH_IN, beside_the_paper, by_hand_check, escape_markdown, example, findings, integer,
+                   table)
 
 __all__ = ["dpo_settings", "training_summary", "dpo_training_curves", "held_out_table", "held_out_figure",
            "policy_examples", "change_points", "dpo_beside_the_paper", "dpo_findings", "dpo_iter_settings",
@@ -352,12 +353,10 @@ def degenerate_ranking(ranking, scorer_name: str = "reward model"):
     return table(ranking, caption=caption, percent_columns=["below every style"], decimals=2)
 
 
-def dpo_loss_check(check):
+def dpo_loss_check(check, pairs: str = "training pairs, the trained policy against the reference"):
     """The DPO loss, chosen reward and margin computed by hand against TRL's logged values
-    (:func:`psyco_utils.policy.dpo_by_hand`)."""
-    caption = (f"one batch of {check.pairs} training pairs at the start of training, beta {check.beta:g}; "
-               f"tolerance {check.tolerance:g} (absolute)")
-    return table(check.table, caption=caption, decimals=6).format("{:+.1e}", subset=["difference"])
+    (:class:`psyco_utils.policy.LossCheck`); ``pairs`` says which pairs and which two models."""
+    return by_hand_check(check, f"one batch of {check.items} {pairs}, beta {check.beta:g}")
 
 
 def paper_gains(setting: str = "no constraint") -> Markdown:
