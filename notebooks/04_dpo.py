@@ -197,8 +197,8 @@ _ = checks.require(chapter, "the DPO loss by hand equals TRL's", loss_check.agre
 # %%
 scorer = load_trained_reward_model(cfg, run)
 policies = {"base": base_path, "DPO": training.model_dir}
-comparison = policy.compare_answers_on_held_out(policies, cfg, scorer, pairs["test"],
-                                                saved_dir=layout.held_out_samples)
+comparison = policy.compare_on_held_out(policies, cfg, scorer, pairs["test"],
+                                        saved_dir=layout.held_out_samples)
 show.held_out_table(comparison)
 
 # %% [markdown]

@@ -195,8 +195,8 @@ show.round_pair(iteration)
 # %%
 policies = {"base": base_path, "DPO": policy.offline_model_dir(run),
             "DPO-Iter": iteration.final_policy}
-comparison = policy.compare_answers_on_held_out(policies, cfg, scorer, pairs["test"],
-                                                saved_dir=layout.held_out_samples)
+comparison = policy.compare_on_held_out(policies, cfg, scorer, pairs["test"],
+                                        saved_dir=layout.held_out_samples)
 show.held_out_table(comparison)
 
 # %% [markdown]

@@ -7,7 +7,7 @@ starting model's files.  When the stage runs again and the fingerprint matches, 
 training it again, and the record supplies what the chapter reports about that training (time, steps, TRL's logs).
 Anything that differs, even one pair or one learning-rate digit, gives another fingerprint and the stage trains.
 
-The held-out samples that chapters 04 and 05 score (:func:`psyco_utils.policy.held_out_rewards`) are kept the same
+The held-out samples that chapters 04 and 05 score (:func:`psyco_utils.policy.held_out_samples`) are kept the same
 way, under their fingerprint (policy files, reward-model files, statements, sampling settings, seed): chapter 05
 reads chapter 04's samples of the base and DPO policies instead of drawing the same samples again.
 

@@ -230,18 +230,18 @@ def test_held_out_samples_are_read_back_only_for_the_same_policy_scorer_and_stat
     cfg = load_profile("tiny", ["dpo.max_new_tokens=12"])
     questions = ["I cannot sleep before exams.", "My brother and I no longer talk."]
     saved = tmp_path / "held_out_samples"
-    first = policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions, seed=3, n=2, saved_dir=saved)
+    first = policy.held_out_samples(str(tiny_world.policy_dir), cfg, scorer, questions, seed=3, n=2, saved_dir=saved)
     assert len(list(saved.glob("*.parquet"))) == 1 and first.mean_reward.shape == (2,)
     (stamp,) = saved.glob("*.parquet")
     mtime = stamp.stat().st_mtime_ns
-    again = policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions, seed=3, n=2, saved_dir=saved)
+    again = policy.held_out_samples(str(tiny_world.policy_dir), cfg, scorer, questions, seed=3, n=2, saved_dir=saved)
     assert stamp.stat().st_mtime_ns == mtime  # read back, not written again
-    assert np.array_equal(first.mean_reward, again.mean_reward) and first.first_response == again.first_response
-    policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions[:1], seed=3, n=2, saved_dir=saved)
-    policy.held_out_rewards(str(tiny_world.policy_dir), cfg, scorer, questions, seed=4, n=2, saved_dir=saved)
+    assert np.array_equal(first.mean_reward, again.mean_reward) and first.answers == again.answers
+    policy.held_out_samples(str(tiny_world.policy_dir), cfg, scorer, questions[:1], seed=3, n=2, saved_dir=saved)
+    policy.held_out_samples(str(tiny_world.policy_dir), cfg, scorer, questions, seed=4, n=2, saved_dir=saved)
     assert len(list(saved.glob("*.parquet"))) == 3  # other statements or another seed: sampled and kept apart
     off = load_profile("tiny", ["dpo.max_new_tokens=12", "reuse_trained_models=false"])
-    policy.held_out_rewards(str(tiny_world.policy_dir), off, scorer, questions, seed=5, n=2, saved_dir=saved)
+    policy.held_out_samples(str(tiny_world.policy_dir), off, scorer, questions, seed=5, n=2, saved_dir=saved)
     assert len(list(saved.glob("*.parquet"))) == 3  # switched off: nothing kept
 
 
@@ -254,9 +254,14 @@ REPETITIVE = ["feeling feeling feeling you are feeling feeling like you feel fee
               "feeling feeling feeling feeling feeling feeling", "you are feeling feeling feeling feeling"]
 
 
+def _one_sample_each(texts: list[str]) -> list[list[str]]:
+    return [[text] for text in texts]
+
+
 def _comparison(base_rewards, dpo_rewards, dpo_answers, dpo_length) -> policy.HeldOutComparison:
-    held = {"base": policy.HeldOutSamples(np.array(base_rewards, float), FLUENT, np.array([40.0, 40.0, 40.0])),
-            "DPO": policy.HeldOutSamples(np.array(dpo_rewards, float), dpo_answers, np.full(3, dpo_length))}
+    held = {"base": policy.HeldOutSamples(np.array(base_rewards, float), _one_sample_each(FLUENT), np.full(3, 40.0)),
+            "DPO": policy.HeldOutSamples(np.array(dpo_rewards, float), _one_sample_each(dpo_answers),
+                                         np.full(3, dpo_length))}
     return policy.HeldOutComparison(STATEMENTS, 4, held, policy.held_out_comparison(held, seed=0, n_boot=200))
 
 
@@ -392,9 +397,10 @@ def test_findings_call_a_gamed_reward_reward_hacking_and_say_when_nothing_was_ga
 
 
 def _three_policies() -> policy.HeldOutComparison:
-    held = {"base": policy.HeldOutSamples(np.array([-1.0, -2, -1]), FLUENT, np.full(3, 40.0)),
-            "DPO": policy.HeldOutSamples(np.array([1.0, 1, 1]), FLUENT, np.full(3, 45.0)),
-            "DPO-Iter": policy.HeldOutSamples(np.array([3.0, 3, 3]), REPETITIVE, np.full(3, 90.0))}
+    held = {"base": policy.HeldOutSamples(np.array([-1.0, -2, -1]), _one_sample_each(FLUENT), np.full(3, 40.0)),
+            "DPO": policy.HeldOutSamples(np.array([1.0, 1, 1]), _one_sample_each(FLUENT), np.full(3, 45.0)),
+            "DPO-Iter": policy.HeldOutSamples(np.array([3.0, 3, 3]), _one_sample_each(REPETITIVE),
+                                              np.full(3, 90.0))}
     return policy.HeldOutComparison(STATEMENTS, 4, held, policy.held_out_comparison(held, seed=0, n_boot=100))
 
 
@@ -444,8 +450,8 @@ def test_the_dpo_loss_by_hand_equals_trls_and_a_wrong_beta_does_not(tiny_world, 
 
 
 def test_every_held_out_sample_is_kept_and_read_back(tiny_world, tmp_path):
-    """compare_answers_on_held_out keeps all n samples per statement (the style measures need them), saved apart from
-    held_out_rewards' file and read back unchanged."""
+    """compare_on_held_out keeps all n samples per statement (the style measures need them) in one file per policy,
+    read back unchanged; a file saved before the samples were kept (no answers column) is sampled again, not misread."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from psyco_utils.reward import RewardScorer
@@ -458,11 +464,14 @@ def test_every_held_out_sample_is_kept_and_read_back(tiny_world, tmp_path):
     cfg = load_profile("tiny", ["dpo.max_new_tokens=12", "dpo.eval_statements=2", "dpo.eval_samples_per_statement=3"])
     test = pd.DataFrame({"ID": ["a", "b"], "question": ["I cannot sleep before exams.", "My brother ignores me."]})
     saved = tmp_path / "held_out_samples"
-    first = policy.compare_answers_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
+    first = policy.compare_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
     assert [len(a) for a in first.answers["base"]] == [3, 3]
     assert first.policies["base"].first_response == [a[0] for a in first.answers["base"]]
-    (stamp,) = saved.glob("*-answers.parquet")
+    (stamp,) = saved.glob("*.parquet")
     mtime = stamp.stat().st_mtime_ns
-    again = policy.compare_answers_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
+    again = policy.compare_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
     assert stamp.stat().st_mtime_ns == mtime and again.answers == first.answers
     assert np.array_equal(again.policies["base"].mean_reward, first.policies["base"].mean_reward)
+    pd.read_parquet(stamp).drop(columns="answers").assign(first_response=["x", "y"]).to_parquet(stamp)
+    resampled = policy.compare_on_held_out({"base": tiny_world.policy_dir}, cfg, scorer, test, saved_dir=saved)
+    assert resampled.answers == first.answers and "answers" in pd.read_parquet(stamp)

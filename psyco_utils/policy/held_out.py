@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["DISTINCT_WORDS", "LENGTH_GROWTH", "DISTINCT_DROP", "Samples", "HeldOutSamples", "PolicyChange",
-           "HeldOutComparison", "sample_and_score", "held_out_statements", "held_out_rewards", "held_out_comparison",
+           "HeldOutComparison", "sample_and_score", "held_out_statements", "held_out_samples", "held_out_comparison",
            "compare_on_held_out", "grown_words"]
 
 #: The repetition column of the comparison table: distinct words among the first 30 of the first sample (a share).
@@ -68,12 +68,18 @@ def sample_and_score(policy_path: str, models_cfg, scorer, statements: list[str]
 
 @dataclass
 class HeldOutSamples:
-    """One policy on the held-out statements: mean reward and mean length (tokens) per statement over its samples,
-    and its first sample for each statement (the text shown and measured for repetition)."""
+    """One policy on the held-out statements: mean reward and mean length (tokens) per statement over its samples, and
+    every sample (``answers[i]`` holds the samples for statement ``i``; the style measures read them all, the examples
+    and the repetition column the first)."""
 
     mean_reward: np.ndarray
-    first_response: list[str]
+    answers: list[list[str]]
     mean_length: np.ndarray
+
+    @property
+    def first_response(self) -> list[str]:
+        """The first sample for each statement: the text shown and measured for repetition."""
+        return [group[0] for group in self.answers]
 
     def distinct_share(self) -> float:
         """Mean share of distinct words among the first 30 words of the first samples."""
@@ -101,9 +107,9 @@ def _saved_path(policy_path: str, cfg, scorer, questions: list[str], seed: int, 
     return Path(saved_dir) / f"{key}.parquet"
 
 
-def held_out_rewards(policy_path: str, cfg, scorer, questions: list[str], seed: int, n: int = 4,
+def held_out_samples(policy_path: str, cfg, scorer, questions: list[str], seed: int, n: int = 4,
                      saved_dir: Path | None = None) -> HeldOutSamples:
-    """``n`` sampled responses per held-out statement, scored by the reward model.
+    """``n`` sampled responses per held-out statement, scored by the reward model; every sample is kept.
 
     With ``saved_dir`` (and ``cfg.reuse_trained_models``), the result is kept there under a fingerprint of the policy's
     and the reward model's files, the statements, the sampling settings and the seed, and read back instead of
@@ -111,19 +117,18 @@ def held_out_rewards(policy_path: str, cfg, scorer, questions: list[str], seed: 
     path = _saved_path(policy_path, cfg, scorer, list(questions), seed, n, saved_dir)
     if path is not None and path.is_file():
         saved = pd.read_parquet(path)
-        if saved["question"].tolist() == list(questions):
-            return HeldOutSamples(saved["mean_reward"].to_numpy(), saved["first_response"].tolist(),
+        if "answers" in saved and saved["question"].tolist() == list(questions):
+            return HeldOutSamples(saved["mean_reward"].to_numpy(), [list(a) for a in saved["answers"]],
                                   saved["mean_length"].to_numpy())
     samples = sample_and_score(policy_path, cfg.models, scorer, list(questions), n, cfg.dpo.temperature,
                                cfg.dpo.max_new_tokens, cfg.pool.generation_batch_size * n, seed=seed)
-    result = HeldOutSamples(samples.raw_rewards.mean(axis=1), [r[0] for r in samples.responses],
+    result = HeldOutSamples(samples.raw_rewards.mean(axis=1), [list(group) for group in samples.responses],
                             samples.lengths.mean(axis=1))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp")
-        pd.DataFrame({"question": list(questions), "mean_reward": result.mean_reward,
-                      "first_response": result.first_response, "mean_length": result.mean_length}).to_parquet(
-            partial, index=False)
+        pd.DataFrame({"question": list(questions), "mean_reward": result.mean_reward, "answers": result.answers,
+                      "mean_length": result.mean_length}).to_parquet(partial, index=False)
         partial.replace(path)
     return result
 
@@ -209,6 +214,11 @@ class HeldOutComparison:
     policies: dict[str, HeldOutSamples]
     table: pd.DataFrame  # held_out_comparison's: one row per policy
 
+    @property
+    def answers(self) -> dict[str, list[list[str]]]:
+        """Every sample of every policy: ``answers[policy][i]`` holds its samples for statement ``i``."""
+        return {name: held.answers for name, held in self.policies.items()}
+
     def mean_reward(self, name: str) -> float:
         return float(self.table.loc[name, "mean reward"])
 
@@ -250,58 +260,6 @@ def compare_on_held_out(policies: dict[str, str], cfg, scorer, test, saved_dir: 
     ``dpo.eval_samples_per_statement`` samples each, and compare them (samples kept in ``saved_dir``)."""
     statements = held_out_statements(test, cfg.dpo.eval_statements)
     n = cfg.dpo.eval_samples_per_statement
-    held = {name: held_out_rewards(str(path), cfg, scorer, statements, seed=cfg.seed, n=n, saved_dir=saved_dir)
+    held = {name: held_out_samples(str(path), cfg, scorer, statements, seed=cfg.seed, n=n, saved_dir=saved_dir)
             for name, path in policies.items()}
     return HeldOutComparison(statements, n, held, held_out_comparison(held, seed=cfg.seed))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Every sample kept: what chapters 04 and 05 measure the policies' styles on (psyco_utils.style)
-# ---------------------------------------------------------------------------------------------------------------
-
-__all__ += ["HeldOutAnswers", "held_out_answers", "compare_answers_on_held_out"]
-
-
-def held_out_answers(policy_path: str, cfg, scorer, questions: list[str], seed: int, n: int = 4,
-                     saved_dir: Path | None = None) -> tuple[HeldOutSamples, list[list[str]]]:
-    """As :func:`held_out_rewards`, and every one of the ``n`` samples per statement besides (the style measures
-    need them all).  Kept in ``saved_dir`` under the same fingerprint with the suffix ``-answers``."""
-    path = _saved_path(policy_path, cfg, scorer, list(questions), seed, n, saved_dir)
-    path = path.with_name(f"{path.stem}-answers.parquet") if path is not None else None
-    if path is not None and path.is_file():
-        saved = pd.read_parquet(path)
-        if saved["question"].tolist() == list(questions):
-            answers = [list(a) for a in saved["answers"]]
-            return HeldOutSamples(saved["mean_reward"].to_numpy(), [a[0] for a in answers],
-                                  saved["mean_length"].to_numpy()), answers
-    samples = sample_and_score(policy_path, cfg.models, scorer, list(questions), n, cfg.dpo.temperature,
-                               cfg.dpo.max_new_tokens, cfg.pool.generation_batch_size * n, seed=seed)
-    answers = [list(group) for group in samples.responses]
-    result = HeldOutSamples(samples.raw_rewards.mean(axis=1), [a[0] for a in answers], samples.lengths.mean(axis=1))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        pd.DataFrame({"question": list(questions), "mean_reward": result.mean_reward, "answers": answers,
-                      "mean_length": result.mean_length}).to_parquet(partial, index=False)
-        partial.replace(path)
-    return result, answers
-
-
-@dataclass
-class HeldOutAnswers(HeldOutComparison):
-    """A :class:`HeldOutComparison` that also keeps every sample: ``answers[policy][i]`` holds the policy's samples
-    for statement ``i``."""
-
-    answers: dict[str, list[list[str]]] | None = None
-
-
-def compare_answers_on_held_out(policies: dict[str, str], cfg, scorer, test, saved_dir: Path | None = None
-                                ) -> HeldOutAnswers:
-    """:func:`compare_on_held_out`, keeping every sample of every policy (:func:`held_out_answers`)."""
-    statements = held_out_statements(test, cfg.dpo.eval_statements)
-    n = cfg.dpo.eval_samples_per_statement
-    held, answers = {}, {}
-    for name, path in policies.items():
-        held[name], answers[name] = held_out_answers(str(path), cfg, scorer, statements, seed=cfg.seed, n=n,
-                                                     saved_dir=saved_dir)
-    return HeldOutAnswers(statements, n, held, held_out_comparison(held, seed=cfg.seed), answers=answers)
