@@ -127,6 +127,13 @@ show.reward_length_drops(length_drops)
 # of the paper profile), HelpSteer2 pairs {cite:p}`wang2024helpsteer2` are added: every two responses to the same
 # prompt whose helpfulness differs by at least 1 point. That conversion is this book's; the paper does not state
 # its own.
+#
+# With `reward.degenerate_negatives` set (the tiny profile's 0.25; the paper's setting is 0), that share of the train
+# pairs is added again with its chosen answer against a corrupted copy of it: one of its sentences said several
+# times, or a run of its words looping (`style.corrupt`). The judge's pairs hold no such text, since every answer in
+# the pool is made of fluent sentences; without these the reward model has no reason to rank repetition low, and a
+# policy trained against it can gain reward by drifting into it. This is the book's choice, not the paper's, and a
+# later section measures what it does.
 
 # %%
 train_pairs = reward.training_pairs(cfg, prefs)
@@ -236,14 +243,20 @@ _ = checks.require(chapter, "the reward-model loss by hand equals TRL's", loss_c
 # A reward model learns what its judge rewarded, and a policy trained against it will find whatever it over-rates.
 # Here it scores, for 30 bundled statements, the five hand-written answers and seven kinds of degenerate text a policy
 # could drift into: cue words strung together, a phrase looping, one good sentence said again and again, word salad
-# (`style.degenerate_answers`). The last column is the share of statements on which the degenerate answer scores
-# below every hand-written one: the rubric judge puts every kind below every style, and the reward model, which never
-# saw such text among its pairs, need not.
+# (`style.degenerate_answers`). "Below every style" is the share of statements on which the degenerate answer scores
+# below every hand-written one; the rubric judge puts every kind below every style. The last column says whether the
+# training pairs held corrupted answers of the same family (`reward.degenerate_negatives`). For those kinds the table
+# checks that the lesson took, on answers much like the ones it was taught on; the kinds never trained on test
+# whether it carries over.
 
 # %%
 degenerate_statements, styled_answers = style.bundled_styled_answers(30)
-ranking = style.rank_degenerate(scorer.score, degenerate_statements, styled_answers)
+trained_on = list(style.TRAINING_CORRUPTIONS.values()) if cfg.reward.degenerate_negatives else []
+ranking = style.rank_degenerate(scorer.score, degenerate_statements, styled_answers, trained_on)
 show.degenerate_ranking(ranking, "reward model")
+
+# %%
+show.degenerate_findings(ranking, "reward model")
 
 # %% [markdown]
 # ## Evaluation, beside baselines and the paper

@@ -195,7 +195,9 @@ class RewardStageConfig(_Strict):
     """Chapter 03.  ``off_the_shelf``: general reward models from the hub (or local folders) scored on the test
     pairs: sequence classifiers with one output (Skywork), or causal language models that publish their reward as the
     logit of token 0 at the next position (Llama-3.1-Nemotron-70B-Reward-HF; :mod:`psyco_utils.reward.scoring`).
-    ``helpsteer2_mix``: add HelpSteer2 pairs to the main model's training pairs.  ``ablations``: further reward models
+    ``helpsteer2_mix``: add HelpSteer2 pairs to the main model's training pairs.  ``degenerate_negatives``: add
+    that share of the train pairs again, each chosen answer against a corrupted copy of it (a book choice; 0 is the
+    paper's setting).  ``ablations``: further reward models
     on other data (:class:`RewardDataMix`), trained and scored beside it.  ``rewardbench``: a hub id or local file in
     RewardBench's schema, scored by every reward model of the chapter.  ``ranker``: an LLM as a ranker."""
 
@@ -203,6 +205,7 @@ class RewardStageConfig(_Strict):
     off_the_shelf: list[str] = []
     helpsteer2_mix: bool = False
     helpsteer2_path: str | None = None
+    degenerate_negatives: float = Field(0.0, ge=0.0, le=1.0)
     ablations: list[RewardDataMix] = []
     rewardbench: str | None = None
     rewardbench_split: str = "filtered"

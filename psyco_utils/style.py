@@ -26,7 +26,8 @@ import pandas as pd
 __all__ = ["STYLES", "UNCLASSIFIABLE", "MIN_CONFIDENCE", "MAX_REPEATED_4GRAMS", "MIN_CLASSIFIABLE", "StyleClassifier",
            "fit_style_classifier", "style_classifier", "words", "distinct_n", "repeated_ngram_rate", "style_shares",
            "style_profile", "style_table", "style_share_change", "StyleComparison", "compare_styles", "CUE_STRING",
-           "CUE_SENTENCES", "degenerate_answers", "rank_degenerate", "require_style_targets", "bundled_styled_answers"]
+           "CUE_SENTENCES", "degenerate_answers", "TRAINING_CORRUPTIONS", "corrupt", "rank_degenerate",
+           "require_style_targets", "bundled_styled_answers"]
 
 #: The five styles of the bundled corpus, from the best counselling to the worst kinds of answer.
 STYLES = ("empathic", "generic", "directive", "dismissive", "rambling")
@@ -228,12 +229,45 @@ def degenerate_answers(statement: str, good_answer: str) -> dict[str, str]:
     }
 
 
-def rank_degenerate(score, statements: list[str], styled: dict[str, list[str]]) -> pd.DataFrame:
+#: The corruptions of a good answer that ``reward.degenerate_negatives`` puts into the reward model's training pairs
+#: as rejected answers (chapter 03), each with the kind of :func:`degenerate_answers` it is of the same family as.
+#: Both are repetition, which the rubric judge itself ranks below the answer they were made from (its words shuffled
+#: would not do: the rubric counts cues, and shuffling keeps them).  The other kinds of :func:`degenerate_answers`
+#: (cue words strung together, word salad, the good answer twice with a word loop) are never trained on: they show
+#: whether what the reward model learned carries over.
+TRAINING_CORRUPTIONS = {"a sentence repeated": "one good sentence again and again",
+                        "a phrase looping": "a phrase looping"}
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def corrupt(answer: str, kind: str, rng: np.random.Generator) -> str:
+    """``answer`` made degenerate in one of the :data:`TRAINING_CORRUPTIONS` ways, drawn with ``rng``: one of its
+    sentences said over and over, at least three times and from about the answer's length to twice it; or a run of 3
+    to 6 of its words looping to the answer's length.  Neither is shorter than the answer, and the loop is as long, so
+    that length alone does not tell the reward model which answer is the degenerate one."""
+    sentences = [part for part in _SENTENCE_END.split(answer.strip()) if part]
+    tokens = answer.split()
+    if not tokens:
+        raise ValueError("an empty answer cannot be corrupted")
+    if kind == "a sentence repeated":
+        sentence = sentences[int(rng.integers(len(sentences)))]
+        as_long = max(3, round(len(tokens) / len(sentence.split())))
+        return " ".join([sentence] * int(rng.integers(as_long, 2 * as_long + 1)))
+    if kind == "a phrase looping":
+        width = min(len(tokens), int(rng.integers(3, 7)))
+        start = int(rng.integers(len(tokens) - width + 1))
+        phrase = tokens[start:start + width]
+        return " ".join((phrase * (len(tokens) // width + 1))[:max(len(tokens), 2 * width)])
+    raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(TRAINING_CORRUPTIONS)}")
+
+
+def rank_degenerate(score, statements: list[str], styled: dict[str, list[str]], trained_on=()) -> pd.DataFrame:
     """How a scorer ranks degenerate text (:func:`degenerate_answers`) against the five hand-written styles.
 
     ``score(statements, answers)`` returns one number per answer (a reward model's ``score``, or a judge's mean);
     ``styled[style][i]`` is the hand-written answer of that style to statement ``i``.  One row per kind of answer:
-    its mean score, and for the degenerate kinds the share of statements where it scores below every style."""
+    its mean score, and for the degenerate kinds the share of statements where it scores below every style and
+    whether the scorer was trained on text of its family (its name in ``trained_on``)."""
     kinds = {style: list(styled[style]) for style in STYLES}
     degenerate = [degenerate_answers(s, good) for s, good in zip(statements, styled["empathic"])]
     for name in degenerate[0] if degenerate else []:
@@ -242,7 +276,8 @@ def rank_degenerate(score, statements: list[str], styled: dict[str, list[str]]) 
     worst_style = np.min([scores[style] for style in STYLES], axis=0)
     rows = {name: {"kind": "hand-written style" if name in STYLES else "degenerate",
                    "mean score": float(values.mean()),
-                   "below every style": float(np.mean(values < worst_style)) if name not in STYLES else np.nan}
+                   "below every style": float(np.mean(values < worst_style)) if name not in STYLES else np.nan,
+                   "family trained on": None if name in STYLES else ("yes" if name in trained_on else "no")}
             for name, values in scores.items()}
     frame = pd.DataFrame(rows).T.astype({"mean score": float, "below every style": float})
     frame.attrs["statements"] = len(statements)

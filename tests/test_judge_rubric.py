@@ -232,6 +232,32 @@ def test_strings_of_cue_words_and_repetition_score_below_every_hand_written_styl
     assert not failures, failures[:5]
 
 
+def test_every_training_corruption_scores_below_the_answer_it_was_made_from():
+    """The reward model's degenerate negatives (``reward.degenerate_negatives``) are labelled by construction: the
+    corrupted copy is the rejected answer.  The rubric judge, which labelled every other pair, agrees on every bundled
+    statement's empathic and generic answers (where it has them), for every kind of corruption.  (Not on directive
+    answers, which it already scores low: there it ranks about a quarter of the repeated sentences level or higher.)"""
+    import numpy as np
+
+    from psyco_utils.style import TRAINING_CORRUPTIONS, corrupt
+
+    rng = np.random.default_rng(0)
+    disagreements = []
+    for path in CORPUS:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            for style in ("empathic", "generic"):
+                if style not in row["responses"]:  # an edge case answered in fewer styles
+                    continue
+                answer = row["responses"][style]
+                good = sum(score(answer, row["text"]).values())
+                for kind in TRAINING_CORRUPTIONS:
+                    bad = corrupt(answer, kind, rng)
+                    if sum(score(bad, row["text"]).values()) >= good:
+                        disagreements.append((row["id"], style, kind, bad[:60]))
+    assert not disagreements, disagreements[:5]
+
+
 def test_incoherence_is_zero_for_hand_written_prose_and_one_for_degenerate_text():
     from psyco_utils.judge.rubric import incoherence, incoherence_signs
 

@@ -498,3 +498,22 @@ def test_the_bradley_terry_loss_by_hand_equals_trls_and_a_swapped_margin_does_no
     assert abs(logged["margin"]) > 1e-2  # a trained model separates the pairs, so the check is not 0 against 0
     assert check.agrees, check.table
     assert not ByHandCheck(by_hand(rejected - chosen), logged, items=6, tolerance=reward.LOSS_CHECK_TOLERANCE).agrees
+
+
+def test_degenerate_negatives_add_a_share_of_the_train_pairs_with_the_chosen_answer_corrupted(prefs):
+    from psyco_utils.style import TRAINING_CORRUPTIONS
+
+    train = prefs["train"].to_pandas()
+    cfg = load_profile("tiny", ["reward.degenerate_negatives=0.5"])
+    pairs = reward.training_pairs(cfg, prefs)
+    added = pairs[pairs["source"] == reward.DEGENERATE_NEGATIVE]
+    assert len(pairs) == len(train) + len(added) and len(added) == round(0.5 * len(train))
+    assert set(added["ID"]) <= set(train["ID"]) and set(added["chosen"]) <= set(train["chosen"])
+    assert pairs["prefID"].is_unique and set(added["corruption"]) == set(TRAINING_CORRUPTIONS)
+    assert (added["rejected"] != added["chosen"]).all()
+    again = reward.training_pairs(cfg, prefs)
+    assert again.equals(pairs)  # drawn with the profile's seed
+    other_seed = reward.training_pairs(load_profile("tiny", ["reward.degenerate_negatives=0.5", "seed=7"]), prefs)
+    assert not other_seed["rejected"].equals(pairs["rejected"])
+    off = reward.training_pairs(load_profile("tiny", ["reward.degenerate_negatives=0"]), prefs)
+    assert set(off["source"]) == {"psycopref"}

@@ -97,3 +97,38 @@ def test_degenerate_text_is_ranked_by_the_scorer_given():
     assert set(by_length.index) >= {*style.STYLES, "cue string", "word salad"}
     assert by_length.loc["word salad", "below every style"] == 1  # the shortest text
     assert np.isnan(by_length.loc["empathic", "below every style"])
+
+
+def test_each_training_corruption_is_degenerate_reproducible_and_named_when_unknown():
+    answer = ("It sounds like the evenings are the hardest part. You have been carrying this alone for a while. "
+              "What would make tonight a little easier?")
+    for kind in style.TRAINING_CORRUPTIONS:
+        first = style.corrupt(answer, kind, np.random.default_rng(5))
+        assert first == style.corrupt(answer, kind, np.random.default_rng(5)) != answer
+    repeated = style.corrupt(answer, "a sentence repeated", np.random.default_rng(0))
+    looping = style.corrupt(answer, "a phrase looping", np.random.default_rng(0))
+    assert style.repeated_ngram_rate([repeated]) > 0.5 and style.repeated_ngram_rate([looping]) > 0.5
+    assert len(looping.split()) == len(answer.split())  # as long as the answer: length tells the reward model nothing
+    assert 0.7 < len(repeated.split()) / len(answer.split()) < 2.5
+    with pytest.raises(ValueError, match="known: a sentence repeated, a phrase looping"):
+        style.corrupt(answer, "reversed", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="empty answer"):
+        style.corrupt("  ", "a phrase looping", np.random.default_rng(0))
+
+
+def test_the_ranking_says_which_degenerate_kinds_the_scorer_was_trained_on():
+    statements = ["I feel anxious before every exam and cannot sleep."] * 3
+    _, responses = load_bundled_corpus()
+    styled = {s: responses[responses["style"] == s]["text"].tolist()[:3] for s in style.STYLES}
+    ranking = style.rank_degenerate(lambda s, a: [len(x) for x in a], statements, styled,
+                                    trained_on=list(style.TRAINING_CORRUPTIONS.values()))
+    assert ranking.loc["a phrase looping", "family trained on"] == "yes"
+    assert ranking.loc["word salad", "family trained on"] == "no"
+    assert ranking.loc["cue string", "family trained on"] == "no"
+    assert ranking.loc["empathic", "family trained on"] is None
+    from psyco_utils import show
+
+    text = show.degenerate_findings(ranking).data
+    assert "2 kinds of a family it was trained on" in text and "5 kinds it never saw in training" in text
+    untrained = style.rank_degenerate(lambda s, a: [len(x) for x in a], statements, styled)
+    assert "saw no degenerate text in training" in show.degenerate_findings(untrained).data

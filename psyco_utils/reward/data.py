@@ -19,7 +19,7 @@ from ..pair_schema import TEXT_COLUMNS, TRAINING_COLUMNS, conversation, validate
 __all__ = [
     "HelpSteer2Error", "HELPSTEER2_ID", "HELPSTEER2_COLUMNS", "frame_of", "set_padding", "chat_token_ids",
     "count_length_drops", "length_drop_table", "load_helpsteer2", "helpsteer2_pairs", "training_pairs",
-    "example_pair", "read_table_file",
+    "example_pair", "read_table_file", "DEGENERATE_NEGATIVE", "degenerate_negative_pairs",
 ]
 
 HELPSTEER2_ID = "nvidia/HelpSteer2"
@@ -157,10 +157,39 @@ def training_pairs(cfg, data) -> pd.DataFrame:
     frame = frame_of(data if isinstance(data, pd.DataFrame) else data["train"])
     validate(frame, "train split")
     frame = frame.assign(source="psycopref")
+    extra = []
+    if cfg.reward.degenerate_negatives:
+        extra.append(degenerate_negative_pairs(frame, cfg.reward.degenerate_negatives, cfg.seed))
     if cfg.reward.helpsteer2_mix:
-        extra = helpsteer2_pairs(load_helpsteer2(cfg.reward.helpsteer2_path), where=str(cfg.reward.helpsteer2_path))
-        frame = pd.concat([frame, extra], ignore_index=True)
-    return frame
+        extra.append(helpsteer2_pairs(load_helpsteer2(cfg.reward.helpsteer2_path),
+                                      where=str(cfg.reward.helpsteer2_path)))
+    return pd.concat([frame, *extra], ignore_index=True) if extra else frame
+
+
+#: The ``source`` of the pairs :func:`degenerate_negative_pairs` adds.
+DEGENERATE_NEGATIVE = "degenerate negative"
+
+
+def degenerate_negative_pairs(train: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """Pairs that show the reward model degenerate text as the worse answer (``reward.degenerate_negatives``, a book
+    choice, not the paper's): for ``share`` of the train pairs, drawn with ``seed``, the pair's chosen answer against
+    a corrupted copy of it (:func:`psyco_utils.style.corrupt`), the kinds of
+    :data:`~psyco_utils.style.TRAINING_CORRUPTIONS` in turn.  Each new pair keeps its statement's ``ID`` (so it stays in the split of its statement) and gets a
+    ``prefID`` after the split's; ``corruption`` names its kind.  Pairs whose chosen answer is empty are skipped."""
+    import numpy as np
+
+    from ..style import TRAINING_CORRUPTIONS, corrupt
+
+    rng = np.random.default_rng(seed)
+    usable = train[train["chosen"].fillna("").str.strip().astype(bool)]
+    picked = usable.iloc[np.sort(rng.choice(len(usable), size=round(share * len(usable)), replace=False))]
+    kinds = list(TRAINING_CORRUPTIONS)
+    first_id = int(pd.to_numeric(train["prefID"]).max()) + 1 if len(train) else 0
+    rows = [{"ID": row.ID, "prefID": first_id + k, "question": row.question, "chosen": row.chosen,
+             "rejected": corrupt(row.chosen, kinds[k % len(kinds)], rng), "corruption": kinds[k % len(kinds)],
+             "source": DEGENERATE_NEGATIVE}
+            for k, row in enumerate(picked.itertuples(index=False))]
+    return pd.DataFrame(rows, columns=[*TRAINING_COLUMNS, "corruption", "source"])
 
 
 def example_pair(pairs) -> pd.Series:

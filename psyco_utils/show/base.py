@@ -94,11 +94,17 @@ def table(frame: pd.DataFrame | pd.Series, *, caption: str | None = None, decima
     return styler.set_table_attributes(f'class="{TABLE_CLASS}"')
 
 
-def by_hand_check(check, caption: str):
+def by_hand_check(check, caption: str, count_rows: Iterable[str] = ()):
     """A quantity computed by hand beside the library's value for the same data, and their difference
-    (:class:`psyco_utils.by_hand.ByHandCheck`), with the tolerance in the caption."""
-    return table(check.table, caption=f"{caption}; tolerance {check.tolerance:g} (absolute)",
-                 decimals=6).format("{:+.1e}", subset=["difference"])
+    (:class:`psyco_utils.by_hand.ByHandCheck`), with the tolerance in the caption; ``count_rows`` are counts, shown
+    without decimals."""
+    frame = check.table
+    styled = table(frame, caption=f"{caption}; tolerance {check.tolerance:g} (absolute)",
+                   decimals=6).format("{:+.1e}", subset=["difference"])
+    counts = [row for row in count_rows if row in frame.index]
+    if counts:
+        styled = styled.format(integer, subset=pd.IndexSlice[counts, [c for c in frame.columns if c != "difference"]])
+    return styled
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|$~])")

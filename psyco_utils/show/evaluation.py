@@ -428,7 +428,7 @@ def _size_sentence(result) -> str:
 def win_rate_check(check, policy: str, setting: str):
     """The win rate, wins and ties counted by hand from the raw verdicts against the evaluation code's."""
     return by_hand_check(check, f"{policy} against the reference, {setting}, {check.items} statements judged in both "
-                                f"orders")
+                                f"orders", count_rows=["wins", "ties"])
 
 
 def lc_check(check, policy: str, setting: str):

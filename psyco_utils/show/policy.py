@@ -19,7 +19,8 @@ from .base import (FIGURE_WIDTH_IN, beside_the_paper, by_hand_check, escape_mark
 __all__ = ["dpo_settings", "training_summary", "dpo_training_curves", "held_out_table", "held_out_figure",
            "policy_examples", "change_points", "dpo_beside_the_paper", "dpo_findings", "dpo_iter_settings",
            "dpo_iter_rounds_table", "dpo_iter_rounds", "round_pair", "dpo_iter_beside_the_paper", "dpo_iter_findings",
-           "policy_styles", "style_points", "degenerate_ranking", "dpo_loss_check", "paper_gains"]
+           "policy_styles", "style_points", "degenerate_ranking", "degenerate_findings", "dpo_loss_check",
+           "paper_gains"]
 
 _CURVES = [("loss", "DPO loss\n(nats per pair)"), ("rewards/margins", "implicit reward\nmargin"),
            ("rewards/accuracies", "preference\naccuracy")]
@@ -351,6 +352,35 @@ def degenerate_ranking(ranking, scorer_name: str = "reward model"):
                "statements; below every style: the share of statements where the degenerate answer scores below "
                "all five hand-written answers")
     return table(ranking, caption=caption, percent_columns=["below every style"], decimals=2)
+
+
+def degenerate_findings(ranking, scorer_name: str = "reward model") -> Markdown:
+    """What :func:`degenerate_ranking`'s table says, computed from it: per group of degenerate kinds (of a family
+    the scorer was trained on, or not), how many fall below every hand-written style on every statement, which
+    styles every kind of the group scores below on average, and which kinds score above the weakest style."""
+    styles = ranking[ranking["kind"] == "hand-written style"]["mean score"]
+    weakest, weakest_score = styles.idxmin(), float(styles.min())
+    degenerate = ranking[ranking["kind"] == "degenerate"]
+    points = []
+    for trained, words in (("yes", "of a family it was trained on"), ("no", "it never saw in training")):
+        group = degenerate[degenerate["family trained on"] == trained]["mean score"]
+        if not len(group):
+            continue
+        always_below = int((degenerate.loc[group.index, "below every style"] == 1.0).sum())
+        beaten_by = [name for name, score in styles.items() if score > group.max()]
+        above = [f"{escape_markdown(str(name))} ({score:.2f})" for name, score in group.items()
+                 if score > weakest_score]
+        point = (f"{len(group)} kind{'s' if len(group) != 1 else ''} {words}: {always_below} score below every "
+                 "hand-written style on every statement. ")
+        point += (f"On average every one scores below the {', '.join(beaten_by)} answers"
+                  if beaten_by else "On average some score above even the best hand-written style")
+        point += (f"; {', '.join(above)} score above the weakest style, {weakest} ({weakest_score:.2f})."
+                  if above else f", and below the weakest style, {weakest} ({weakest_score:.2f}).")
+        points.append(point)
+    if not (degenerate["family trained on"] == "yes").any():
+        points.append(f"The {scorer_name} saw no degenerate text in training, so nothing taught it to rank such text "
+                      "low; a policy trained against it can gain reward by drifting into whichever kind it over-rates.")
+    return findings(points, heading=f"How the {scorer_name} ranks degenerate text")
 
 
 def dpo_loss_check(check, pairs: str = "training pairs, the trained policy against the reference"):
