@@ -128,8 +128,8 @@ show.reward_length_drops(length_drops)
 # prompt whose helpfulness differs by at least 1 point. That conversion is this book's; the paper does not state
 # its own.
 #
-# With `reward.degenerate_negatives` set (the tiny profile's 0.25; the paper's setting is 0), that share of the train
-# pairs is added again with its chosen answer against a corrupted copy of it: one of its sentences said several
+# With `reward.degenerate_negatives` set (0.25 in the tiny profile, 0 in the others), that share of the train pairs
+# is added again with its chosen answer against a corrupted copy of it: one of its sentences said several
 # times, or a run of its words looping (`style.corrupt`). The judge's pairs hold no such text, since every answer in
 # the pool is made of fluent sentences; without these the reward model has no reason to rank repetition low, and a
 # policy trained against it can gain reward by drifting into it. This is the book's choice, not the paper's, and a

@@ -31,8 +31,10 @@ from conftest import handmade_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).with_name("launch_probe.py")
+# Every train pair also gets a degenerate negative: 24 + 24 reward pairs, 6 full global batches of 8.  With a partial
+# last batch the launched processes would pad it (accelerate's even batches) and the two runs differ in that step.
 SIZES = ["reward.training.per_device_train_batch_size=4", "reward.training.num_train_epochs=1",
-         "reward.training.logging_steps=1",
+         "reward.training.logging_steps=1", "reward.degenerate_negatives=1.0",
          "dpo.training.per_device_train_batch_size=4", "dpo.training.global_batch_size=8",
          "dpo.training.num_train_epochs=1", "dpo.training.logging_steps=1", "dpo.training.max_length=256"]
 ARTIFACT_FOLDERS = ("reward_model/", "dpo/")

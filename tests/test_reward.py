@@ -197,10 +197,11 @@ def test_helpsteer2_conversion_from_a_local_file(tmp_path, prefs):
     _helpsteer2_frame().to_json(jsonl, orient="records", lines=True)
     assert len(reward.helpsteer2_pairs(reward.load_helpsteer2(str(jsonl)))) == 2
 
-    mixed_cfg = load_profile("tiny", ["reward.helpsteer2_mix=true", f"reward.helpsteer2_path={path}"])
+    mixed_cfg = load_profile("tiny", ["reward.helpsteer2_mix=true", f"reward.helpsteer2_path={path}",
+                                      "reward.degenerate_negatives=0"])
     mixed = reward.training_pairs(mixed_cfg, prefs)
     assert mixed["source"].value_counts().to_dict() == {"psycopref": len(prefs["train"]), "helpsteer2": 2}
-    plain = reward.training_pairs(load_profile("tiny"), prefs)
+    plain = reward.training_pairs(load_profile("tiny", ["reward.degenerate_negatives=0"]), prefs)
     assert len(plain) == len(prefs["train"])
 
     bad = tmp_path / "bad.parquet"
