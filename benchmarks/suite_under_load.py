@@ -4,13 +4,16 @@
 
 A test that passes alone but fails under CPU load depends on timing: that is a defect to fix, not a skip.  The busy
 processes are plain Python loops, ended when the runs finish.  No new run starts after ``--max-minutes``; the summary
-says how many of the asked runs completed.
+says how many of the asked runs completed.  SIGTERM (``kill PID``) or Ctrl-C stops it cleanly: the run in progress
+is ended and not counted, and the busy processes go too (a job started in the background of a script ignores SIGINT,
+so use SIGTERM there).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -32,7 +35,12 @@ def run_suite() -> tuple[float, str, list[str], str]:
     return time.perf_counter() - start, summary.strip("= "), failed, slowest.strip("= \n")
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--busy", type=int, default=2, help="busy processes beside the suite")
@@ -58,6 +66,8 @@ def main() -> int:
                   flush=True)
             if i == 1 and slowest:
                 print("slowest tests of run 1:\n" + slowest, flush=True)
+    except KeyboardInterrupt:
+        print(f"stopped during run {completed + 1}: that run is not counted", flush=True)
     finally:
         for process in busy:
             process.kill()
