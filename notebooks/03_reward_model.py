@@ -223,7 +223,7 @@ show.reward_scoring(scorer.stats, scorer.max_length)
 
 # %%
 batch = prefs["train"].select(range(8))
-logged = reward.trl_metrics_on_batch(cfg, training.model_dir, batch)
+logged = reward.trl_metrics_on_batch(cfg, scorer, batch)
 reward_chosen, reward_rejected = scorer.score_pairs(batch)
 margin = reward_chosen - reward_rejected
 by_hand = {"loss": np.mean(np.logaddexp(0, -margin)),  # -log sigmoid(margin)

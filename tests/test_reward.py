@@ -486,10 +486,10 @@ def test_the_bradley_terry_loss_by_hand_equals_trls_and_a_swapped_margin_does_no
 
     result, _, _ = trained
     batch = prefs["train"].select(range(6))
-    capsys.readouterr()
-    logged = reward.trl_metrics_on_batch(cfg, result.model_dir, batch)
-    assert "eval_loss" not in capsys.readouterr().out
     scorer = reward.RewardScorer.load(result.model_dir, cfg)
+    capsys.readouterr()
+    logged = reward.trl_metrics_on_batch(cfg, scorer, batch)
+    assert "eval_loss" not in capsys.readouterr().out
     chosen, rejected = scorer.score_pairs(batch)
 
     def by_hand(margin):

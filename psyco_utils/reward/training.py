@@ -389,17 +389,16 @@ LOSS_CHECK_TOLERANCE = 1e-4
 LOSS_CHECK_NAMES = {"loss": "eval_loss", "accuracy": "eval_accuracy", "margin": "eval_margin"}
 
 
-def trl_metrics_on_batch(cfg, model_dir: str | Path, pairs) -> dict:
+def trl_metrics_on_batch(cfg, scorer: RewardScorer, pairs) -> dict:
     """TRL's own loss, accuracy and mean margin for one batch of pairs (chapter 03's check of the Bradley-Terry loss):
-    ``RewardTrainer(model=<the saved reward model>).evaluate()`` on exactly the pairs as one evaluation batch, with the
-    chapter's ``RewardConfig``."""
+    ``RewardTrainer(model=<the scorer's model>).evaluate()`` on exactly the pairs as one evaluation batch, with the
+    chapter's ``RewardConfig``.  The scorer's own model and tokenizer are evaluated, not a second copy."""
     import tempfile
 
     from trl import RewardTrainer
 
     frame = frame_of(pairs)
     data = to_trl(frame, "pairs of the loss check")
-    scorer = RewardScorer.load(model_dir, cfg)
     with tempfile.TemporaryDirectory() as scratch:
         args = reward_config(cfg, scratch, has_dev=False, per_device_eval_batch_size=len(frame))
         trainer = without_log_printing(RewardTrainer(model=scorer.model, args=args, train_dataset=data,
