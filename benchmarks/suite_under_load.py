@@ -25,10 +25,11 @@ BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monoton
 
 def run_suite() -> tuple[float, str, list[str], str]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=12"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=12"],
+                          cwd=ROOT, capture_output=True, text=True)
     summary = next((line for line in reversed(proc.stdout.splitlines()) if " in " in line and "passed" in line), "")
-    slowest = proc.stdout.split("slowest 12 durations", 1)[-1].split("\n\n", 1)[0] if "slowest 12" in proc.stdout else ""
+    slowest = (proc.stdout.split("slowest 12 durations", 1)[-1].split("\n\n", 1)[0]
+               if "slowest 12" in proc.stdout else "")
     failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
     if proc.returncode != 0 and not failed:
         failed = [f"pytest exit status {proc.returncode}"]
@@ -51,8 +52,10 @@ def main() -> int:
     failures: dict[str, int] = {}
     deadline = time.monotonic() + args.max_minutes * 60
     completed = 0
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f"commit {commit or 'unknown'}: {args.runs} runs of the whole suite beside {args.busy} busy processes", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    print(f"commit {commit or 'unknown'}: {args.runs} runs of the whole suite beside {args.busy} busy processes",
+          flush=True)
     try:
         for i in range(1, args.runs + 1):
             if time.monotonic() > deadline:

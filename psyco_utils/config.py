@@ -197,8 +197,8 @@ class RewardStageConfig(_Strict):
     logit of token 0 at the next position (Llama-3.1-Nemotron-70B-Reward-HF; :mod:`psyco_utils.reward.scoring`).
     ``helpsteer2_mix``: add HelpSteer2 pairs to the main model's training pairs.  ``degenerate_negatives``: add
     that share of the train pairs again, each chosen answer against a corrupted copy of it (a book choice; 0 is the
-    paper's setting).  ``ablations``: further reward models
-    on other data (:class:`RewardDataMix`), trained and scored beside it.  ``rewardbench``: a hub id or local file in
+    paper's setting).  ``ablations``: further reward models on other data (:class:`RewardDataMix`), trained and
+    scored beside it.  ``rewardbench``: a hub id or local file in
     RewardBench's schema, scored by every reward model of the chapter.  ``ranker``: an LLM as a ranker."""
 
     training: dict[str, Any] = {}

@@ -422,9 +422,10 @@ def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, r
     over the usable items.  We chose this (AlpacaEval 2's own standardised, tanh-bounded length term) over a log
     length ratio because it is defined for zero lengths and the tanh keeps a few very long responses from dominating
     the fit.  Fitted by ``sklearn.linear_model.LogisticRegression`` (lbfgs to a tolerance of 1e-10, C = 1e4:
-    practically unpenalised, the intercept never penalised); each win enters as label 1 with weight 1, each loss as label 0 with weight 1, and each
-    tie twice, as label 1 and as label 0 with weight 0.5 each.  The length-controlled win rate is the prediction with
-    the length term set to zero, sigmoid(intercept): the judge's preference between responses of equal length.
+    practically unpenalised, the intercept never penalised); each win enters as label 1 with weight 1, each loss as
+    label 0 with weight 1, and each tie twice, as label 1 and as label 0 with weight 0.5 each.  The length-controlled
+    win rate is the prediction with the length term set to zero, sigmoid(intercept): the judge's preference between
+    responses of equal length.
 
     Returns a dict: ``n`` (usable outcomes), ``excluded`` (None/NaN outcomes), ``win_rate`` (raw, as
     :func:`win_rate`), ``lc_win_rate``, ``intercept``, ``length_coefficient``, ``length_scale`` (s),

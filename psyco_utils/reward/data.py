@@ -174,8 +174,9 @@ def degenerate_negative_pairs(train: pd.DataFrame, share: float, seed: int) -> p
     """Pairs that show the reward model degenerate text as the worse answer (``reward.degenerate_negatives``, a book
     choice, not the paper's): for ``share`` of the train pairs, drawn with ``seed``, the pair's chosen answer against
     a corrupted copy of it (:func:`psyco_utils.style.corrupt`), the kinds of
-    :data:`~psyco_utils.style.TRAINING_CORRUPTIONS` in turn.  Each new pair keeps its statement's ``ID`` (so it stays in the split of its statement) and gets a
-    ``prefID`` after the split's; ``corruption`` names its kind.  Pairs whose chosen answer is empty are skipped."""
+    :data:`~psyco_utils.style.TRAINING_CORRUPTIONS` in turn.  Each new pair keeps its statement's ``ID`` (so it
+    stays in the split of its statement) and gets a ``prefID`` after the split's; ``corruption`` names its kind.
+    Pairs whose chosen answer is empty are skipped."""
     import numpy as np
 
     from ..style import TRAINING_CORRUPTIONS, corrupt

@@ -338,7 +338,8 @@ def length_instructions_contrast(result):
     for judge, setting in contrast.columns:
         values = contrast[(judge, setting)]
         effect = setting.endswith("constraint effect")
-        rows[f"{judge}: {setting}"] = (values * 100).map("{:+.1f} pts".format) if effect else values.map("{:.1%}".format)
+        rows[f"{judge}: {setting}"] = ((values * 100).map("{:+.1f} pts".format) if effect
+                                      else values.map("{:.1%}".format))
     frame = pd.DataFrame(rows).T.rename_axis(None).rename_axis(None, axis=1)
     own = "told" if result.length_instructions else "not told"
     return table(frame,

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from .base import (FIGURE_WIDTH_IN, beside_the_paper, by_hand_check, escape_markdown, example, findings, integer, percent,
-                   table)
+from .base import (FIGURE_WIDTH_IN, beside_the_paper, by_hand_check, escape_markdown, example, findings, integer,
+                   percent, table)
 
 __all__ = [
     "reward_training_curve", "reliability_diagram", "margin_histogram", "accuracy_by_group", "reward_splits",
     "reward_trl_record", "reward_chat", "reward_length_drops", "reward_sources", "reward_config_table",
-    "reward_training_summary", "reward_epochs", "reward_scoring", "reward_loss_check", "reward_predictions", "reward_comparison", "reward_with_paper",
+    "reward_training_summary", "reward_epochs", "reward_scoring", "reward_loss_check", "reward_predictions",
+    "reward_comparison", "reward_with_paper",
     "reward_check_findings", "reward_errors", "reward_artifacts", "reward_beside_the_paper", "reward_findings",
     "reward_general_models", "reward_ablations", "reward_ablation_with_paper", "reward_ranker", "rewardbench",
 ]
