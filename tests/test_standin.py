@@ -107,10 +107,11 @@ def test_overlaid_profile_differs_from_the_preset_only_where_the_overlay_says(tm
     before, after = _flatten(preset), _flatten(raw)
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     assert {k for k in changed if not any(k == r or k.startswith(r + ".") for r in replaced)} <= allowed
-    # models: every hub id is replaced by its stand-in's folder
+    # models: every hub id is replaced by its stand-in's folder, written relative to the repository (where the chapters
+    # run) when the folder lies inside it, as it does when the temporary directory is there
     named = [cfg.models.policy, cfg.models.reward_backbone, *cfg.reward.off_the_shelf]
     named += [g.model for g in cfg.pool.generators if g.kind == "hf"]
-    assert set(named) <= {str(p) for p in paths.values()}
+    assert {str(standin_run.REPO_ROOT / name) for name in named} <= {str(p) for p in paths.values()}
     # pool generators: only the models and the overlay's per-generator keys change
     per_generator = {k.split(".", 1)[1] for k in overlay if k.startswith("every_pool_generator.")}
     for old, new in zip(preset["pool"]["generators"], raw["pool"]["generators"]):
