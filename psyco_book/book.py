@@ -256,8 +256,12 @@ class ChapterMonitor:
         self.line.close()
 
 
-class RunStopped(BaseException):
-    """``psyco-book`` received SIGTERM or SIGHUP (its parent's death arrives as SIGTERM)."""
+class RunStopped(KeyboardInterrupt):
+    """``psyco-book`` received SIGTERM or SIGHUP (its parent's death arrives as SIGTERM).
+
+    A KeyboardInterrupt, so that it travels as Ctrl-C does: papermill runs the kernel's messages in an asyncio event
+    loop, which passes KeyboardInterrupt on but logs and swallows any other exception raised in one of its callbacks.
+    A stop that landed while the loop ran a callback was lost, and the run went on."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)

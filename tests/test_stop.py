@@ -2,6 +2,7 @@
 kernel and the processes it started end.  Driven by events: the notebook writes its PIDs to a file and waits; the test
 waits for that file, stops the run, then polls the processes' state up to a generous bound."""
 
+import asyncio
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from psyco_book import book
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process handling is tested on Linux")
 
@@ -140,3 +143,20 @@ def test_the_death_of_psyco_books_parent_stops_the_run(tmp_path):
         _assert_all_end([runner_pid, *pids.values()], tmp_path)
     finally:
         parent.kill()
+
+
+def test_a_stop_that_lands_in_an_event_loop_callback_still_stops_the_run():
+    """papermill waits on the kernel in an asyncio event loop, which logs and swallows most exceptions raised inside
+    its callbacks.  A SIGTERM whose handler ran in one of them was lost that way under CPU load, and the run went on:
+    here the signal is sent from a callback, so its handler runs there every time."""
+
+    def send_sigterm_to_this_process():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def wait_on_the_kernel():
+        asyncio.get_running_loop().call_soon(send_sigterm_to_this_process)
+        await asyncio.sleep(60)  # reached only if the stop was swallowed
+
+    with book._stop_on_signals(), pytest.raises(book.RunStopped) as stopped:
+        asyncio.run(wait_on_the_kernel())
+    assert stopped.value.signum == signal.SIGTERM
