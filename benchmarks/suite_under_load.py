@@ -1,4 +1,5 @@
-"""Run the test suite repeatedly while other processes keep every core busy, and report any test that fails.
+"""Run the test suite repeatedly while other processes keep every core busy, and report any test that fails, with its
+traceback.
 
     .venv/bin/python benchmarks/suite_under_load.py --runs 20 --busy 2
 
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
 
-def run_suite() -> tuple[float, str, list[str], str]:
+def run_suite() -> tuple[float, str, list[str], str, str]:
+    """One run: (seconds, pytest's summary line, the failed tests, the slowest tests, the failures' reports)."""
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=12"],
                           cwd=ROOT, capture_output=True, text=True)
@@ -33,7 +35,17 @@ def run_suite() -> tuple[float, str, list[str], str]:
     failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M)
     if proc.returncode != 0 and not failed:
         failed = [f"pytest exit status {proc.returncode}"]
-    return time.perf_counter() - start, summary.strip("= "), failed, slowest.strip("= \n")
+    reports = failure_reports(proc.stdout) if failed else ""
+    return time.perf_counter() - start, summary.strip("= "), failed, slowest.strip("= \n"), reports
+
+
+def failure_reports(output: str, limit: int = 20_000) -> str:
+    """pytest's FAILURES section (tracebacks and captured output), so that a failure seen once under load can be
+    understood afterwards; its end is kept when it is longer than ``limit`` characters."""
+    match = re.search(r"^=+ FAILURES =+$(.*?)(?=^=+ (?:warnings summary|slowest|short test summary))", output,
+                      re.M | re.S)
+    reports = match.group(1).strip() if match else output.strip()
+    return reports if len(reports) <= limit else "[...]\n" + reports[-limit:]
 
 
 def _stop(signum, frame):
@@ -61,12 +73,14 @@ def main() -> int:
             if time.monotonic() > deadline:
                 print(f"time budget of {args.max_minutes:g} minutes spent: no further run started", flush=True)
                 break
-            seconds, summary, failed, slowest = run_suite()
+            seconds, summary, failed, slowest, reports = run_suite()
             for name in failed:
                 failures[name] = failures.get(name, 0) + 1
             completed = i
-            print(f"run {i}/{args.runs}: {seconds:.0f} s, {summary}" + (f"; FAILED {', '.join(failed)}" if failed else ""),
-                  flush=True)
+            verdict = f"; FAILED {', '.join(failed)}" if failed else ""
+            print(f"run {i}/{args.runs}: {seconds:.0f} s, {summary}{verdict}", flush=True)
+            if reports:
+                print(f"failures of run {i}:\n{reports}\nend of the failures of run {i}", flush=True)
             if i == 1 and slowest:
                 print("slowest tests of run 1:\n" + slowest, flush=True)
     except KeyboardInterrupt:
