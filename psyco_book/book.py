@@ -400,7 +400,7 @@ def _run_chapter(source: Path, executed_dir: Path, profile: str, overrides: list
         print(f"psyco-book: FAILED {name} at {where}: {exc.ename}: {exc.evalue}\n"
               f"psyco-book: partially executed notebook kept at {out_path}", file=sys.stderr)
         return 1, None
-    except (KeyboardInterrupt, RunStopped) as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a RunStopped (SIGTERM, SIGHUP)
         signum = exc.signum if isinstance(exc, RunStopped) else signal.SIGINT
         stopped = f"stopped by {signal.Signals(signum).name}"
         with _signals_ignored():
@@ -587,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         follow_parent()  # the death of the shell or job that started psyco-book stops the run
         try:
             return run(args.profile, args.only, args.overrides, args.executed_dir)
-        except (KeyboardInterrupt, RunStopped) as exc:  # between chapters: no kernel is running
+        except KeyboardInterrupt as exc:  # Ctrl-C or a RunStopped, between chapters: no kernel is running
             signum = exc.signum if isinstance(exc, RunStopped) else signal.SIGINT
             print(f"\npsyco-book: stopped by {signal.Signals(signum).name}", file=sys.stderr)
             return 128 + signum
