@@ -217,14 +217,17 @@ show.reward_scoring(scorer.stats, scorer.max_length)
 # ### The loss by hand, checked against TRL
 #
 # The Bradley-Terry loss above, on one batch of eight training pairs: TRL evaluates the trained reward model on the
-# batch and logs its loss, accuracy and mean margin; the cell scores the same chats with the scorer every later
-# chapter uses and applies the formula. The two must agree within `reward.LOSS_CHECK_TOLERANCE`: the same float32
-# model on the same tokens, batched differently.
+# batch and logs its loss, accuracy and mean margin; the cell scores the same chats with the same model, through the
+# scorer every later chapter uses, and applies the formula. The two must agree within `reward.LOSS_CHECK_TOLERANCE`:
+# the same float32 model on the same tokens, batched differently. The check runs in float32 whatever precision the
+# profile trains and scores in (`reward.in_float32` loads the model again when it is half precision): a bf16 reward
+# keeps about three significant digits, and the check would test the rounding instead of the formula.
 
 # %%
 batch = prefs["train"].select(range(8))
-logged = reward.trl_metrics_on_batch(cfg, scorer, batch)
-reward_chosen, reward_rejected = scorer.score_pairs(batch)
+with reward.in_float32(scorer) as check_scorer:
+    logged = reward.trl_metrics_on_batch(cfg, check_scorer, batch)
+    reward_chosen, reward_rejected = check_scorer.score_pairs(batch)
 margin = reward_chosen - reward_rejected
 by_hand = {"loss": np.mean(np.logaddexp(0, -margin)),  # -log sigmoid(margin)
            "accuracy": np.mean(margin > 0),

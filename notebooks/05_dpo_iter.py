@@ -136,21 +136,22 @@ _ = checks.require(chapter, "on-policy pairs and the reference refresh", refresh
 
 # %% [markdown]
 # The loss of the last round by hand, on eight of its own pairs: $\pi_\theta$ is the policy the round produced and
-# $\pi_{t-1}$ its reference, the policy of the round before. TRL evaluates the same pairs with that reference; the
-# two must agree within `LOSS_CHECK_TOLERANCE`.
+# $\pi_{t-1}$ its reference, the policy of the round before. TRL evaluates the same pairs with that reference, and
+# the same two models score them by hand, in float32 as in chapter 4; the two must agree within
+# `LOSS_CHECK_TOLERANCE`.
 
 # %%
 last_round = iteration.rounds.iloc[-1]
 round_pairs = iteration.pairs(int(last_round["round"])).head(8)
-logged, tokens = policy.trl_metrics_on_batch(last_round["policy"], last_round["reference"], round_pairs,
-                                             cfg.dpo_iter.training, seed=cfg.seed)
-policy_logps = np.stack(policy.completion_logps(last_round["policy"], tokens))  # rows: chosen, rejected
-reference_logps = np.stack(policy.completion_logps(last_round["reference"], tokens))
+with policy.trl_evaluation_on_batch(last_round["policy"], last_round["reference"], round_pairs,
+                                    cfg.dpo_iter.training, seed=cfg.seed) as trl_run:
+    policy_logps = np.stack(policy.completion_logps(trl_run.policy_model, trl_run.tokens))  # rows: chosen, rejected
+    reference_logps = np.stack(policy.completion_logps(trl_run.reference_model, trl_run.tokens))
 rewards = args.beta * (policy_logps - reference_logps)  # implicit rewards against the refreshed reference
 margin = rewards[0] - rewards[1]
 round_check = policy.LossCheck({"loss": np.logaddexp(0, -margin).mean(), "rewards/chosen": rewards[0].mean(),
                                 "rewards/margins": margin.mean()},
-                               logged, beta=args.beta, items=len(round_pairs))
+                               trl_run.logged, beta=args.beta, items=len(round_pairs))
 show.dpo_loss_check(round_check, f"pairs of round {int(last_round['round'])}, its policy against its "
                                  f"reference (the policy of the round before)")
 

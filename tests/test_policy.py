@@ -411,14 +411,22 @@ def test_examples_leave_out_crisis_statements_and_show_both_policies(tmp_path):
     assert "best calm answer" in pair and "kill myself" not in pair
 
 
-def test_the_dpo_loss_by_hand_equals_trls_and_a_wrong_beta_does_not(tiny_world, tmp_path):
+@pytest.mark.parametrize("mixed_precision", [{}, {"bf16": True, "use_cpu": True}], ids=["float32", "bf16"])
+def test_the_dpo_loss_by_hand_equals_trls_and_a_wrong_beta_does_not(tiny_world, tmp_path, monkeypatch,
+                                                                     mixed_precision):
     """Chapter 04's check of the DPO formula on a policy that differs from its reference: the loss, the chosen reward
     and the margin computed from the two models' log-probabilities match TRL's logged values within the tolerance;
-    computed with the wrong beta they do not."""
+    computed with the wrong beta they do not.  A profile that trains in bf16 (the paper's) is checked in float32 too:
+    under bf16 autocast TRL's loss moved by 6e-4 from the float32 one, more than the tolerance, and a check against
+    float32 sums failed on the precision.  (bf16 autocast runs on a CPU with ``use_cpu``; the profile's guard against
+    mixed precision without a GPU is lifted.)"""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import psyco_utils.models
+
+    monkeypatch.setattr(psyco_utils.models, "check_precision", lambda training, section: None)
     reference = tmp_path / "reference"
     model = AutoModelForCausalLM.from_pretrained(str(tiny_world.policy_dir))
     torch.manual_seed(0)
@@ -430,22 +438,28 @@ def test_the_dpo_loss_by_hand_equals_trls_and_a_wrong_beta_does_not(tiny_world, 
     n = 4
     pairs = datasets.Dataset.from_dict({"ID": [f"s{i}" for i in range(n)], "prefID": list(range(n)),
                                         "question": [f"I cannot sleep before exam {i}." for i in range(n)],
-                                        "chosen": ["It sounds like you feel worn out. What keeps you awake?"] * n,
+                                        "chosen": ["It sounds like you feel worn out. What keeps you awake? " * 3] * n,
                                         "rejected": ["Just sleep."] * n})
-    training = {"beta": 0.1, "max_length": 128, "bf16": False, "gradient_checkpointing": False}
-    logged, tokens = policy.trl_metrics_on_batch(tiny_world.policy_dir, reference, pairs, training, seed=0)
-    chosen, rejected = policy.completion_logps(tiny_world.policy_dir, tokens)
-    ref_chosen, ref_rejected = policy.completion_logps(reference, tokens)
+    training = {"beta": 0.1, "max_length": 128, "bf16": False, "gradient_checkpointing": False, **mixed_precision}
+    with policy.trl_evaluation_on_batch(tiny_world.policy_dir, reference, pairs, training, seed=0) as trl_run:
+        assert {trl_run.policy_model.dtype, trl_run.reference_model.dtype} == {torch.float32}
+        chosen, rejected = policy.completion_logps(trl_run.policy_model, trl_run.tokens)
+        ref_chosen, ref_rejected = policy.completion_logps(trl_run.reference_model, trl_run.tokens)
+    assert trl_run.policy_model is None and trl_run.reference_model is None  # released for the sampling that follows
+    # TRL's models scored exactly as float32 copies loaded afresh do: no autocast was left on them
+    for folder, scored in ((tiny_world.policy_dir, (chosen, rejected)), (reference, (ref_chosen, ref_rejected))):
+        fresh = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        np.testing.assert_allclose(policy.completion_logps(fresh, trl_run.tokens), scored, atol=1e-5)
 
     def by_hand(beta):
         rc, rr = beta * (chosen - ref_chosen), beta * (rejected - ref_rejected)
         return {"loss": float(np.mean(np.logaddexp(0, -(rc - rr)))), "rewards/chosen": float(rc.mean()),
                 "rewards/margins": float((rc - rr).mean())}
 
-    check = policy.LossCheck(by_hand(0.1), logged, beta=0.1, items=n)
-    assert abs(logged["rewards/margins"]) > 1e-3  # the two models differ, so the check is not 0 against 0
+    check = policy.LossCheck(by_hand(0.1), trl_run.logged, beta=0.1, items=n)
+    assert abs(trl_run.logged["rewards/margins"]) > 1e-3  # the two models differ, so the check is not 0 against 0
     assert check.agrees, check.table
-    assert not policy.LossCheck(by_hand(0.2), logged, beta=0.2, items=n).agrees
+    assert not policy.LossCheck(by_hand(0.2), trl_run.logged, beta=0.2, items=n).agrees
     assert "tolerance" in check.line()
 
 

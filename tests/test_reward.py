@@ -501,6 +501,39 @@ def test_the_bradley_terry_loss_by_hand_equals_trls_and_a_swapped_margin_does_no
     assert not ByHandCheck(by_hand(rejected - chosen), logged, items=6, tolerance=reward.LOSS_CHECK_TOLERANCE).agrees
 
 
+def test_a_half_precision_reward_model_is_checked_in_float32(trained, prefs, cfg, monkeypatch):
+    """Under a profile that trains in bf16 and scores with bf16 weights (the paper's), chapter 03's check runs on a
+    float32 copy of the same model without autocast, so it compares the formula, not the rounding; a bf16 scorer
+    given to the check is refused with the fix, and the copy is released after the block.  (bf16 autocast runs on a
+    CPU with ``use_cpu``; the profile's guard against mixed precision without a GPU is lifted.)"""
+    import torch
+
+    import psyco_utils.models
+    from psyco_utils.by_hand import ByHandCheck
+
+    monkeypatch.setattr(psyco_utils.models, "check_precision", lambda training, section: None)
+    result, _, _ = trained
+    bf16_cfg = cfg.model_copy(update={"reward": cfg.reward.model_copy(
+        update={"training": {**cfg.reward.training, "bf16": True, "use_cpu": True}})})
+    batch = prefs["train"].select(range(6))
+    scorer = reward.RewardScorer.load(result.model_dir, cfg, dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"in float32, and .* is torch.bfloat16: pass reward.in_float32"):
+        reward.trl_metrics_on_batch(bf16_cfg, scorer, batch)
+    with reward.in_float32(scorer) as check_scorer:
+        assert check_scorer is not scorer and check_scorer.model.dtype == torch.float32
+        before = check_scorer.score_pairs(batch)
+        logged = reward.trl_metrics_on_batch(bf16_cfg, check_scorer, batch)
+        chosen, rejected = check_scorer.score_pairs(batch)
+    np.testing.assert_allclose(np.stack(before), np.stack([chosen, rejected]), atol=1e-6)  # TRL left no autocast
+    assert check_scorer.model is None and scorer.model.dtype == torch.bfloat16
+    margin = chosen - rejected
+    by_hand = {"loss": np.mean(np.logaddexp(0, -margin)), "accuracy": np.mean(margin > 0), "margin": margin.mean()}
+    assert ByHandCheck(by_hand, logged, items=6, tolerance=reward.LOSS_CHECK_TOLERANCE).agrees
+    float32_scorer = reward.RewardScorer.load(result.model_dir, cfg)
+    with reward.in_float32(float32_scorer) as same:
+        assert same is float32_scorer  # already float32: nothing loaded again
+
+
 def test_degenerate_negatives_add_a_share_of_the_train_pairs_with_the_chosen_answer_corrupted(prefs):
     from psyco_utils.style import TRAINING_CORRUPTIONS
 

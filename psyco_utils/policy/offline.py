@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..by_hand import ByHandCheck
+from ..by_hand import FLOAT32_EVALUATION, ByHandCheck
 from ..layout import RunLayout, TrainedModelFolder
 from .held_out import HeldOutComparison, PolicyChange
 from .training import TrainingRun
 
-__all__ = ["DPOResult", "finish_dpo", "offline_model_dir", "LOSS_CHECK_TOLERANCE", "LossCheck", "trl_metrics_on_batch",
-           "completion_logps"]
+__all__ = ["DPOResult", "finish_dpo", "offline_model_dir", "LOSS_CHECK_TOLERANCE", "LossCheck",
+           "TRLBatchEvaluation", "trl_evaluation_on_batch", "completion_logps"]
 
 
 def offline_model_dir(run_root: Path) -> Path:
@@ -60,48 +61,72 @@ LOSS_CHECK_TOLERANCE = 1e-4
 _CHECKED = ("loss", "rewards/chosen", "rewards/margins")
 
 
-def trl_metrics_on_batch(policy_dir, reference_dir, pairs, training: dict, seed: int, models_cfg=None):
-    """TRL's own loss, ``rewards/chosen`` and ``rewards/margins`` for one batch of pairs (chapter 04's check of the
-    DPO formula): ``DPOTrainer(model=policy_dir, ref_model=<reference_dir loaded>).evaluate()`` on exactly the pairs
-    as one evaluation batch.  Returns the three logged values and the pairs as TRL tokenised them (``prompt_ids``,
-    ``chosen_ids``, ``rejected_ids``), so the same tokens can be scored by hand."""
+@dataclass
+class TRLBatchEvaluation:
+    """TRL's evaluation of one batch of DPO pairs (chapters 04 and 05 check the DPO formula against it): the loss,
+    ``rewards/chosen`` and ``rewards/margins`` it logged; the pairs as it tokenised them (``prompt_ids``,
+    ``chosen_ids``, ``rejected_ids``); and the policy and reference models it evaluated, in float32 on its device, so
+    that the same tokens are scored by hand with the same weights and no model is loaded twice."""
+
+    logged: dict
+    tokens: object
+    policy_model: object
+    reference_model: object
+
+
+@contextmanager
+def trl_evaluation_on_batch(policy_dir, reference_dir, pairs, training: dict, seed: int):
+    """``DPOTrainer(model=policy_dir, ref_model=<reference_dir in float32>).evaluate()`` on exactly ``pairs`` as one
+    evaluation batch, with the profile's ``training`` settings except mixed precision
+    (:data:`psyco_utils.by_hand.FLOAT32_EVALUATION`).  Yields a :class:`TRLBatchEvaluation`; on leaving the block
+    both models are released, so that the chapter's sampling that follows has the memory.  Both are held in float32
+    on one device meanwhile: about 24 GB of weights for a 3B policy, 64 GB for an 8B one."""
     import tempfile
 
+    import torch
     from transformers import AutoModelForCausalLM
     from trl import DPOTrainer
 
     from .. import pair_schema
     from ..models import load_tokenizer
     from ..training import without_log_printing
-    from .training import dpo_config
+    from .training import _release, dpo_config
 
     data = pair_schema.to_trl(pairs, "DPO pairs of the loss check")
     with tempfile.TemporaryDirectory() as scratch:
-        args = dpo_config({**training, "per_device_eval_batch_size": len(data)}, Path(scratch), seed,
-                          select_on_dev=False)
-        reference = AutoModelForCausalLM.from_pretrained(str(reference_dir))
+        args = dpo_config({**training, "per_device_eval_batch_size": len(data), **FLOAT32_EVALUATION},
+                          Path(scratch), seed, select_on_dev=False)
+        reference = AutoModelForCausalLM.from_pretrained(str(reference_dir), dtype=torch.float32)
         trainer = without_log_printing(DPOTrainer(model=str(policy_dir), ref_model=reference, args=args,
                                                   train_dataset=data, eval_dataset=data,
                                                   processing_class=load_tokenizer(str(policy_dir))))
+        del reference
         metrics = trainer.evaluate()
-        tokenized = trainer.eval_dataset
-    return {name: float(metrics[f"eval_{name}"]) for name in _CHECKED}, tokenized
+    evaluation = TRLBatchEvaluation(logged={name: float(metrics[f"eval_{name}"]) for name in _CHECKED},
+                                    tokens=trainer.eval_dataset, policy_model=trainer.model,
+                                    reference_model=trainer.ref_model)
+    try:
+        yield evaluation
+    finally:
+        evaluation.policy_model = evaluation.reference_model = None
+        _release(trainer)
 
 
-def completion_logps(model_dir, tokenized):
-    """Per pair, the log-probability the model at ``model_dir`` gives the chosen and the rejected completion after
-    its prompt: the sum over the completion's tokens of log p(token | everything before it).  Returns two arrays."""
+def completion_logps(model, tokenized):
+    """Per pair, the log-probability ``model`` gives the chosen and the rejected completion after its prompt: the sum
+    over the completion's tokens of log p(token | everything before it), one sequence at a time on the model's
+    device.  Returns two arrays."""
     import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    device = next(model.parameters()).device
+    model.eval()
     sums = {"chosen": [], "rejected": []}
     with torch.no_grad():
         for example in tokenized:
             prompt = list(example["prompt_ids"])
             for side in sums:
-                ids = torch.tensor([prompt + list(example[f"{side}_ids"])])
+                ids = torch.tensor([prompt + list(example[f"{side}_ids"])], device=device)
                 logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
                 picked = logprobs.gather(1, ids[0, 1:, None])[:, 0]
                 sums[side].append(float(picked[len(prompt) - 1 :].sum()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from .data import chat_token_ids, frame_of, set_padding
 __all__ = [
     "PREDICTION_COLUMNS", "CAUSAL_LM_REWARD_TOKEN", "ScoringStats", "RewardScorer", "CausalLMRewardScorer",
     "stage_dir",
-    "reward_model_dir", "load_trained_reward_model", "test_predictions", "shown_model_name", "score_off_the_shelf",
+    "reward_model_dir", "load_trained_reward_model", "in_float32", "test_predictions", "shown_model_name",
+    "score_off_the_shelf",
 ]
 
 PREDICTION_COLUMNS = ["ID", "prefID", "reward_chosen", "reward_rejected"]
@@ -67,20 +69,22 @@ class RewardScorer:
 
     @classmethod
     def load(cls, path: str | Path, cfg=None, device: str | None = None, max_length: int | None = None,
-             name: str | None = None) -> "RewardScorer":
+             name: str | None = None, dtype: str | None = None) -> "RewardScorer":
         """A saved reward model: this chapter's, or any hub / local reward model: a sequence classifier with one
         output (its logit is the reward), or a causal language model whose config names a ``...ForCausalLM``
         architecture (the reward is the logit of :data:`CAUSAL_LM_REWARD_TOKEN` after the chat, as
-        Llama-3.1-Nemotron-70B-Reward-HF publishes it); a classifier with several outputs is refused."""
+        Llama-3.1-Nemotron-70B-Reward-HF publishes it); a classifier with several outputs is refused.  The weights
+        load in ``dtype`` (a torch dtype's name), else in the profile's ``models.dtype``."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         from ..models import default_device
 
         kwargs = {}
-        if cfg is not None and cfg.models.dtype != "auto":
+        dtype = dtype or (cfg.models.dtype if cfg is not None else "auto")
+        if dtype != "auto":
             import torch
 
-            kwargs["dtype"] = getattr(torch, cfg.models.dtype)
+            kwargs["dtype"] = getattr(torch, dtype)
         tok = AutoTokenizer.from_pretrained(str(path))
         architectures = AutoConfig.from_pretrained(str(path)).architectures or []
         if any(a.endswith("ForCausalLM") for a in architectures):
@@ -197,6 +201,32 @@ def load_trained_reward_model(cfg, run_root: str | Path, device: str | None = No
         raise FileNotFoundError(f"{path} has no reward model: run chapter 03 (03_reward_model) first")
     return RewardScorer.load(path, cfg, device=device, max_length=cfg.reward.training.get("max_length"),
                              name="PsyCoPref reward model")
+
+
+@contextmanager
+def in_float32(scorer: RewardScorer):
+    """``scorer`` itself when its model is float32, else the same saved model loaded again in float32 (same device,
+    length limit and name), for chapter 03's check against TRL (:data:`psyco_utils.by_hand.FLOAT32_EVALUATION`).  A
+    copy loaded here is released on leaving the block."""
+    import gc
+
+    import torch
+
+    if scorer.model.dtype == torch.float32:
+        yield scorer
+        return
+    if scorer.source_path is None:
+        raise ValueError(f"{scorer.name}: a {scorer.model.dtype} model built in memory cannot be loaded again in "
+                         "float32; load it with RewardScorer.load()")
+    copy = type(scorer).load(scorer.source_path, device=str(scorer.device), max_length=scorer.max_length,
+                             name=scorer.name, dtype="float32")
+    try:
+        yield copy
+    finally:
+        copy.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def test_predictions(scorer: RewardScorer, test, batch_size: int = 32, progress: bool = False) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..by_hand import FLOAT32_EVALUATION
 from ..pair_schema import TEXT_COLUMNS, to_trl, validate
 from .data import frame_of, set_padding
 from ..layout import TrainedModelFolder
@@ -392,15 +393,20 @@ LOSS_CHECK_NAMES = {"loss": "eval_loss", "accuracy": "eval_accuracy", "margin": 
 def trl_metrics_on_batch(cfg, scorer: RewardScorer, pairs) -> dict:
     """TRL's own loss, accuracy and mean margin for one batch of pairs (chapter 03's check of the Bradley-Terry loss):
     ``RewardTrainer(model=<the scorer's model>).evaluate()`` on exactly the pairs as one evaluation batch, with the
-    chapter's ``RewardConfig``.  The scorer's own model and tokenizer are evaluated, not a second copy."""
+    chapter's ``RewardConfig`` except mixed precision (:data:`psyco_utils.by_hand.FLOAT32_EVALUATION`).  The
+    scorer's own model and tokenizer are evaluated, not a second copy; it must be float32 (:func:`in_float32`)."""
     import tempfile
 
+    import torch
     from trl import RewardTrainer
 
+    if scorer.model.dtype != torch.float32:
+        raise ValueError(f"the loss check evaluates in float32, and {scorer.name} is {scorer.model.dtype}: pass "
+                         "reward.in_float32(scorer)")
     frame = frame_of(pairs)
     data = to_trl(frame, "pairs of the loss check")
     with tempfile.TemporaryDirectory() as scratch:
-        args = reward_config(cfg, scratch, has_dev=False, per_device_eval_batch_size=len(frame))
+        args = reward_config(cfg, scratch, has_dev=False, per_device_eval_batch_size=len(frame), **FLOAT32_EVALUATION)
         trainer = without_log_printing(RewardTrainer(model=scorer.model, args=args, train_dataset=data,
                                                      eval_dataset=data, processing_class=scorer.tokenizer))
         metrics = trainer.evaluate()
