@@ -45,7 +45,7 @@ overrides = []
 # %%
 import numpy as np
 
-from psyco_utils import checks, evaluate, human_reference, inputs, runtime, show, style
+from psyco_utils import checks, evaluate, human_reference, inputs, metrics, runtime, show, style
 from psyco_utils.by_hand import ByHandCheck
 
 show.paper_win_rates()
@@ -245,21 +245,25 @@ show.lc_estimators_note(result)
 
 # %% [markdown]
 # The book's estimator by hand, for the same policy and setting as the win-rate check above: Newton's method on the
-# log-likelihood, whose gradient is $\sum_i (s_i - p_i)(1, x_i)$ and whose Hessian is
-# $-\sum_i p_i (1 - p_i)(1, x_i)^\top (1, x_i)$. The evaluation code fits the same model with scikit-learn, which
-# adds a very weak penalty on the length coefficient ($C = 10^4$), so the two agree closely but not exactly: within
-# $10^{-3}$ on every quantity. When the model cannot be fitted (all wins, all losses, or no length variation), the evaluation code
-# reports the raw rate and the check compares that instead.
+# log-likelihood with the evaluation code's very weak penalty on the length coefficient, $\theta_1^2 / (2C)$ with
+# $C$ = `metrics.LC_PENALTY_C` ($10^4$). The gradient is $\sum_i (s_i - p_i)(1, x_i) - (0, \theta_1 / C)$ and the
+# Hessian $-\sum_i p_i (1 - p_i)(1, x_i)^\top (1, x_i) - \mathrm{diag}(0, 1/C)$. Where the fit has a maximum the
+# penalty changes almost nothing; where the verdicts are separable by length (every longer answer wins, say) the
+# unpenalised likelihood has none and Newton's steps would run off, and the penalty is what keeps the coefficient
+# finite. The evaluation code fits the same objective with scikit-learn's L-BFGS, so the two must agree within
+# $10^{-3}$ on every quantity. When the model cannot be fitted (all wins, all losses, or no length variation), the
+# evaluation code reports the raw rate and the check compares that instead.
 
 # %%
 delta = (rows["policy_words"] - rows["reference_words"]).to_numpy(dtype=float)
 fitted = result.length_controlled.loc[(setting, name)]
 if fitted["fitted"]:
     x = np.column_stack([np.ones(len(delta)), np.tanh(delta / delta.std())])
+    penalty = np.diag([0.0, 1 / metrics.LC_PENALTY_C])  # on the length coefficient only
     theta = np.zeros(2)
     for _ in range(25):
         p = 1 / (1 + np.exp(-x @ theta))
-        theta += np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x, x.T @ (outcome - p))
+        theta += np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x + penalty, x.T @ (outcome - p) - penalty @ theta)
     lc_by_hand = {"intercept": theta[0], "length coefficient": theta[1],
                   "LC win rate": 1 / (1 + np.exp(-theta[0]))}
 else:

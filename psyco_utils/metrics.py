@@ -421,11 +421,11 @@ def length_controlled_win_rate(outcomes: Sequence[str | None], policy_lengths, r
     x = tanh((len_policy - len_reference) / s), where s is the standard deviation (ddof 0) of the length differences
     over the usable items.  We chose this (AlpacaEval 2's own standardised, tanh-bounded length term) over a log
     length ratio because it is defined for zero lengths and the tanh keeps a few very long responses from dominating
-    the fit.  Fitted by ``sklearn.linear_model.LogisticRegression`` (lbfgs to a tolerance of 1e-10, C = 1e4:
-    practically unpenalised, the intercept never penalised); each win enters as label 1 with weight 1, each loss as
-    label 0 with weight 1, and each tie twice, as label 1 and as label 0 with weight 0.5 each.  The length-controlled
-    win rate is the prediction with the length term set to zero, sigmoid(intercept): the judge's preference between
-    responses of equal length.
+    the fit.  Fitted by ``sklearn.linear_model.LogisticRegression`` (lbfgs to a tolerance of 1e-10,
+    C = :data:`LC_PENALTY_C`: practically unpenalised, the intercept never penalised); each win enters as label 1
+    with weight 1, each loss as label 0 with weight 1, and each tie twice, as label 1 and as label 0 with weight 0.5
+    each.  The length-controlled win rate is the prediction with the length term set to zero, sigmoid(intercept):
+    the judge's preference between responses of equal length.
 
     Returns a dict: ``n`` (usable outcomes), ``excluded`` (None/NaN outcomes), ``win_rate`` (raw, as
     :func:`win_rate`), ``lc_win_rate``, ``intercept``, ``length_coefficient``, ``length_scale`` (s),
@@ -480,6 +480,12 @@ def _unfittable(scores: np.ndarray, scale: float) -> str:
     return ""
 
 
+#: scikit-learn's inverse penalty strength in the book's length-controlled fit: a penalty of
+#: length_coefficient ** 2 / (2 * C) on the log-likelihood, weak enough to change almost nothing where the fit has a
+#: maximum, and enough to give it one where the verdicts are separable by length (chapter 06's by-hand fit adds it too).
+LC_PENALTY_C = 1e4
+
+
 def _fit_length_model(diff: np.ndarray, scores: np.ndarray, scale: float, seed: int) -> dict:
     """The logistic regression of :func:`length_controlled_win_rate` (ties as half a win and half a loss)."""
     x = np.tanh(diff / scale)
@@ -489,8 +495,8 @@ def _fit_length_model(diff: np.ndarray, scores: np.ndarray, scale: float, seed: 
     use = w > 0  # a win adds no loss row, a loss no win row
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model = LogisticRegression(C=1e4, tol=1e-10, max_iter=1000, random_state=seed).fit(X[use], y[use],
-                                                                                           sample_weight=w[use])
+        model = LogisticRegression(C=LC_PENALTY_C, tol=1e-10, max_iter=1000, random_state=seed).fit(
+            X[use], y[use], sample_weight=w[use])
     intercept, coef = float(model.intercept_[0]), float(model.coef_[0, 0])
     note = ("the logistic regression did not converge (nearly separable by length); read with care"
             if any(issubclass(c.category, ConvergenceWarning) for c in caught) else "")

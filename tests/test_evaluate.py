@@ -1,6 +1,8 @@
 """Chapter 06's evaluation: judging in both orders, the result object, the checks, the artifacts, freeing each
 generator, and the figures, tables and findings the page shows."""
 
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -412,3 +414,42 @@ def test_the_human_reference_is_saved_with_the_win_rates(tmp_path):
         against.verdicts)
     saved = setup.layout.load_win_rates()["human_reference"]
     assert saved["n"] == 3 and saved["stand_in"] is False and "DPO" in saved["win_rates"]
+
+
+def _chapter_cell(notebook: str, marker: str) -> str:
+    """The source of the one code cell of ``notebooks/<notebook>.py`` (jupytext percent format) that holds
+    ``marker``."""
+    source = (Path(__file__).resolve().parent.parent / "notebooks" / f"{notebook}.py").read_text(encoding="utf-8")
+    cells = [cell.split("\n", 1)[1] for cell in source.split("\n# %%")[1:] if not cell.startswith(" [markdown]")]
+    found = [cell for cell in cells if marker in cell]
+    assert len(found) == 1, f"{len(found)} cells of {notebook}.py hold {marker!r}"
+    return found[0]
+
+
+@pytest.mark.parametrize("verdicts", ["separable by length", "mixed"])
+def test_chapter_06s_length_controlled_fit_by_hand_equals_the_evaluation_codes(verdicts):
+    """The cell of chapter 06 that fits the length model by hand, run on verdicts the evaluation code fits: it must
+    agree with scikit-learn's fit within the chapter's tolerance, also when every longer answer wins (the fit has no
+    maximum without the penalty; unpenalised Newton steps ran off to a singular Hessian or a coefficient far from
+    scikit-learn's, and the check stopped the colab stand-in run)."""
+    from psyco_utils import metrics
+    from psyco_utils.by_hand import ByHandCheck
+
+    rng = np.random.default_rng(3)
+    policy_words, reference_words = rng.integers(40, 160, 8), rng.integers(40, 160, 8)
+    longer = policy_words > reference_words
+    wins = longer if verdicts == "separable by length" else rng.random(8) < 0.6
+    wins[0], wins[1] = True, False  # both labels present: the model is fitted
+    overall = pd.DataFrame({"setting": "no constraint", "policy": "DPO", "item": range(8),
+                            "outcome": np.where(wins, "win", "loss"), "policy_words": policy_words,
+                            "reference_words": reference_words})
+    result = type("Result", (), {"length_controlled": evaluate._length_controlled(overall, seed=0,
+                                                                                  estimator="minimal",
+                                                                                  against_itself=False)})
+    namespace = {"np": np, "ByHandCheck": ByHandCheck, "show": show, "metrics": metrics, "result": result,
+                 "rows": overall, "outcome": wins.astype(float), "setting": "no constraint", "name": "DPO"}
+    exec(_chapter_cell("06_win_rate", "lc_by_hand = {"), namespace)
+    check = namespace["lc_check"]
+    assert result.length_controlled.loc[("no constraint", "DPO"), "fitted"]
+    assert check.agrees, check.table
+    assert set(check.by_hand) == {"intercept", "length coefficient", "LC win rate"}
