@@ -521,8 +521,25 @@ def build(executed_dir: Path) -> int:
     return rc
 
 
-def _cells_signature(nb) -> list[tuple[str, str]]:
-    return [(c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
+def _cell_signature(cell) -> tuple[str, str, tuple]:
+    return cell.cell_type, cell.source.strip(), tuple(cell.get("metadata", {}).get("tags", []))
+
+
+def _cells_signature(nb) -> list[tuple[str, str, tuple]]:
+    return [_cell_signature(c) for c in nb.cells]
+
+
+def _keep_cell_ids(nb, previous) -> None:
+    """Give each cell of ``nb`` the id of an unchanged cell of ``previous`` (same type, source and tags), in order, so
+    that a re-synced ``.ipynb`` differs from the committed one only in the cells that changed."""
+    unused: dict[tuple, list[str]] = {}
+    for cell in previous.cells:
+        if cell.get("id"):
+            unused.setdefault(_cell_signature(cell), []).append(cell["id"])
+    for cell in nb.cells:
+        ids = unused.get(_cell_signature(cell))
+        if ids:
+            cell["id"] = ids.pop(0)
 
 
 def sync(check: bool) -> int:
@@ -548,8 +565,11 @@ def sync(check: bool) -> int:
             if _cells_signature(committed) != _cells_signature(nb):
                 problems.append(f"{paired.relative_to(REPO_ROOT)} is out of sync with {source.name}")
         else:
-            if paired.exists() and _cells_signature(nbformat.read(paired, as_version=4)) == _cells_signature(nb):
+            previous = nbformat.read(paired, as_version=4) if paired.exists() else None
+            if previous is not None and _cells_signature(previous) == _cells_signature(nb):
                 continue  # already in sync: leave the file (and its cell ids) alone
+            if previous is not None:
+                _keep_cell_ids(nb, previous)
             jupytext.write(nb, paired)
             print(f"psyco-book: wrote {paired.relative_to(REPO_ROOT)}")
     for problem in problems:

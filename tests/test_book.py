@@ -39,6 +39,22 @@ def test_sync_check_catches_outputs_and_drift(tmp_path, monkeypatch):
     assert book.sync(check=True) == 0
 
 
+def test_sync_keeps_the_ids_of_unchanged_cells(tmp_path, monkeypatch):
+    """A re-synced notebook differs from the committed one only in the cells that changed."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_demo.py").write_text("# %% [markdown]\n# Intro\n\n# %%\nx = 1\n\n# %%\nprint(x)\n")
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    book.sync(check=False)
+    before = [c["id"] for c in nbformat.read(nbdir / "01_demo.ipynb", as_version=4).cells]
+    (nbdir / "01_demo.py").write_text("# %% [markdown]\n# Intro\n\n# %%\nx = 2\n\n# %%\nprint(x)\n")
+    book.sync(check=False)
+    after = [c["id"] for c in nbformat.read(nbdir / "01_demo.ipynb", as_version=4).cells]
+    assert after[0] == before[0] and after[2] == before[2] and after[1] != before[1]
+    assert len(set(after)) == 3
+
+
 def test_run_stops_at_failing_cell_and_keeps_partial_notebook(tmp_path, monkeypatch, capsys):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
