@@ -48,10 +48,13 @@ check-pages: install
 	$(PY) -m psyco_book.browsercheck _build/html --screenshots _build/screenshots
 
 # The colab and paper profiles end to end on a CPU: stand-in models, source fixtures, the loopback OpenAI-compatible
-# server, sizes shrunk by standin/overlay.yaml (everything under runs/standin/). STANDIN_PROFILES=colab for one.
+# server, sizes shrunk by standin/overlay.yaml (everything under STANDIN_ROOT). STANDIN_PROFILES=colab for one;
+# STANDIN_PRECISION=bf16-cpu for bf16 weights and bf16 autocast on the CPU (the paper's precision, without a GPU).
 STANDIN_PROFILES ?= colab paper
+STANDIN_PRECISION ?= float32
+STANDIN_ROOT ?= runs/standin
 standin: install
-	$(PY) -m standin.run --profile $(STANDIN_PROFILES)
+	$(PY) -m standin.run --profile $(STANDIN_PROFILES) --precision $(STANDIN_PRECISION) --root $(STANDIN_ROOT)
 
 benchmark: install
 	$(PY) benchmarks/run.py

@@ -352,7 +352,7 @@ show.reward_ablation_with_paper(reward.ablation_with_paper(evaluation.comparison
 check = checks.require(
     chapter, "reward model beats chance and the length baseline",
     evaluation.beats_chance and evaluation.above_length_baseline,
-    evaluation.check_message())
+    evaluation.check_message(), model_quality=True)
 show.reward_check_findings(evaluation, check)
 
 # %% [markdown]

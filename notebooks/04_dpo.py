@@ -257,6 +257,6 @@ show.dpo_beside_the_paper(dpo, args, cfg.name)
 
 # %%
 raised = checks.require(chapter, "DPO raises the held-out reward",
-                        dpo.change.reward_gain > 0, dpo.change.reward_line())
+                        dpo.change.reward_gain > 0, dpo.change.reward_line(), model_quality=True)
 _ = chapter.finish(dpo.headline())
 show.dpo_findings(dpo, styles)

@@ -254,6 +254,6 @@ show.dpo_iter_beside_the_paper(result, args, cfg.name)
 started_from = "DPO" if cfg.dpo_iter.start_from == "dpo" else "base"
 rose = checks.require(chapter, f"held-out reward: {started_from} < DPO-Iter",
                       comparison.rises([started_from, "DPO-Iter"]),
-                      comparison.reward_line())
+                      comparison.reward_line(), model_quality=True)
 _ = chapter.finish(result.headline())
 show.dpo_iter_findings(result, styles)

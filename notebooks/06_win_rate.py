@@ -370,8 +370,8 @@ show.crisis_example(probe)
 
 # %%
 saved = evaluate.save_evaluation(setup, answers, verdicts, result, probe)
-for name, holds, measured in evaluate.quality_checks(result):
-    checks.require(chapter, name, holds, measured)
+for name, holds, measured, model_quality in evaluate.quality_checks(result):
+    checks.require(chapter, name, holds, measured, model_quality=model_quality)
 
 # %% [markdown]
 # ## What we found

@@ -519,18 +519,19 @@ def runs_of_other_sizes(run_root: Path, own_size: str | None) -> dict[str, dict]
     return {size: entry for size, (_, entry) in sorted(found.items())}
 
 
-def quality_checks(result: EvaluationResult) -> list[tuple[str, bool, str]]:
-    """(name, holds, what was measured) of each check chapter 06 makes.  With the base policy as the reference: the
-    base policy against itself is exactly 50%, and the last policy beats the base policy.  An API reference has no
-    such fixed point, so there are none."""
+def quality_checks(result: EvaluationResult) -> list[tuple[str, bool, str, bool]]:
+    """(name, holds, what was measured, whether it tests what training achieved) of each check chapter 06 makes.
+    With the base policy as the reference: the base policy against itself is exactly 50% (a test of the evaluation
+    code), and the last policy beats the base policy (a test of the training).  An API reference has no such fixed
+    point, so there are none."""
     if not result.against_itself:
         return []
     base = result.rate("no constraint", "base")
-    found = [("base policy against itself is 50%", abs(base - 0.5) < 1e-9, f"base against itself: {base:.3f}")]
+    found = [("base policy against itself is 50%", abs(base - 0.5) < 1e-9, f"base against itself: {base:.3f}", False)]
     last = result.last_policy
     if last != "base":
         rate = result.rate("no constraint", last)
-        found.append((f"{last} beats the base policy", rate > 0.5, f"{last} against base: {rate:.1%}"))
+        found.append((f"{last} beats the base policy", rate > 0.5, f"{last} against base: {rate:.1%}", True))
     return found
 
 

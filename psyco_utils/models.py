@@ -71,14 +71,16 @@ def check_vllm(models: ModelsConfig) -> None:
 
 def check_precision(training: dict, section: str) -> None:
     """Mixed precision needs a CUDA GPU (and bf16 one of Ampere or newer): say so, and name the setting, before
-    transformers fails with a generic error."""
+    transformers fails with a generic error.  bf16 with ``use_cpu: true`` trains under bf16 autocast on the CPU, which
+    transformers supports, and needs no GPU (the stand-in run's ``--precision bf16-cpu``)."""
+    bf16_on_cpu = bool(training.get("bf16") and training.get("use_cpu"))
     for flag, gpu in (("fp16", "a GPU such as Colab's T4"), ("bf16", "an Ampere or newer GPU")):
-        if training.get(flag) and not has_gpu():
+        if training.get(flag) and not has_gpu() and not (flag == "bf16" and bf16_on_cpu):
             raise DeviceError(f"{section}.{flag} is true ({flag} mixed precision, for {gpu}) but no CUDA GPU is "
                               "visible (torch.cuda.is_available() is False). Run on a GPU runtime (Colab: Runtime > "
                               f"Change runtime type > T4 GPU), or set {section}.{flag}=false and models.dtype=float32 "
                               "to train on the CPU")
-    if training.get("bf16") and has_gpu():
+    if training.get("bf16") and has_gpu() and not bf16_on_cpu:
         import torch
 
         if not torch.cuda.is_bf16_supported():

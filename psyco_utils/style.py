@@ -288,8 +288,9 @@ def require_style_targets(chapter, styles: StyleComparison, trained: list[str]) 
     """The tiny world's style targets as the chapter's checks (:func:`psyco_utils.checks.require`): every policy's
     repeated-4-gram rate at most :data:`MAX_REPEATED_4GRAMS`, at least :data:`MIN_CLASSIFIABLE` of the baseline's
     samples classifiable, and each ``trained`` policy's empathic share above the baseline's with a paired interval
-    above 0.  Only when the policy is the tiny one, whose answers are made of the corpus's sentences; a real model
-    writes its own, so nothing is checked and an empty list is returned."""
+    above 0, each a check of what training achieved (``model_quality``).  Only when the policy is the tiny one, whose
+    answers are made of the corpus's sentences; a real model writes its own, so nothing is checked and an empty list
+    is returned."""
     from .checks import require
 
     if chapter.cfg.models.policy != "tiny":
@@ -297,14 +298,15 @@ def require_style_targets(chapter, styles: StyleComparison, trained: list[str]) 
     worst, rate = styles.max_repeated()
     results = [
         require(chapter, "no policy loops", rate <= MAX_REPEATED_4GRAMS,
-                f"highest repeated-4-gram rate {rate:.1%} ({worst}), at most {MAX_REPEATED_4GRAMS:.0%} allowed"),
+                f"highest repeated-4-gram rate {rate:.1%} ({worst}), at most {MAX_REPEATED_4GRAMS:.0%} allowed",
+                model_quality=True),
         require(chapter, "base samples have a style", styles.classifiable(styles.baseline) >= MIN_CLASSIFIABLE,
                 f"{styles.classifiable(styles.baseline):.0%} of {styles.baseline}'s samples classifiable, at least "
-                f"{MIN_CLASSIFIABLE:.0%} required"),
+                f"{MIN_CLASSIFIABLE:.0%} required", model_quality=True),
     ]
     for name in trained:
         results.append(require(chapter, f"{name} raises the empathic share", styles.empathic_rise(name)["ci_low"] > 0,
-                               styles.rise_line(name)))
+                               styles.rise_line(name), model_quality=True))
     return results
 
 

@@ -19,9 +19,10 @@ def _recorded(tmp_path):
 
 def test_enforce_raises_a_named_error_and_records_the_failure(tmp_path):
     with pytest.raises(checks.CheckFailed, match="'DPO raises the reward' failed: reward fell"):
-        checks.require(_chapter(tmp_path, "enforce"), "DPO raises the reward", False, "reward fell")
+        checks.require(_chapter(tmp_path, "enforce"), "DPO raises the reward", False, "reward fell",
+                       model_quality=True)
     assert _recorded(tmp_path) == [{"name": "DPO raises the reward", "passed": False, "message": "reward fell",
-                                    "mode": "enforce"}]
+                                    "mode": "enforce", "model_quality": True}]
 
 
 def test_report_records_shows_a_warning_box_and_goes_on(tmp_path, monkeypatch):
@@ -33,6 +34,7 @@ def test_report_records_shows_a_warning_box_and_goes_on(tmp_path, monkeypatch):
     assert 'class="admonition warning"' in box.data and "reward &lt;fell&gt;" in box.data
     assert metadata[checks.OUTPUT_METADATA_KEY]["name"] == "DPO raises the reward"
     assert _recorded(tmp_path)[0]["passed"] is False
+    assert _recorded(tmp_path)[0]["model_quality"] is False  # unmarked: a check of the code, which must hold
 
 
 def test_a_passing_check_is_recorded_once_per_name(tmp_path):

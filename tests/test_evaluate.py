@@ -103,12 +103,12 @@ def test_checks_hold_for_a_sound_run_and_fail_when_the_policy_loses(tmp_path):
     setup = _setup(tmp_path)
     answers = _answers()
     result = evaluate.summarise(setup, answers, evaluate.judge_answers(setup, answers))
-    assert [(name, holds) for name, holds, _ in evaluate.quality_checks(result)] == [
-        ("base policy against itself is 50%", True), ("DPO-Iter beats the base policy", True)]
+    assert [(name, holds, model_quality) for name, holds, _, model_quality in evaluate.quality_checks(result)] == [
+        ("base policy against itself is 50%", True, False), ("DPO-Iter beats the base policy", True, True)]
     for setting in answers:  # a swapped chosen/rejected upstream: the final policy writes less than the reference
         answers[setting]["DPO-Iter"] = ["Ok."] * len(QUESTIONS)
     result = evaluate.summarise(setup, answers, evaluate.judge_answers(setup, answers))
-    assert dict((n, h) for n, h, _ in evaluate.quality_checks(result))["DPO-Iter beats the base policy"] is False
+    assert dict((n, h) for n, h, _, _ in evaluate.quality_checks(result))["DPO-Iter beats the base policy"] is False
     api = _setup(tmp_path, reference="openai")
     assert evaluate.quality_checks(evaluate.summarise(api, answers, evaluate.judge_answers(api, answers))) == []
 

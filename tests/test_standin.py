@@ -182,6 +182,12 @@ def test_fp16_without_a_gpu_names_the_setting_before_training(monkeypatch):
         policy.train_dpo({"fp16": True}, "unused", None, Path("unused"), seed=0, section="dpo_iter.training")
     with pytest.raises(models.DeviceError, match=r"reward\.training\.bf16=false"):
         reward.reward_config(load_profile("tiny", ["reward.training.bf16=true"]), "unused")
+    on_cpu = reward.reward_config(load_profile("tiny", ["reward.training.bf16=true", "reward.training.use_cpu=true"]),
+                                  "unused")  # bf16 autocast on the CPU needs no GPU
+    assert on_cpu.bf16 and on_cpu.use_cpu
+    with pytest.raises(models.DeviceError, match=r"reward\.training\.fp16"):  # fp16 has no CPU autocast
+        reward.reward_config(load_profile("tiny", ["reward.training.fp16=true", "reward.training.use_cpu=true"]),
+                             "unused")
 
 
 def test_model_origin_reports_local_folders_as_local(tmp_path):
@@ -274,6 +280,35 @@ def test_the_run_names_every_paid_path_the_loopback_server_never_saw():
     assert standin_run.unserved_paths(paper, served) == []
 
 
+def test_a_failed_check_is_a_problem_unless_it_tests_what_training_achieved(tmp_path):
+    """Random-weight stand-ins may fail the checks of what training achieved, never a check that the code computes
+    what it should (a loss by hand against TRL's, every response judged)."""
+    checks = [{"name": "reward model beats chance", "passed": False, "message": "accuracy 25%", "mode": "report",
+               "model_quality": True},
+              {"name": "the DPO loss by hand equals TRL's", "passed": False, "message": "largest 6e-4",
+               "mode": "report", "model_quality": False},
+              {"name": "every split has pairs", "passed": True, "message": "yes", "mode": "report",
+               "model_quality": False}]
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {
+        "04_dpo": {"status": "checks failed", "finished": "now", "checks": checks}}}))
+    problems, recorded = standin_run.verify(tmp_path, rounds=1, chapters=["04_dpo"])
+    about_checks = [p for p in problems if "check " in p]
+    assert about_checks == ["chapter 04_dpo: check \"the DPO loss by hand equals TRL's\" failed: largest 6e-4 (only "
+                            "checks of what training achieved may fail on random-weight stand-ins)"]
+    assert len(recorded) == 3
+
+
+def test_only_checks_of_what_training_achieved_are_marked_so_in_the_chapters():
+    """The chapters mark exactly the checks of the models' quality; every other check must hold on stand-ins."""
+    marked = []
+    for notebook in sorted((standin_run.REPO_ROOT / "notebooks").glob("0*.py")):
+        for call in notebook.read_text(encoding="utf-8").split("checks.require(")[1:]:
+            if "model_quality=True" in call.split("\n\n")[0]:
+                marked.append(call.split('"')[1])
+    assert marked == ["reward model beats chance and the length baseline", "DPO raises the held-out reward",
+                      "held-out reward: {started_from} < DPO-Iter"]
+
+
 def test_contract_check_names_every_missing_artifact_and_unfinished_chapter(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"stages": {
         "01_dataset_construction": {"status": "ok", "finished": "now", "checks": []},
@@ -307,7 +342,12 @@ def test_precision_keeps_replaces_or_drops_the_overlays_precision_keys(tmp_path,
         assert all(getattr(half, s).training[precision] and not getattr(half, s).training[
             "fp16" if precision == "bf16" else "bf16"] for s in stages)
         assert half.dpo.training["per_device_train_batch_size"] == 8  # the sizes of the overlay still apply
-    with pytest.raises(ValueError, match="choose one of float32, preset, bf16, fp16"):
+        assert not any(getattr(half, s).training.get("use_cpu") for s in stages)
+    on_cpu = ProfileConfig.model_validate(standin_run.overlaid_profile(profile, paths, "bf16-cpu")[0])
+    assert on_cpu.models.dtype == "bfloat16"
+    assert all(getattr(on_cpu, s).training["bf16"] and getattr(on_cpu, s).training["use_cpu"]
+               and not getattr(on_cpu, s).training["fp16"] for s in stages)
+    with pytest.raises(ValueError, match="choose one of float32, bf16-cpu, preset, bf16, fp16"):
         standin_run.precision_overlay({}, "int8")
 
 

@@ -85,6 +85,7 @@ def test_the_tiny_worlds_style_targets_are_checked_only_for_the_tiny_policy(corp
     tiny = _Chapter("tiny")
     results = style.require_style_targets(tiny, styles, trained=["DPO"])
     assert [r.passed for r in results] == [False, True, True]  # the looping policy fails the first check
+    assert all(r.model_quality for r in results)  # what the policies write is what training achieved
     assert "looping DPO" in results[0].message
     assert style.require_style_targets(_Chapter("meta-llama/Llama-3.2-3B-Instruct"), styles, ["DPO"]) == []
 

@@ -282,8 +282,8 @@ def _checks_sentence(result) -> str | None:
     found = quality_checks(result)
     if not found:
         return None
-    held = [f"{name} ({measured})" for name, holds, measured in found if holds]
-    failed = [f"{name} ({measured})" for name, holds, measured in found if not holds]
+    held = [f"{name} ({measured})" for name, holds, measured, _ in found if holds]
+    failed = [f"{name} ({measured})" for name, holds, measured, _ in found if not holds]
     return ("Checks: " + ("; ".join(held) + " hold" if held else "")
             + ("; " if held and failed else "") + ("; ".join(failed) + " FAILED" if failed else "") + ".")
 
