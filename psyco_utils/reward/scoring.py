@@ -218,12 +218,12 @@ def in_float32(scorer: RewardScorer):
     if scorer.source_path is None:
         raise ValueError(f"{scorer.name}: a {scorer.model.dtype} model built in memory cannot be loaded again in "
                          "float32; load it with RewardScorer.load()")
-    copy = type(scorer).load(scorer.source_path, device=str(scorer.device), max_length=scorer.max_length,
-                             name=scorer.name, dtype="float32")
+    float32_copy = type(scorer).load(scorer.source_path, device=str(scorer.device), max_length=scorer.max_length,
+                                     name=scorer.name, dtype="float32")
     try:
-        yield copy
+        yield float32_copy
     finally:
-        copy.model = None
+        float32_copy.model = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
