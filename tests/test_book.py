@@ -17,16 +17,22 @@ from psyco_book import book, kernel
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _scratch_repository(tmp_path, monkeypatch) -> Path:
+    """``tmp_path`` as the repository psyco-book works in, with an empty ``notebooks/``, which is returned."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    return nbdir
+
+
 def test_committed_notebooks_are_in_sync_and_without_outputs():
     assert book.sync(check=True) == 0
 
 
 def test_sync_check_catches_outputs_and_drift(tmp_path, monkeypatch):
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
+    nbdir = _scratch_repository(tmp_path, monkeypatch)
     (nbdir / "01_demo.py").write_text("# %%\nprint('hi')\n")
-    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     assert book.sync(check=True) == 1  # the .ipynb is missing
     assert book.sync(check=False) == 0
     assert book.sync(check=True) == 0
@@ -41,11 +47,8 @@ def test_sync_check_catches_outputs_and_drift(tmp_path, monkeypatch):
 
 def test_sync_keeps_the_ids_of_unchanged_cells(tmp_path, monkeypatch):
     """A re-synced notebook differs from the committed one only in the cells that changed."""
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
+    nbdir = _scratch_repository(tmp_path, monkeypatch)
     (nbdir / "01_demo.py").write_text("# %% [markdown]\n# Intro\n\n# %%\nx = 1\n\n# %%\nprint(x)\n")
-    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     book.sync(check=False)
     before = [c["id"] for c in nbformat.read(nbdir / "01_demo.ipynb", as_version=4).cells]
     (nbdir / "01_demo.py").write_text("# %% [markdown]\n# Intro\n\n# %%\nx = 2\n\n# %%\nprint(x)\n")
@@ -56,16 +59,13 @@ def test_sync_keeps_the_ids_of_unchanged_cells(tmp_path, monkeypatch):
 
 
 def test_run_stops_at_failing_cell_and_keeps_partial_notebook(tmp_path, monkeypatch, capsys):
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
+    nbdir = _scratch_repository(tmp_path, monkeypatch)
     (nbdir / "01_ok.py").write_text(
         '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nimport json, pathlib\n'
         'pathlib.Path("seen.json").write_text(json.dumps([profile, overrides]))\n')
     (nbdir / "02_boom.py").write_text(
         '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nx = 1\n\n# %%\nraise ValueError("bad cell")\n')
     (nbdir / "03_never.py").write_text('# %%\nopen("never", "w")\n')
-    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path / "runs"))
     rc = book.run("tiny", None, ["seed=3"], tmp_path / "executed")
     err = capsys.readouterr().err
@@ -116,13 +116,10 @@ def test_every_chapter_records_its_stage_under_its_own_name():
 
 
 def test_a_failed_chapter_is_recorded_with_its_cell_and_never_finished(tmp_path, monkeypatch, capsys):
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
+    nbdir = _scratch_repository(tmp_path, monkeypatch)
     (nbdir / "01_boom.py").write_text(
         '# %% tags=["parameters"]\nprofile = "x"\noverrides = []\n\n# %%\nfrom psyco_utils import runtime\n'
         'chapter = runtime.start_chapter(profile, overrides, stage="01_boom")\n\n# %%\nraise ValueError("bad cell")\n')
-    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path / "runs"))
     manifest_path = tmp_path / "runs" / "tiny" / "manifest.json"
     manifest_path.parent.mkdir(parents=True)
@@ -138,8 +135,7 @@ def test_a_failed_chapter_is_recorded_with_its_cell_and_never_finished(tmp_path,
 
 def _executed_book(tmp_path, monkeypatch, outputs_by_chapter: dict) -> Path:
     """A scratch repository with chapters 01 and 02 executed into ``elsewhere/`` with the given outputs."""
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
+    nbdir = _scratch_repository(tmp_path, monkeypatch)
     executed = tmp_path / "elsewhere"
     executed.mkdir()
     for stem in ("01_one", "02_two"):
@@ -157,8 +153,6 @@ def _executed_book(tmp_path, monkeypatch, outputs_by_chapter: dict) -> Path:
         'title: scratch\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: "off"\n')
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
                                        "  - file: executed/01_one\n  - file: executed/02_two\n")
-    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     return executed
 
 
@@ -293,11 +287,8 @@ def test_judge_progress_reaches_the_terminal_and_not_the_notebook(tmp_path):
 
 
 def test_a_paid_run_prints_its_estimate_first_and_records_it_beside_the_actual(tmp_path, monkeypatch, capsys):
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
+    nbdir = _scratch_repository(tmp_path, monkeypatch)
     (nbdir / "01_nothing.py").write_text('# %%\nprint("nothing paid here")\n')
-    monkeypatch.setattr(book, "NOTEBOOK_DIR", nbdir)
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     monkeypatch.setenv("PSYCO_RUNS_DIR", str(tmp_path / "runs"))
     assert book.run("colab", None, ["data.max_statements=100"], tmp_path / "executed") == 0
     out = capsys.readouterr().out
