@@ -69,6 +69,18 @@ def check_vllm(models: ModelsConfig) -> None:
                           "type > T4 GPU), or set models.generation_backend=auto to generate with transformers")
 
 
+def release_unused_memory() -> None:
+    """Collect garbage and, on a GPU, empty PyTorch's CUDA cache: called once the last reference to a model is
+    dropped, so that the next model loaded has the memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def check_precision(training: dict, section: str) -> None:
     """Mixed precision needs a CUDA GPU (and bf16 one of Ampere or newer): say so, and name the setting, before
     transformers fails with a generic error.  bf16 with ``use_cpu: true`` trains under bf16 autocast on the CPU, which
@@ -274,6 +286,6 @@ def load_generator(name_or_path: str, models: ModelsConfig, tensor_parallel_size
 
 __all__ = [
     "DeviceError", "GenerationStats", "resolve_model_path", "model_origin", "has_gpu", "check_vllm",
-    "check_precision", "load_tokenizer", "load_policy", "load_reward_backbone", "default_device",
+    "check_precision", "release_unused_memory", "load_tokenizer", "load_policy", "load_reward_backbone", "default_device",
     "vllm_available", "chat_prompts", "generate_responses", "load_generator",
 ]

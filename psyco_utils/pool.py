@@ -51,7 +51,6 @@ When a generator's settings change, its partials of other fingerprints are remov
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
@@ -142,15 +141,13 @@ class LoadedGenerator:
 
 def release_generator(loaded: LoadedGenerator) -> None:
     """Free a generator: its references dropped, a vLLM engine shut down, garbage collected, the CUDA cache emptied."""
-    import torch
+    from .models import release_unused_memory
 
     model, loaded.model, loaded.tokenizer = loaded.model, None, None
     if model is not None and loaded.backend == "vllm":
         shutdown_vllm(model)
     del model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_unused_memory()
 
 
 def shutdown_vllm(llm) -> None:

@@ -11,7 +11,6 @@ seed and starting policy, the saved model is kept and its record tells what the 
 
 from __future__ import annotations
 
-import gc
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,15 +185,13 @@ def _merged(model):
 
 def _release(trainer) -> None:
     """Drop the trainer's models and optimizer so the sampling that follows has the memory (and the GPU)."""
-    import torch
+    from ..models import release_unused_memory
 
     for name in ("model", "model_wrapped", "ref_model", "optimizer", "lr_scheduler"):
         if hasattr(trainer, name):
             setattr(trainer, name, None)
     trainer.accelerator.free_memory()
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_unused_memory()
 
 
 def train_or_reuse(trainer, inputs: TrainingInputs, reuse: bool = True) -> TrainingRun:

@@ -208,9 +208,9 @@ def in_float32(scorer: RewardScorer):
     """``scorer`` itself when its model is float32, else the same saved model loaded again in float32 (same device,
     length limit and name), for chapter 03's check against TRL (:data:`psyco_utils.by_hand.FLOAT32_EVALUATION`).  A
     copy loaded here is released on leaving the block."""
-    import gc
-
     import torch
+
+    from ..models import release_unused_memory
 
     if scorer.model.dtype == torch.float32:
         yield scorer
@@ -224,9 +224,7 @@ def in_float32(scorer: RewardScorer):
         yield float32_copy
     finally:
         float32_copy.model = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_unused_memory()
 
 
 def test_predictions(scorer: RewardScorer, test, batch_size: int = 32, progress: bool = False) -> pd.DataFrame:
@@ -250,9 +248,7 @@ def shown_model_name(name: str) -> str:
 def score_off_the_shelf(cfg, test, batch_size: int = 8) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Rewards from the off-the-shelf reward models in ``cfg.reward.off_the_shelf`` (hub ids or local folders),
     each loaded as a sequence classifier and scored with :class:`RewardScorer`, then freed."""
-    import gc
-
-    import torch
+    from ..models import release_unused_memory
 
     out = {}
     for name in cfg.reward.off_the_shelf:
@@ -260,7 +256,5 @@ def score_off_the_shelf(cfg, test, batch_size: int = 8) -> dict[str, tuple[np.nd
                                    name=shown_model_name(name))
         out[scorer.name] = scorer.score_pairs(test, batch_size=batch_size)
         del scorer
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_unused_memory()
     return out
