@@ -47,6 +47,8 @@ FIXTURE_KINDS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": 
 DEFAULT_ROOT = REPO_ROOT / "runs" / "standin"
 PROFILES = ("colab", "paper")
 PRECISIONS = ("float32", "bf16-cpu", "preset", "bf16", "fp16")
+#: The precisions a machine without CUDA can run.
+CPU_PRECISIONS = ("float32", "bf16-cpu")
 #: The profile sections whose training settings hold the precision.
 TRAINED_STAGES = ("reward", "dpo", "dpo_iter")
 #: The overlay's keys that decide precision (see standin/overlay.yaml); --precision replaces them.
@@ -368,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="float32 (default, runs anywhere); bf16-cpu (bf16 weights and autocast on the CPU); on a "
                              "CUDA GPU: preset (each preset's own), bf16, fp16")
     args = parser.parse_args(argv)
-    if args.precision not in ("float32", "bf16-cpu") and not _cuda_available():
+    if args.precision not in CPU_PRECISIONS and not _cuda_available():
         parser.error(f"--precision {args.precision} needs a CUDA GPU and none is visible; on a CPU use the default "
-                     "--precision float32")
+                     "--precision float32, or bf16-cpu for bf16 weights and autocast on the CPU")
     root = args.root.resolve()
     prepared = [prepare_profile(profile, root, args.keep, args.precision) for profile in args.profile]
     start = time.perf_counter()
