@@ -90,7 +90,7 @@ def trl_evaluation_on_batch(policy_dir, reference_dir, pairs, training: dict, se
     from .. import pair_schema
     from ..models import load_tokenizer
     from ..training import without_log_printing
-    from .training import _release, dpo_config
+    from .training import dpo_config, release_trainer
 
     data = pair_schema.to_trl(pairs, "DPO pairs of the loss check")
     with tempfile.TemporaryDirectory() as scratch:
@@ -109,7 +109,7 @@ def trl_evaluation_on_batch(policy_dir, reference_dir, pairs, training: dict, se
         yield evaluation
     finally:
         evaluation.policy_model = evaluation.reference_model = None
-        _release(trainer)
+        release_trainer(trainer)
 
 
 def completion_logps(model, tokenized):

@@ -23,7 +23,7 @@ from ..training import TrainingOutcome, train_seconds, without_log_printing
 
 __all__ = ["TrainingInputs", "TrainingRun", "dpo_config", "lora_config", "training_inputs", "previous_record",
            "previous_run",
-           "train_or_reuse", "save_trained", "train_dpo", "dpo_trainer", "config_table"]
+           "train_or_reuse", "save_trained", "train_dpo", "dpo_trainer", "release_trainer", "config_table"]
 
 #: The columns of a pair that decide what DPO learns (the fingerprint's data).
 _PAIR_TEXT = list(pair_schema.TEXT_COLUMNS)
@@ -183,7 +183,7 @@ def _merged(model):
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
-def _release(trainer) -> None:
+def release_trainer(trainer) -> None:
     """Drop the trainer's models and optimizer so the sampling that follows has the memory (and the GPU)."""
     from ..models import release_unused_memory
 
@@ -200,7 +200,7 @@ def train_or_reuse(trainer, inputs: TrainingInputs, reuse: bool = True) -> Train
     the same steps out).  Either way the trainer is spent afterwards: its models are released."""
     earlier = previous_run(inputs, reuse)
     if earlier is not None:
-        _release(trainer)
+        release_trainer(trainer)
         return earlier
     without_log_printing(trainer).train()
     return save_trained(trainer, inputs)
@@ -226,7 +226,7 @@ def save_trained(trainer, inputs: TrainingInputs) -> TrainingRun:
         shutil.rmtree(TrainedModelFolder(inputs.out_dir).checkpoints, ignore_errors=True)
         save_record(inputs.out_dir, inputs.key, run.record())
     wait_for_everyone()
-    _release(trainer)
+    release_trainer(trainer)
     return run
 
 
